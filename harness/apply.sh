@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Bring $WORK to "pristine kernel + our overlay files + our patch series",
+# touching only the files whose content changes, so kbuild stays incremental.
+source "$(dirname "$0")/lib.sh"
+
+[ -f "$PRISTINE/.blksnap-version" ] || die "no kernel source; run harness/setup.sh"
+
+# Overlay files: everything in the repository at a kernel path.
+overlay_files() {
+	(cd "$REPO" && git ls-files --cached --others --exclude-standard -- \
+		block include drivers rust Documentation tools scripts samples 2>/dev/null |
+		while read -r f; do [ -f "$f" ] && echo "$f"; done)
+}
+
+patch_files() {
+	grep -v '^\s*\(#\|$\)' "$REPO/patches/series" | awk '{print $1}'
+}
+
+# Upstream files the series edits.
+patched_targets() {
+	local p
+	for p in $(patch_files); do
+		sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$REPO/patches/$p"
+	done | sort -u
+}
+
+if [ ! -d "$WORK" ]; then
+	log "work tree: copying pristine source (once)"
+	mkdir -p "$(dirname "$WORK")"
+	cp -a "$PRISTINE" "$WORK.tmp"
+	mv "$WORK.tmp" "$WORK"
+fi
+
+# Build the wanted content of every file we own in a staging tree.
+STAGE=$(mktemp -d "$CACHE/stage.XXXX")
+trap 'rm -rf "$STAGE"' EXIT
+
+for f in $(patched_targets); do
+	mkdir -p "$STAGE/$(dirname "$f")"
+	[ -f "$PRISTINE/$f" ] && cp "$PRISTINE/$f" "$STAGE/$f"
+done
+for p in $(patch_files); do
+	patch -d "$STAGE" -p1 -s --no-backup-if-mismatch -f <"$REPO/patches/$p" >/dev/null ||
+		die "patch $p does not apply to $(cat "$PRISTINE/.blksnap-version")"
+done
+for f in $(overlay_files); do
+	if [ -f "$STAGE/$f" ]; then
+		die "$f is both an overlay file and patched: keep one"
+	fi
+	mkdir -p "$STAGE/$(dirname "$f")"
+	cp "$REPO/$f" "$STAGE/$f"
+done
+
+# Copy what changed; restore what we no longer own.
+changed=0
+(cd "$STAGE" && find . -type f | sed 's|^\./||' | sort) >"$STAGE.list"
+while read -r f; do
+	if ! cmp -s "$STAGE/$f" "$WORK/$f"; then
+		mkdir -p "$WORK/$(dirname "$f")"
+		cp "$STAGE/$f" "$WORK/$f"
+		changed=$((changed + 1))
+	fi
+done <"$STAGE.list"
+if [ -f "$WORK/.blksnap-owned" ]; then
+	comm -23 "$WORK/.blksnap-owned" "$STAGE.list" | while read -r f; do
+		if [ -f "$PRISTINE/$f" ]; then
+			cp -p "$PRISTINE/$f" "$WORK/$f"
+		else
+			rm -f "$WORK/$f"
+		fi
+		log "apply: released $f"
+	done
+fi
+mv "$STAGE.list" "$WORK/.blksnap-owned"
+log "apply: $(wc -l <"$WORK/.blksnap-owned") files owned, $changed updated"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# lint.sh SERIESDIR: style checks, one KTAP-like result line per check.
+#   checkpatch.pl on every patch of the format-patch series
+#   kernel-doc -Wall on our C sources and headers
+#   rustfmt --check on our Rust files (once there are any)
+source "$(dirname "$0")/lib.sh"
+
+series=$1
+n=0
+result() { # status name [detail]
+	n=$((n + 1))
+	if [ "$1" = ok ]; then echo "ok $n $2"; else echo "not ok $n $2 # $3"; fi
+}
+
+for p in "$series"/*.patch; do
+	name=lint:checkpatch:$(basename "$p" .patch)
+	# New files are listed in MAINTAINERS by the filter patch itself.
+	if report=$("$WORK/scripts/checkpatch.pl" --no-tree -q --ignore FILE_PATH_CHANGES "$p" 2>&1); then
+		result ok "$name"
+	else
+		echo "$report" | sed 's/^/#   /'
+		result fail "$name" "checkpatch complained"
+	fi
+done
+
+mapfile -t csrc < <(cd "$REPO" && git ls-files --cached --others --exclude-standard -- \
+	'block/*.c' 'include/*.h' 'drivers/*.c' 'drivers/*.h' | while read -r f; do [ -f "$f" ] && echo "$f"; done)
+for f in "${csrc[@]}"; do
+	report=$(cd "$WORK" && scripts/kernel-doc -none -Wall "$f" 2>&1 || true)
+	if [ -z "$report" ]; then
+		result ok "lint:kernel-doc:$f"
+	else
+		echo "$report" | sed 's/^/#   /'
+		result fail "lint:kernel-doc:$f" "kernel-doc warnings"
+	fi
+done
+
+mapfile -t rsrc < <(cd "$REPO" && git ls-files --cached --others --exclude-standard -- \
+	'*.rs' | while read -r f; do [ -f "$f" ] && echo "$f"; done)
+if [ ${#rsrc[@]} -gt 0 ]; then
+	if report=$(cd "$WORK" && rustfmt --check --config-path .rustfmt.toml "${rsrc[@]}" 2>&1); then
+		result ok "lint:rustfmt"
+	else
+		echo "$report" | head -40 | sed 's/^/#   /'
+		result fail "lint:rustfmt" "rustfmt would reformat"
+	fi
+fi
+echo "1..$n"

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Count the results of one guest run.
+
+results.log holds the kselftest programs' KTAP output framed by the guest's
+"# selftest:" / "# exit:" lines; console.log holds the kernel log with the
+KUnit KTAP output.  Every test case counts once.  A program that dies before
+reporting all planned cases fails the missing ones; any kernel splat in the
+console fails the run.  Prints one line per case and "N passed, N failed,
+N skipped" at the end (summary line left to the caller with --no-summary).
+"""
+import re
+import sys
+
+SPLATS = [
+    r"BUG:", r"WARNING:", r"Call Trace:", r"Kernel panic", r"Oops",
+    r"general protection fault", r"UBSAN:", r"possible circular locking",
+    r"possible recursive locking", r"INFO: task .* blocked",
+    r"inconsistent lock state", r"suspicious RCU usage", r"kmemleak: .* new suspected",
+    r"watchdog: BUG: soft lockup", r"KFENCE:", r"list_add corruption",
+]
+RESULT = re.compile(r"^(not ok|ok) (\d+) (?:- )?([^#]*?)\s*(?:#\s*(.*))?$")
+
+
+class Tally:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+        self.lines = []
+
+    def add(self, status, name, note=""):
+        if status == "ok":
+            self.passed += 1
+        elif status == "skip":
+            self.skipped += 1
+        else:
+            self.failed += 1
+        self.lines.append(f"{status.upper():4} {name}" + (f"  # {note}" if note else ""))
+
+
+def parse_selftests(text, tally):
+    program = None
+    plan = seen = 0
+    failed_here = False
+    for line in text.splitlines():
+        line = line.rstrip("\r")
+        m = re.match(r"^# selftest: (\S+)", line)
+        if m:
+            program, plan, seen, failed_here = m.group(1), 0, 0, False
+            continue
+        if program is None:
+            continue
+        m = re.match(r"^# exit: (\d+) (\S+)", line)
+        if m:
+            rc = int(m.group(1))
+            for i in range(seen, plan):
+                tally.add("fail", f"{program}: case {i + 1} of {plan}", "never reported")
+            if plan == 0 and rc == 4:
+                tally.add("skip", program, "whole program skipped")
+            elif rc not in (0, 4) and not failed_here and seen >= plan:
+                tally.add("fail", program, f"exit status {rc}")
+            program = None
+            continue
+        m = re.match(r"^1\.\.(\d+)", line)
+        if m:
+            plan = int(m.group(1))
+            continue
+        m = RESULT.match(line)
+        if m:
+            status, _, name, directive = m.groups()
+            seen += 1
+            directive = directive or ""
+            if directive.upper().startswith("SKIP"):
+                tally.add("skip", f"{program}: {name}", directive)
+            elif status == "ok":
+                tally.add("ok", f"{program}: {name}")
+            else:
+                failed_here = True
+                tally.add("fail", f"{program}: {name}", directive)
+    if program is not None:
+        tally.add("fail", program, "output ends inside this program (guest died?)")
+
+
+def parse_kunit(console, tally):
+    """Leaf KUnit cases sit one level deep: four spaces, then ok/not ok."""
+    suites = 0
+    for line in console.splitlines():
+        line = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", line.rstrip("\r"))
+        if re.match(r"^    # Subtest: ", line):
+            suites += 1
+        m = re.match(r"^    (not ok|ok) \d+ (\S+)(?:\s*#\s*(.*))?$", line)
+        if m:
+            status, name, directive = m.groups()
+            directive = directive or ""
+            if directive.upper().startswith("SKIP"):
+                tally.add("skip", f"kunit: {name}", directive)
+            else:
+                tally.add("ok" if status == "ok" else "fail", f"kunit: {name}")
+    return suites
+
+
+def main():
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("rundir")
+    ap.add_argument("--expect-kunit", type=int, default=0,
+                    help="number of KUnit suites that must have run")
+    args = ap.parse_args()
+    console = open(f"{args.rundir}/console.log", errors="replace").read()
+    try:
+        results = open(f"{args.rundir}/results.log", errors="replace").read()
+    except FileNotFoundError:
+        results = ""
+
+    tally = Tally()
+    suites = parse_kunit(console, tally)
+    if suites < args.expect_kunit:
+        tally.add("fail", "kunit", f"{suites} of {args.expect_kunit} suites ran")
+    parse_selftests(results, tally)
+
+    if "BLKSNAP-RUN-END" not in results:
+        why = "watchdog timeout" if "BLKSNAP-WATCHDOG-TIMEOUT" in results else "guest stopped early"
+        tally.add("fail", "guest run completed", why)
+    splat = [l for l in console.splitlines() if any(re.search(p, l) for p in SPLATS)]
+    if splat:
+        tally.add("fail", "kernel log free of splats", splat[0].strip())
+    else:
+        tally.add("ok", "kernel log free of splats")
+
+    for l in tally.lines:
+        print(l)
+    print(f"RESULT {tally.passed} {tally.failed} {tally.skipped}")
+
+
+if __name__ == "__main__":
+    main()

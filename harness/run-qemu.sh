@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# run-qemu.sh FLAVOUR MODE RUNDIR: pack the guest, boot it under QEMU/TCG and
+# leave console.log (kernel) and results.log (tests) in RUNDIR.  A watchdog
+# kills QEMU after BLKSNAP_TIMEOUT seconds; that counts as a failed run.
+source "$(dirname "$0")/lib.sh"
+
+flavour=$1 mode=$2 rundir=$3
+out=$OUT_BASE/$flavour
+timeout_s=${BLKSNAP_TIMEOUT:-1200}
+mkdir -p "$rundir"
+rundir=$(cd "$rundir" && pwd)
+rm -f "$rundir"/{console,results}.log
+
+# --- user space: busybox, our tools and the selftests, all static
+root=$rundir/initramfs
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,selftests}
+cp /bin/busybox "$root/bin/busybox"
+cp "$REPO/harness/guest/init" "$root/init"
+cp "$REPO/harness/guest/demo.sh" "$root/demo.sh"
+chmod +x "$root/init"
+echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
+echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>"$root/etc/passwd"
+echo 'root:x:0:' >"$root/etc/group"
+
+kmake "$flavour" headers_install >/dev/null
+hdr=$out/usr/include
+gcc -static -O2 -Wall -isystem "$hdr" -o "$root/bin/blkfilter" "$REPO/harness/guest/blkfilter.c"
+
+for dir in "$WORK"/tools/testing/selftests/blksnap; do
+	suite=$(basename "$dir")
+	sout=$out/selftests/$suite
+	mkdir -p "$sout"
+	make -s -C "$dir" OUTPUT="$sout" KHDR_INCLUDES="-isystem $hdr" \
+		LDFLAGS=-static CC=gcc all >/dev/null
+	mkdir -p "$root/selftests/$suite"
+	progs=$(make -s -C "$dir" OUTPUT="$sout" -f - print-progs <<'MK'
+include Makefile
+print-progs:
+	@echo $(notdir $(TEST_GEN_PROGS) $(TEST_PROGS))
+MK
+)
+	for p in $progs; do
+		cp "$sout/$p" "$root/selftests/$suite/" 2>/dev/null || cp "$dir/$p" "$root/selftests/$suite/"
+	done
+	echo "$progs" | tr ' ' '\n' >"$root/selftests/$suite/list"
+	[ -f "$dir/settings" ] && cp "$dir/settings" "$root/selftests/$suite/"
+done
+
+if grep -q '^CONFIG_MODULES=y' "$out/.config"; then
+	kmake "$flavour" INSTALL_MOD_PATH="$root" modules_install >/dev/null
+fi
+(cd "$root" && find . | cpio -o -H newc --quiet) >"$rundir/initramfs.cpio"
+
+# --- disks: sparse files; vdb carries an MBR with two partitions
+truncate -s 0 "$rundir/vda.img" "$rundir/vdb.img"
+truncate -s 256M "$rundir/vda.img"
+truncate -s 256M "$rundir/vdb.img"
+printf 'label: dos\n,96M,L\n,,L\n' | sfdisk -q "$rundir/vdb.img" >/dev/null
+
+# --- boot
+append="console=ttyS0 panic=-1 blksnap.mode=$mode"
+append+=" loglevel=7"
+set +e
+timeout -k 10 "$timeout_s" qemu-system-x86_64 \
+	-machine q35 -accel tcg -cpu max -smp 2 -m 2G \
+	-display none -monitor none -no-reboot \
+	-kernel "$out/arch/x86/boot/bzImage" -initrd "$rundir/initramfs.cpio" \
+	-append "$append" \
+	-drive file="$rundir/vda.img",if=virtio,format=raw,cache=unsafe \
+	-drive file="$rundir/vdb.img",if=virtio,format=raw,cache=unsafe \
+	-serial file:"$rundir/console.log" -serial file:"$rundir/results.log"
+rc=$?
+set -e
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+	log "qemu: killed by the watchdog after ${timeout_s}s"
+	echo "BLKSNAP-WATCHDOG-TIMEOUT" >>"$rundir/results.log"
+fi
+exit 0

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Install everything the build, boot and test loop needs.  Idempotent: a
+# second run only checks.  Reaches only Debian's archive and crates.io.
+source "$(dirname "$0")/lib.sh"
+
+APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison
+	libelf-dev libssl-dev cpio kmod qemu-system-x86 busybox-static
+	e2fsprogs fdisk util-linux python3 gcc libc6-dev make perl git xz-utils
+	curl ca-certificates)
+
+install_apt() {
+	local missing=()
+	for p in "${APT_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "apt: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# apt-get against trixie-backports through a private sources list, so that the
+# bookworm system never learns about trixie.
+TRIXIE=$CACHE/apt-trixie
+trixie_apt() {
+	local cmd=$1
+	shift
+	"$cmd" -o Dir::Etc::SourceList="$TRIXIE/sources.list" \
+		-o Dir::Etc::SourceParts=/dev/null \
+		-o Dir::State::Lists="$TRIXIE/lists" \
+		-o Dir::Cache::Archives="$TRIXIE/archives" \
+		-o Debug::NoLocking=1 "$@"
+}
+
+trixie_init() {
+	mkdir -p "$TRIXIE/lists/partial" "$TRIXIE/archives/partial"
+	local keys=/usr/share/keyrings/debian-archive-trixie-stable.gpg
+	keys+=,/usr/share/keyrings/debian-archive-trixie-automatic.gpg
+	echo "deb [signed-by=$keys] http://deb.debian.org/debian $KERNEL_SUITE main" \
+		>"$TRIXIE/sources.list"
+	if [ -z "$(find "$TRIXIE/lists" -name '*Packages*' -mmin -1440 2>/dev/null)" ]; then
+		trixie_apt apt-get update -qq
+	fi
+}
+
+# Download one package version into $TRIXIE and print the .deb path.
+trixie_fetch() {
+	local pkg=$1 ver=$2 deb
+	deb=$(ls "$TRIXIE/${pkg}_${ver//:/%3a}_"*.deb 2>/dev/null | head -n1 || true)
+	if [ -z "$deb" ]; then
+		(cd "$TRIXIE" && trixie_apt apt-get download -qq "$pkg=$ver" 2>/dev/null)
+		deb=$(ls "$TRIXIE/${pkg}_${ver//:/%3a}_"*.deb | head -n1)
+	fi
+	echo "$deb"
+}
+
+fetch_kernel() {
+	local stamp=$PRISTINE/.blksnap-version ver=$KERNEL_VERSION_PIN
+	if [ -f "$stamp" ]; then
+		log "kernel: $(cat "$stamp") already extracted"
+		return 0
+	fi
+	if ! trixie_apt apt-cache madison "$KERNEL_PKG" | grep -qF "| $ver |"; then
+		ver=$(trixie_apt apt-cache madison "$KERNEL_PKG" | awk '{print $3}' |
+			sort -V | tail -n1)
+		[ -n "$ver" ] || die "$KERNEL_PKG is not in $KERNEL_SUITE"
+		log "WARNING: pinned $KERNEL_PKG $KERNEL_VERSION_PIN is gone;"
+		log "WARNING: FALLING BACK TO $ver, WHICH WAS NOT VERIFIED"
+	fi
+	local deb tmp
+	deb=$(trixie_fetch "$KERNEL_PKG" "$ver")
+	tmp=$(mktemp -d "$CACHE/extract.XXXX")
+	dpkg-deb -x "$deb" "$tmp"
+	rm -rf "$PRISTINE" && mkdir -p "$PRISTINE"
+	tar -xJf "$tmp"/usr/src/linux-source-7.3.tar.xz -C "$PRISTINE" --strip-components=1
+	rm -rf "$tmp"
+	echo "$KERNEL_PKG $ver" >"$stamp"
+	log "kernel: extracted $KERNEL_PKG $ver"
+}
+
+# Debian's rust-src of exactly the rustc version, so that the core library the
+# kernel builds matches the compiler, clippy and rustfmt.
+fetch_rust_src() {
+	local rv ver deb tmp
+	rv=$(rustc --version | awk '{print $2}')
+	if [ -f "$TOOLS/rust-src/.version" ] && [ "$(cat "$TOOLS/rust-src/.version")" = "$rv" ]; then
+		return 0
+	fi
+	ver=$(trixie_apt apt-cache madison rust-src | awk '{print $3}' |
+		grep "^$rv+" | sort -V | tail -n1)
+	[ -n "$ver" ] || die "no Debian rust-src for rustc $rv in $KERNEL_SUITE"
+	deb=$(trixie_fetch rust-src "$ver")
+	tmp=$(mktemp -d "$CACHE/extract.XXXX")
+	dpkg-deb -x "$deb" "$tmp"
+	rm -rf "$TOOLS/rust-src" && mkdir -p "$TOOLS/rust-src"
+	mv "$tmp"/usr/lib/rustlib/src/rust/library "$TOOLS/rust-src/library"
+	rm -rf "$tmp"
+	echo "$rv" >"$TOOLS/rust-src/.version"
+	log "rust-src: Debian $ver for rustc $rv"
+}
+
+install_bindgen() {
+	[ -x "$TOOLS/cargo/bin/bindgen" ] && return 0
+	log "bindgen-cli: cargo install (a few minutes)"
+	cargo install -q --locked --root "$TOOLS/cargo" bindgen-cli
+}
+
+mkdir -p "$CACHE" "$TOOLS"
+install_apt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || log "WARNING: clippy missing"
+trixie_init
+fetch_kernel
+fetch_rust_src
+install_bindgen
+log "setup: done ($(cat "$PRISTINE/.blksnap-version"), rustc $(rustc --version | awk '{print $2}'), $(bindgen --version))"
