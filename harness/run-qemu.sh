@@ -17,6 +17,7 @@ root=$rundir/initramfs
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,selftests}
 cp /bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
 cp "$REPO/harness/guest/init" "$root/init"
 cp "$REPO/harness/guest/demo.sh" "$root/demo.sh"
 chmod +x "$root/init"

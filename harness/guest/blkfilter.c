@@ -6,6 +6,7 @@
  *   blkfilter ctl DEVICE NAME CMD
  *   blkfilter drop-root attach|detach|ctl ...   (the same, as user nobody)
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

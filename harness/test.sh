@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# test.sh: the whole test suite, from a bare machine to the summary line.
+#   setup -> apply -> lint -> build the debug test kernel -> series check
+#   -> boot under QEMU/TCG: KUnit + kselftests + kmemleak -> splat check
+# Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
+source "$(dirname "$0")/lib.sh"
+
+rundir=${BLKSNAP_RUNDIR:-$CACHE/runs/test-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$rundir"
+report=$rundir/report.txt
+: >"$report"
+t0=$(date +%s)
+
+# Results from a KTAP-like stream: "ok N name" / "not ok N name # why".
+collect() {
+	local line
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) echo "OK   ${line#ok [0-9]* }" >>"$report" ;;
+		"not ok "*) echo "FAIL ${line#not ok [0-9]* }" >>"$report" ;;
+		"#"*) echo "$line" ;;
+		esac
+	done
+}
+stage_failed() { echo "FAIL $1  # $2" >>"$report"; }
+
+"$REPO/harness/setup.sh"
+"$REPO/harness/apply.sh"
+
+"$REPO/harness/format-patch.sh" "$rundir/series"
+"$REPO/harness/lint.sh" "$rundir/series" | collect
+
+if "$REPO/harness/build.sh" test; then
+	echo "OK   build:test-kernel" >>"$report"
+	"$REPO/harness/verify-series.sh" "$rundir/series" | collect
+	log "boot: QEMU/TCG, tests inside the guest"
+	"$REPO/harness/run-qemu.sh" test test "$rundir/guest"
+	python3 "$REPO/harness/results.py" --expect-kunit 1 "$rundir/guest" >"$rundir/guest.txt"
+	grep -v '^RESULT ' "$rundir/guest.txt" >>"$report"
+else
+	stage_failed build:test-kernel "see the build output above"
+fi
+
+cat "$report"
+passed=$(grep -c '^OK ' "$report" || true)
+failed=$(grep -c '^FAIL ' "$report" || true)
+skipped=$(grep -c '^SKIP ' "$report" || true)
+log "test: $(($(date +%s) - t0)) s; logs in $rundir"
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
