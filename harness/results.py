@@ -77,6 +77,8 @@ def parse_selftests(text, tally):
                 failed_here = True
                 tally.add("fail", f"{program}: {name}", directive)
     if program is not None:
+        for i in range(seen, plan):
+            tally.add("fail", f"{program}: case {i + 1} of {plan}", "never reported")
         tally.add("fail", program, "output ends inside this program (guest died?)")
 
 
@@ -98,8 +100,38 @@ def parse_kunit(console, tally):
     return suites
 
 
+def self_test():
+    """The parser must fail what it should fail; prints KTAP-like lines."""
+    ok_prog = "# selftest: s:p\n1..2\nok 1 a\nok 2 b # SKIP no disk\n# exit: 0 s:p\nBLKSNAP-RUN-END\n"
+    cases = [
+        ("counts pass and skip", "", ok_prog, (2, 0, 1)),
+        ("fails a splat", "[ 1.0] WARNING: CPU: 0 at x\n", ok_prog, (1, 1, 1)),
+        ("fails KASAN", "BUG: KASAN: slab-use-after-free in f\n", ok_prog, (1, 1, 1)),
+        ("fails missing cases", "", "# selftest: s:p\n1..3\nok 1 a\n", (2, 4, 0)),
+        ("fails a crash exit", "", "# selftest: s:p\n1..1\nok 1 a\n# exit: 139 s:p\nBLKSNAP-RUN-END\n", (2, 1, 0)),
+        ("fails kunit case", "    # Subtest: k\n    not ok 1 t\n", ok_prog, (2, 1, 1)),
+        ("fails watchdog", "", ok_prog.replace("BLKSNAP-RUN-END", "BLKSNAP-WATCHDOG-TIMEOUT"), (2, 1, 1)),
+    ]
+    n = 0
+    for name, console, results, want in cases:
+        tally = Tally()
+        parse_kunit(console, tally)
+        parse_selftests(results, tally)
+        if "BLKSNAP-RUN-END" not in results:
+            tally.add("fail", "run")
+        splat = any(re.search(p, l) for l in console.splitlines() for p in SPLATS)
+        tally.add("fail" if splat else "ok", "splat")
+        got = (tally.passed, tally.failed, tally.skipped)
+        n += 1
+        print(f"ok {n} harness:results.py {name}" if got == want else
+              f"not ok {n} harness:results.py {name} # got {got}, want {want}")
+    print(f"1..{n}")
+
+
 def main():
     import argparse
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
     ap = argparse.ArgumentParser()
     ap.add_argument("rundir")
     ap.add_argument("--expect-kunit", type=int, default=0,

@@ -28,6 +28,7 @@ stage_failed() { echo "FAIL $1  # $2" >>"$report"; }
 "$REPO/harness/setup.sh"
 "$REPO/harness/apply.sh"
 
+python3 "$REPO/harness/results.py" --self-test | collect
 "$REPO/harness/format-patch.sh" "$rundir/series"
 "$REPO/harness/lint.sh" "$rundir/series" | collect
 

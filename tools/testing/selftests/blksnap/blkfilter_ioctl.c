@@ -4,13 +4,16 @@
  * every error that can be provoked from user space alone.
  *
  * The devices come from the environment, so that the test never touches a
- * disk it was not given: BLKSNAP_TEST_DISK names a whole disk and
- * BLKSNAP_TEST_PART a partition; both are opened read-write and the last
- * MiB of each is overwritten.
+ * disk it was not given: BLKSNAP_TEST_DISK names a whole disk,
+ * BLKSNAP_TEST_PART a partition, BLKSNAP_TEST_LOOP a loop device,
+ * BLKSNAP_TEST_RAM a brd ramdisk and BLKSNAP_TEST_NULLB a null_blk device.
+ * Each is opened read-write and its last MiB is overwritten.  A variant
+ * whose variable is unset is skipped.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -70,14 +73,32 @@ FIXTURE(bdev) {
 
 FIXTURE_VARIANT(bdev) {
 	const char *env;
+	bool keeps_data;	/* null_blk without memory backing does not */
 };
 
 FIXTURE_VARIANT_ADD(bdev, disk) {
 	.env = "BLKSNAP_TEST_DISK",
+	.keeps_data = true,
 };
 
 FIXTURE_VARIANT_ADD(bdev, partition) {
 	.env = "BLKSNAP_TEST_PART",
+	.keeps_data = true,
+};
+
+FIXTURE_VARIANT_ADD(bdev, loop) {
+	.env = "BLKSNAP_TEST_LOOP",
+	.keeps_data = true,
+};
+
+FIXTURE_VARIANT_ADD(bdev, ramdisk) {
+	.env = "BLKSNAP_TEST_RAM",
+	.keeps_data = true,
+};
+
+FIXTURE_VARIANT_ADD(bdev, null_blk) {
+	.env = "BLKSNAP_TEST_NULLB",
+	.keeps_data = false,
 };
 
 FIXTURE_SETUP(bdev)
@@ -233,6 +254,8 @@ TEST_F(bdev, io_without_filter)
 	size_t i;
 	int dfd;
 
+	if (!variant->keeps_data)
+		SKIP(return, "this device does not store data");
 	ASSERT_EQ(0, ioctl(self->fd, BLKGETSIZE64, &size));
 	ASSERT_LE(len, size);
 	off = size - len;
