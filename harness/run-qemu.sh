@@ -61,7 +61,7 @@ truncate -s 256M "$rundir/vdb.img"
 printf 'label: dos\n,96M,L\n,,L\n' | sfdisk -q "$rundir/vdb.img" >/dev/null
 
 # --- boot
-append="console=ttyS0 panic=-1 blksnap.mode=$mode"
+append="console=ttyS0 panic=-1 blksnap_rs_mode=$mode"
 append+=" loglevel=7"
 set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! blksnap: point-in-time snapshots of block devices in use, and tracking of
+//! the blocks changed between them, for backup programs.
+//!
+//! See `Documentation/block/blksnap.rst`.
+
+use kernel::{
+    block::filter,
+    c_str,
+    miscdevice::{MiscDeviceOptions, MiscDeviceRegistration},
+    prelude::*,
+};
+
+mod cbt_map;
+mod control;
+mod ctl;
+mod params;
+mod snapshot;
+mod tracker;
+
+module! {
+    type: Blksnap,
+    name: "blksnap",
+    authors: ["blksnap-rs developers"],
+    description: "Block device snapshots and changed block tracking",
+    license: "GPL",
+    params: {
+        tracking_block_minimum_shift: u32 {
+            default: 16,
+            description: "log2 of the smallest change-tracking block in bytes",
+        },
+        tracking_block_maximum_count: u32 {
+            default: 2097152,
+            description: "Most change-tracking blocks per device",
+        },
+        tracking_block_maximum_shift: u32 {
+            default: 26,
+            description: "log2 of the largest change-tracking block in bytes",
+        },
+        chunk_minimum_shift: u32 {
+            default: 18,
+            description: "log2 of the smallest copy-on-write chunk in bytes",
+        },
+        chunk_maximum_count: u32 {
+            default: 2097152,
+            description: "Most copy-on-write chunks per device",
+        },
+        chunk_maximum_shift: u32 {
+            default: 26,
+            description: "log2 of the largest copy-on-write chunk in bytes",
+        },
+        chunk_maximum_in_queue: u32 {
+            default: 16,
+            description: "Most chunks held in memory waiting to be stored",
+        },
+        free_diff_buffer_pool_size: u32 {
+            default: 128,
+            description: "Chunk buffers kept for reuse",
+        },
+        diff_storage_minimum: u32 {
+            default: 2097152,
+            description: "Sectors of difference storage requested at a time",
+        },
+    },
+}
+
+#[pin_data(PinnedDrop)]
+struct Blksnap {
+    #[pin]
+    filter: filter::Registration<tracker::TrackerFilter>,
+    #[pin]
+    control: MiscDeviceRegistration<control::Control>,
+}
+
+impl kernel::InPlaceModule for Blksnap {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // SAFETY: Called once, before the filter and the control device that
+        // use the registry are registered.
+        unsafe { snapshot::SNAPSHOTS.init() };
+        try_pin_init!(Self {
+            filter <- filter::Registration::new(c_str!("blksnap"), module),
+            control <- MiscDeviceRegistration::register(MiscDeviceOptions {
+                name: c_str!("blksnap-control"),
+            }),
+        })
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Blksnap {
+    fn drop(self: Pin<&mut Self>) {
+        snapshot::destroy_all();
+    }
+}

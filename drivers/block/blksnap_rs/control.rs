@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/blksnap-control`: the snapshot-wide commands.
+
+use crate::snapshot;
+use kernel::{
+    bindings,
+    capability::{capable, Capability},
+    fs::File,
+    ioctl::{_IOC_NR, _IOC_SIZE, _IOC_TYPE},
+    miscdevice::{MiscDevice, MiscDeviceRegistration},
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+    uuid::{Uuid, UUID_SIZE},
+};
+
+/// Version of the interface, as the reference design reports it.
+const VERSION: [u16; 4] = [2, 0, 0, 0];
+
+pub(crate) struct Control;
+
+fn read_uuid(arg: usize) -> Result<Uuid> {
+    let mut b = [0u8; UUID_SIZE];
+    UserSlice::new(UserPtr::from_addr(arg), UUID_SIZE)
+        .reader()
+        .read_slice(&mut b)?;
+    Ok(Uuid::from_bytes(b))
+}
+
+fn require_admin() -> Result {
+    if capable(Capability::SYS_ADMIN) {
+        Ok(())
+    } else {
+        Err(EPERM)
+    }
+}
+
+fn version(arg: usize) -> Result<isize> {
+    let mut out = [0u8; 8];
+    for (i, v) in VERSION.iter().enumerate() {
+        out[i * 2..i * 2 + 2].copy_from_slice(&v.to_ne_bytes());
+    }
+    UserSlice::new(UserPtr::from_addr(arg), out.len())
+        .writer()
+        .write_slice(&out)?;
+    Ok(0)
+}
+
+fn create(arg: usize) -> Result<isize> {
+    require_admin()?;
+    // Check the destination first, so that a bad pointer leaves no orphan.
+    let mut probe = [0u8; UUID_SIZE];
+    UserSlice::new(UserPtr::from_addr(arg), UUID_SIZE)
+        .reader()
+        .read_slice(&mut probe)?;
+    let id = snapshot::create()?;
+    if let Err(e) = UserSlice::new(UserPtr::from_addr(arg), UUID_SIZE)
+        .writer()
+        .write_slice(id.as_bytes())
+    {
+        let _ = snapshot::destroy(id);
+        return Err(e);
+    }
+    Ok(0)
+}
+
+fn destroy(arg: usize) -> Result<isize> {
+    require_admin()?;
+    snapshot::destroy(read_uuid(arg)?)?;
+    Ok(0)
+}
+
+/// `struct blksnap_snapshot_collect`: a count and, at offset 8, the array.
+fn collect(arg: usize) -> Result<isize> {
+    let mut raw = [0u8; 16];
+    UserSlice::new(UserPtr::from_addr(arg), raw.len())
+        .reader()
+        .read_slice(&mut raw)?;
+    let room = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+    let mut addr = [0u8; 8];
+    addr.copy_from_slice(&raw[8..16]);
+    let ids_addr = u64::from_ne_bytes(addr) as usize;
+
+    let ids = snapshot::collect()?;
+    let count = u32::try_from(ids.len()).map_err(|_| EOVERFLOW)?;
+    UserSlice::new(UserPtr::from_addr(arg), 4)
+        .writer()
+        .write_slice(&count.to_ne_bytes())?;
+    if room < ids.len() {
+        return Err(ENODATA);
+    }
+    let mut out = UserSlice::new(UserPtr::from_addr(ids_addr), ids.len() * UUID_SIZE).writer();
+    for id in ids.iter() {
+        out.write_slice(id.as_bytes())?;
+    }
+    Ok(0)
+}
+
+#[vtable]
+impl MiscDevice for Control {
+    type Ptr = ();
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    fn ioctl(_: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        // As in the reference design, the command is its number; the size
+        // must match too, so that a foreign ioctl is not mistaken for ours.
+        let expected_size = match _IOC_NR(cmd) {
+            bindings::blksnap_ioctl_blksnap_ioctl_version => 8,
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_create
+            | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_destroy
+            | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_take
+            | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => 16,
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => 40,
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => 4096,
+            _ => return Err(ENOTTY),
+        };
+        if _IOC_SIZE(cmd) != expected_size || _IOC_TYPE(cmd) != u32::from(b'V') {
+            return Err(ENOTTY);
+        }
+        match _IOC_NR(cmd) {
+            bindings::blksnap_ioctl_blksnap_ioctl_version => version(arg),
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_create => create(arg),
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_destroy => destroy(arg),
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => collect(arg),
+            // Difference storage, taking and events come with the
+            // copy-on-write milestone.
+            _ => Err(EOPNOTSUPP),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The module parameters, with the defaults and meanings of the reference
+//! design.  Read where used, so that a change through sysfs applies to the
+//! next device or snapshot.
+
+use crate::module_parameters as p;
+
+/// log2 of the smallest change-tracking block, in bytes.
+pub(crate) fn tracking_block_minimum_shift() -> u32 {
+    p::tracking_block_minimum_shift.value()
+}
+
+/// log2 of the largest change-tracking block, in bytes.
+pub(crate) fn tracking_block_maximum_shift() -> u32 {
+    p::tracking_block_maximum_shift.value()
+}
+
+/// Most tracking blocks per device, unless the largest block is reached.
+pub(crate) fn tracking_block_maximum_count() -> u64 {
+    u64::from(p::tracking_block_maximum_count.value())
+}

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * User interface of the blksnap module: point-in-time snapshots of block
+ * devices and tracking of the blocks changed between snapshots.
+ *
+ * Two channels carry commands.  Per-device commands travel through the block
+ * device filter ioctl BLKFILTER_CTL (see linux/blk-filter.h) on the device
+ * itself, with the filter name "blksnap".  Snapshot-wide commands are ioctls
+ * on the control device /dev/blksnap-control.
+ *
+ * Every field that carries a user space address is a __u64, so that the
+ * layout is the same for 32-bit and 64-bit programs.
+ */
+#ifndef _UAPI_LINUX_BLKSNAP_H
+#define _UAPI_LINUX_BLKSNAP_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define BLKSNAP_CTL		"blksnap-control"
+#define BLKSNAP_IMAGE_NAME	"blksnap-image"
+#define BLKSNAP			'V'
+
+/**
+ * enum blkfilter_ctl_blksnap - commands for BLKFILTER_CTL on a block device
+ * @blkfilter_ctl_blksnap_cbtinfo: Fill a &struct blksnap_cbtinfo describing
+ *	the device's change tracker.
+ * @blkfilter_ctl_blksnap_cbtmap: Copy part of the change map as it was when
+ *	the last snapshot was taken, as described by a &struct
+ *	blksnap_cbtmap.  Returns the number of bytes copied.
+ * @blkfilter_ctl_blksnap_cbtdirty: Mark the sector ranges listed in a
+ *	&struct blksnap_cbtdirty as changed, for example after a backup
+ *	program modified a snapshot image.
+ * @blkfilter_ctl_blksnap_snapshotadd: Add the device to the snapshot named
+ *	in a &struct blksnap_snapshotadd.
+ * @blkfilter_ctl_blksnap_snapshotinfo: Fill a &struct blksnap_snapshotinfo
+ *	with the state of the device's snapshot.
+ */
+enum blkfilter_ctl_blksnap {
+	blkfilter_ctl_blksnap_cbtinfo,
+	blkfilter_ctl_blksnap_cbtmap,
+	blkfilter_ctl_blksnap_cbtdirty,
+	blkfilter_ctl_blksnap_snapshotadd,
+	blkfilter_ctl_blksnap_snapshotinfo,
+};
+
+#ifndef UUID_SIZE
+#define UUID_SIZE 16
+#endif
+
+/**
+ * struct blksnap_uuid - a 128-bit identifier
+ * @b: The identifier's bytes.
+ */
+struct blksnap_uuid {
+	__u8 b[UUID_SIZE];
+};
+
+/**
+ * struct blksnap_cbtinfo - the change tracker of a device
+ * @device_capacity: Size of the device in bytes.
+ * @block_size: Size of one tracking block in bytes, a power of two.
+ * @block_count: Number of tracking blocks, and so of bytes in the map.
+ * @generation_id: Changes whenever the tracker starts over, for example
+ *	after the map ran out of snapshot numbers or the device changed size.
+ *	Maps of different generations cannot be compared.
+ * @changes_number: Number of the last snapshot taken in this generation.
+ *	A map byte holds the number of the last snapshot after which its
+ *	block was written, or 0 if it was not written in this generation.
+ */
+struct blksnap_cbtinfo {
+	__u64 device_capacity;
+	__u32 block_size;
+	__u32 block_count;
+	struct blksnap_uuid generation_id;
+	__u8 changes_number;
+};
+
+/**
+ * struct blksnap_cbtmap - a window into the change map
+ * @offset: Index of the first map byte (tracking block) to copy.
+ * @length: Number of bytes the buffer at @buffer can take.
+ * @buffer: User space address of the buffer.
+ */
+struct blksnap_cbtmap {
+	__u32 offset;
+	__u32 length;
+	__u64 buffer;
+};
+
+/**
+ * struct blksnap_sectors - a range of sectors
+ * @offset: First sector.
+ * @count: Number of sectors; never zero.
+ */
+struct blksnap_sectors {
+	__u64 offset;
+	__u64 count;
+};
+
+/**
+ * struct blksnap_cbtdirty - ranges to mark as changed
+ * @count: Number of elements at @dirty_sectors.
+ * @dirty_sectors: User space address of an array of &struct blksnap_sectors.
+ */
+struct blksnap_cbtdirty {
+	__u32 count;
+	__u64 dirty_sectors;
+};
+
+/**
+ * struct blksnap_snapshotadd - the snapshot to add a device to
+ * @id: Identifier returned by IOCTL_BLKSNAP_SNAPSHOT_CREATE.
+ */
+struct blksnap_snapshotadd {
+	struct blksnap_uuid id;
+};
+
+#define IMAGE_DISK_NAME_LEN 32
+
+/**
+ * struct blksnap_snapshotinfo - the state of a device's snapshot
+ * @error_code: 0 while the snapshot is intact.  Otherwise the negative errno
+ *	that broke it: -ENOSPC if the difference storage ran out, another
+ *	error if data could not be copied.  Cleared when the device is added
+ *	to a new snapshot.
+ * @image: Name of the image block device once the snapshot is taken
+ *	("blksnap-image_MAJ:MIN"), an empty string before.
+ */
+struct blksnap_snapshotinfo {
+	__s32 error_code;
+	__u8 image[IMAGE_DISK_NAME_LEN];
+};
+
+/**
+ * enum blksnap_ioctl - numbers of the ioctls on /dev/blksnap-control
+ * @blksnap_ioctl_version: IOCTL_BLKSNAP_VERSION
+ * @blksnap_ioctl_snapshot_create: IOCTL_BLKSNAP_SNAPSHOT_CREATE
+ * @blksnap_ioctl_snapshot_destroy: IOCTL_BLKSNAP_SNAPSHOT_DESTROY
+ * @blksnap_ioctl_snapshot_append_storage: IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE
+ * @blksnap_ioctl_snapshot_take: IOCTL_BLKSNAP_SNAPSHOT_TAKE
+ * @blksnap_ioctl_snapshot_collect: IOCTL_BLKSNAP_SNAPSHOT_COLLECT
+ * @blksnap_ioctl_snapshot_wait_event: IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT
+ */
+enum blksnap_ioctl {
+	blksnap_ioctl_version,
+	blksnap_ioctl_snapshot_create,
+	blksnap_ioctl_snapshot_destroy,
+	blksnap_ioctl_snapshot_append_storage,
+	blksnap_ioctl_snapshot_take,
+	blksnap_ioctl_snapshot_collect,
+	blksnap_ioctl_snapshot_wait_event,
+};
+
+/**
+ * struct blksnap_version - version of the module's interface
+ * @major: Incompatible changes.
+ * @minor: Compatible additions.
+ * @revision: Fixes.
+ * @build: Build number.
+ */
+struct blksnap_version {
+	__u16 major;
+	__u16 minor;
+	__u16 revision;
+	__u16 build;
+};
+
+/**
+ * define IOCTL_BLKSNAP_VERSION - report the interface version
+ *
+ * Fills a &struct blksnap_version.
+ */
+#define IOCTL_BLKSNAP_VERSION							\
+	_IOW(BLKSNAP, blksnap_ioctl_version, struct blksnap_version)
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_CREATE - create an empty snapshot
+ *
+ * Stores the new snapshot's identifier in the &struct blksnap_uuid.  Devices
+ * are then added with blkfilter_ctl_blksnap_snapshotadd, difference storage
+ * with IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, and the snapshot is taken with
+ * IOCTL_BLKSNAP_SNAPSHOT_TAKE.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_CREATE						\
+	_IOW(BLKSNAP, blksnap_ioctl_snapshot_create,				\
+	     struct blksnap_uuid)
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_DESTROY - release a snapshot
+ *
+ * Removes the snapshot named by the &struct blksnap_uuid, its images and its
+ * difference storage.  Change tracking of its devices goes on.  Returns
+ * -ENODEV if there is no such snapshot.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_DESTROY						\
+	_IOR(BLKSNAP, blksnap_ioctl_snapshot_destroy,				\
+	     struct blksnap_uuid)
+
+/**
+ * struct blksnap_snapshot_append_storage - difference storage to add
+ * @id: The snapshot.
+ * @bdev_path: User space address of the path of the block device that holds
+ *	the ranges.
+ * @bdev_path_size: Size of the buffer at @bdev_path, including the NUL.
+ * @count: Number of elements at @ranges.
+ * @ranges: User space address of an array of &struct blksnap_sectors.
+ */
+struct blksnap_snapshot_append_storage {
+	struct blksnap_uuid id;
+	__u64 bdev_path;
+	__u32 bdev_path_size;
+	__u32 count;
+	__u64 ranges;
+};
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE - give a snapshot more room
+ *
+ * Adds sector ranges of a block device to the snapshot's difference storage,
+ * where data overwritten on the original devices is kept.  Allowed before and
+ * after the snapshot is taken.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE					\
+	_IOW(BLKSNAP, blksnap_ioctl_snapshot_append_storage,			\
+	     struct blksnap_snapshot_append_storage)
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_TAKE - take a snapshot
+ *
+ * Freezes all devices of the snapshot, switches them to copy-on-write
+ * together and creates one image block device per device.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_TAKE						\
+	_IOR(BLKSNAP, blksnap_ioctl_snapshot_take,				\
+	     struct blksnap_uuid)
+
+/**
+ * struct blksnap_snapshot_collect - the list of existing snapshots
+ * @count: In: number of elements the array at @ids can take.  Out: number of
+ *	snapshots.
+ * @ids: User space address of an array of &struct blksnap_uuid.
+ */
+struct blksnap_snapshot_collect {
+	__u32 count;
+	__u64 ids;
+};
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_COLLECT - list the existing snapshots
+ *
+ * If @count is too small for all identifiers, nothing is copied, @count is
+ * set to the number needed and the ioctl fails with -ENODATA; calling it
+ * first with @count 0 asks for the size.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_COLLECT						\
+	_IOW(BLKSNAP, blksnap_ioctl_snapshot_collect,				\
+	     struct blksnap_snapshot_collect)
+
+/**
+ * enum blksnap_event_codes - what an event reports
+ * @blksnap_event_code_low_free_space: The difference storage is running low;
+ *	&struct blksnap_event_low_free_space says how much more is wanted.
+ * @blksnap_event_code_corrupted: A device's snapshot broke;
+ *	&struct blksnap_event_corrupted says which and why.
+ */
+enum blksnap_event_codes {
+	blksnap_event_code_low_free_space,
+	blksnap_event_code_corrupted,
+};
+
+/**
+ * struct blksnap_snapshot_event - one event of a snapshot
+ * @id: In: the snapshot.
+ * @timeout_ms: In: how long to wait for an event.
+ * @code: Out: an &enum blksnap_event_codes.
+ * @time_label: Out: when the event was queued.
+ * @data: Out: the event's details, whose layout depends on @code.
+ */
+struct blksnap_snapshot_event {
+	struct blksnap_uuid id;
+	__u32 timeout_ms;
+	__u32 code;
+	__s64 time_label;
+	__u8 data[4096 - 32];
+};
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT - wait for a snapshot's next event
+ *
+ * Fails with -ENOENT when the timeout passes without an event and with
+ * -EINTR when a signal interrupts the wait.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT					\
+	_IOW(BLKSNAP, blksnap_ioctl_snapshot_wait_event,			\
+	     struct blksnap_snapshot_event)
+
+/**
+ * struct blksnap_event_low_free_space - details of a low-space event
+ * @requested_nr_sect: Number of sectors of storage the module asks for.
+ */
+struct blksnap_event_low_free_space {
+	__u64 requested_nr_sect;
+};
+
+/**
+ * struct blksnap_event_corrupted - details of a corrupted-snapshot event
+ * @dev_id_mj: Major number of the original device.
+ * @dev_id_mn: Minor number of the original device.
+ * @err_code: The negative errno that broke the snapshot.
+ */
+struct blksnap_event_corrupted {
+	__u32 dev_id_mj;
+	__u32 dev_id_mn;
+	__s32 err_code;
+};
+
+#endif /* _UAPI_LINUX_BLKSNAP_H */

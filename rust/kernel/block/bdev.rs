@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Block devices: whole disks and partitions.
+//!
+//! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
+
+use crate::{bindings, types::Opaque};
+
+/// A block device (`struct block_device`): a whole disk or a partition.
+///
+/// Only ever used by reference: the block layer owns the object.
+///
+/// # Invariants
+///
+/// The wrapped `struct block_device` is valid, and its disk is attached to it,
+/// for as long as the reference exists.
+#[repr(transparent)]
+pub struct BlockDevice(Opaque<bindings::block_device>);
+
+// SAFETY: The accessors only read fields that are set once when the device is
+// created, or that the block layer updates with its own synchronisation.
+unsafe impl Send for BlockDevice {}
+// SAFETY: See `Send`; no method mutates through a shared reference.
+unsafe impl Sync for BlockDevice {}
+
+impl BlockDevice {
+    /// Borrows a block device from a raw pointer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct block_device` that stays valid for
+    /// the lifetime `'a`.
+    pub unsafe fn from_raw<'a>(ptr: *mut bindings::block_device) -> &'a Self {
+        // SAFETY: `BlockDevice` is `repr(transparent)` over the C struct, and the
+        // caller guarantees validity for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    /// Returns the raw pointer, for abstractions that call into C.
+    pub fn as_raw(&self) -> *mut bindings::block_device {
+        self.0.get()
+    }
+
+    /// Returns the device number (`dev_t`).
+    pub fn devt(&self) -> u32 {
+        // SAFETY: `bd_dev` is set before the device is visible and never changes.
+        unsafe { (*self.as_raw()).bd_dev }
+    }
+
+    /// Returns the major number of the device.
+    pub fn major(&self) -> u32 {
+        self.devt() >> bindings::MINORBITS
+    }
+
+    /// Returns the minor number of the device.
+    pub fn minor(&self) -> u32 {
+        self.devt() & ((1 << bindings::MINORBITS) - 1)
+    }
+
+    /// Returns the current size of the device in 512-byte sectors.
+    pub fn nr_sectors(&self) -> u64 {
+        // SAFETY: The pointer is valid by the type invariant; the size is read
+        // with a single load, as `bdev_nr_sectors()` does.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_raw()).bd_nr_sectors) }
+    }
+
+    /// Returns the first sector of a partition on its disk, or 0 for a disk.
+    pub fn start_sector(&self) -> u64 {
+        // SAFETY: `bd_start_sect` is set when the partition is created; a
+        // partition that moves is a new `struct block_device`.
+        unsafe { (*self.as_raw()).bd_start_sect }
+    }
+
+    /// Returns true if this is a partition rather than a whole disk.
+    pub fn is_partition(&self) -> bool {
+        // SAFETY: `bd_disk` and the disk's `part0` are set before the device is
+        // visible and stay until it is freed.
+        unsafe { (*(*self.as_raw()).bd_disk).part0 != self.as_raw() }
+    }
+}
