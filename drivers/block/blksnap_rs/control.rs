@@ -104,7 +104,7 @@ impl MiscDevice for Control {
         Ok(())
     }
 
-    fn ioctl(_: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         // As in the reference design, the command is its number; the size
         // must match too, so that a foreign ioctl is not mistaken for ours.
         let expected_size = match _IOC_NR(cmd) {

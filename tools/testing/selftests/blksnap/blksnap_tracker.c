@@ -157,7 +157,8 @@ TEST_F(control, bad_arguments)
 	/* Not ours: wrong type, wrong size, unknown number. */
 	EXPECT_EQ(ENOTTY, sys_errno(ioctl(self->fd, _IOW('W', 1, struct blksnap_uuid), &unknown)));
 	EXPECT_EQ(ENOTTY, sys_errno(ioctl(self->fd, _IOW(BLKSNAP, 1, __u32), &unknown)));
-	EXPECT_EQ(ENOTTY, sys_errno(ioctl(self->fd, _IOW(BLKSNAP, 7, struct blksnap_uuid), &unknown)));
+	EXPECT_EQ(ENOTTY, sys_errno(ioctl(self->fd, _IOW(BLKSNAP, 7, struct blksnap_uuid),
+					  &unknown)));
 }
 
 TEST_F(control, need_cap_sys_admin)
@@ -287,7 +288,8 @@ TEST_F(tracked, cbtmap_in_pieces)
 					     .buffer = (uintptr_t)(pieces + off) };
 		len = sizeof(m);
 		ASSERT_EQ(0, blksnap_ctl(self->fd, blkfilter_ctl_blksnap_cbtmap, &m, &len, &ret));
-		EXPECT_EQ(off + 333 > info.block_count ? info.block_count - off : 333, (unsigned int)ret);
+		EXPECT_EQ(off + 333 > info.block_count ? info.block_count - off : 333,
+			  (unsigned int)ret);
 	}
 	EXPECT_EQ(0, memcmp(whole, pieces, info.block_count));
 
@@ -345,7 +347,8 @@ TEST_F(tracked, snapshot_membership)
 	struct blksnap_snapshotinfo info;
 	unsigned int len = sizeof(info);
 
-	EXPECT_EQ(ENODEV, blksnap_ctl(self->fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len, NULL));
+	EXPECT_EQ(ENODEV, blksnap_ctl(self->fd, blkfilter_ctl_blksnap_snapshotinfo, &info,
+				      &len, NULL));
 	ASSERT_EQ(0, snapshot_create(self->ctl, &a));
 	ASSERT_EQ(0, snapshot_create(self->ctl, &b));
 
@@ -361,7 +364,8 @@ TEST_F(tracked, snapshot_membership)
 	EXPECT_EQ(0, info.error_code);
 	EXPECT_EQ(0, info.image[0]);
 	len = sizeof(info) - 1;
-	EXPECT_EQ(EINVAL, blksnap_ctl(self->fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len, NULL));
+	EXPECT_EQ(EINVAL, blksnap_ctl(self->fd, blkfilter_ctl_blksnap_snapshotinfo, &info,
+				      &len, NULL));
 
 	/* Destroying the other snapshot first changes nothing for this one. */
 	EXPECT_EQ(0, snapshot_destroy(self->ctl, &b));
