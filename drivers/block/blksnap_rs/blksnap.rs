@@ -15,6 +15,7 @@ use kernel::{
 mod cbt_map;
 mod control;
 mod ctl;
+mod diff_storage;
 mod params;
 mod snapshot;
 mod tracker;

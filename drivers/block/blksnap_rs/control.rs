@@ -2,14 +2,16 @@
 
 //! `/dev/blksnap-control`: the snapshot-wide commands.
 
-use crate::snapshot;
+use crate::{diff_storage::MAX_EXTENTS, snapshot};
 use kernel::{
     bindings,
+    block::bdev::OpenedBlockDevice,
     capability::{capable, Capability},
     fs::File,
     ioctl::{_IOC_NR, _IOC_SIZE, _IOC_TYPE},
     miscdevice::{MiscDevice, MiscDeviceRegistration},
     prelude::*,
+    sync::Arc,
     uaccess::{UserPtr, UserSlice},
     uuid::{Uuid, UUID_SIZE},
 };
@@ -96,6 +98,58 @@ fn collect(arg: usize) -> Result<isize> {
     Ok(0)
 }
 
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[at..at + 8]);
+    u64::from_ne_bytes(v)
+}
+
+/// Longest device path accepted, with its NUL (`PATH_MAX`).
+const PATH_MAX: usize = 4096;
+
+/// `struct blksnap_snapshot_append_storage`: the id, the path's address and
+/// size, the number of ranges and their address.
+fn append_storage(arg: usize) -> Result<isize> {
+    require_admin()?;
+    let mut raw = [0u8; 40];
+    UserSlice::new(UserPtr::from_addr(arg), raw.len())
+        .reader()
+        .read_slice(&mut raw)?;
+    let mut id = [0u8; UUID_SIZE];
+    id.copy_from_slice(&raw[..UUID_SIZE]);
+    let id = Uuid::from_bytes(id);
+    let path_addr = u64_at(&raw, 16) as usize;
+    let path_size = u32_at(&raw, 24) as usize;
+    let count = u32_at(&raw, 28) as usize;
+    let ranges_addr = u64_at(&raw, 32) as usize;
+
+    snapshot::exists(id)?;
+    if path_size == 0 || path_size > PATH_MAX || count == 0 || count > MAX_EXTENTS {
+        return Err(EINVAL);
+    }
+
+    let mut path = KVec::new();
+    UserSlice::new(UserPtr::from_addr(path_addr), path_size).read_all(&mut path, GFP_KERNEL)?;
+    let nul = path.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+    let path = CStr::from_bytes_with_nul(&path[..=nul]).map_err(|_| EINVAL)?;
+
+    let mut raw_ranges = KVec::new();
+    UserSlice::new(UserPtr::from_addr(ranges_addr), count * 16)
+        .read_all(&mut raw_ranges, GFP_KERNEL)?;
+    let mut ranges = KVec::with_capacity(count, GFP_KERNEL)?;
+    for r in raw_ranges.chunks_exact(16) {
+        ranges.push((u64_at(r, 0), u64_at(r, 8)), GFP_KERNEL)?;
+    }
+
+    let device = Arc::new(OpenedBlockDevice::open_by_path(path)?, GFP_KERNEL)?;
+    snapshot::append_storage(id, device, &ranges)?;
+    Ok(0)
+}
+
 #[vtable]
 impl MiscDevice for Control {
     type Ptr = ();
@@ -125,8 +179,8 @@ impl MiscDevice for Control {
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_create => create(arg),
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_destroy => destroy(arg),
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => collect(arg),
-            // Difference storage, taking and events come with the
-            // copy-on-write milestone.
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => append_storage(arg),
+            // Taking snapshots and events come with copy-on-write.
             _ => Err(EOPNOTSUPP),
         }
     }

@@ -6,17 +6,24 @@
 //! life is a state machine under one lock, so an addition that races with
 //! the destruction either lands before it (and is undone by it) or fails.
 
-use crate::tracker::Tracker;
+use crate::{diff_storage::DiffStorage, tracker::Tracker};
 use kernel::{
+    block::bdev::OpenedBlockDevice,
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
     uuid::Uuid,
 };
 
+/// What a snapshot holds before it is taken.
+struct Parts {
+    devices: KVec<Arc<Tracker>>,
+    storage: DiffStorage,
+}
+
 enum State {
-    /// Accepting devices.
-    Created(KVec<Arc<Tracker>>),
+    /// Accepting devices and storage.
+    Created(Parts),
     /// Destroyed; kept alive only by callers that looked it up before.
     Destroyed,
 }
@@ -33,7 +40,13 @@ impl Snapshot {
         Arc::pin_init(
             try_pin_init!(Self {
                 id,
-                state <- new_mutex!(State::Created(KVec::new()), "blksnap_snapshot_state"),
+                state <- new_mutex!(
+                    State::Created(Parts {
+                        devices: KVec::new(),
+                        storage: DiffStorage::default(),
+                    }),
+                    "blksnap_snapshot_state"
+                ),
             }),
             GFP_KERNEL,
         )
@@ -41,20 +54,34 @@ impl Snapshot {
 
     fn add(&self, tracker: Arc<Tracker>) -> Result {
         let mut state = self.state.lock();
-        let State::Created(devices) = &mut *state else {
+        let State::Created(parts) = &mut *state else {
             return Err(ESRCH);
         };
-        devices.reserve(1, GFP_KERNEL)?;
+        parts.devices.reserve(1, GFP_KERNEL)?;
         tracker.join(self.id)?;
-        devices.push(tracker, GFP_KERNEL)?;
+        parts.devices.push(tracker, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    fn append_storage(&self, device: Arc<OpenedBlockDevice>, ranges: &[(u64, u64)]) -> Result {
+        let mut state = self.state.lock();
+        let State::Created(parts) = &mut *state else {
+            return Err(ESRCH);
+        };
+        parts.storage.append(device, ranges)?;
+        pr_debug!(
+            "snapshot {}: {} sectors of storage\n",
+            self.id,
+            parts.storage.capacity()
+        );
         Ok(())
     }
 
     /// Releases the devices; they keep being tracked.
     fn destroy(&self) {
         let old = core::mem::replace(&mut *self.state.lock(), State::Destroyed);
-        if let State::Created(devices) = old {
-            for tracker in devices.iter() {
+        if let State::Created(parts) = old {
+            for tracker in parts.devices.iter() {
                 tracker.leave(self.id);
             }
         }
@@ -118,4 +145,19 @@ pub(crate) fn collect() -> Result<KVec<Uuid>> {
 /// Adds the device of `tracker` to snapshot `id`.
 pub(crate) fn add_device(id: Uuid, tracker: Arc<Tracker>) -> Result {
     find(id)?.add(tracker)
+}
+
+/// Checks that snapshot `id` exists, for commands that validate their other
+/// arguments before acting.
+pub(crate) fn exists(id: Uuid) -> Result {
+    find(id).map(|_| ())
+}
+
+/// Gives snapshot `id` the sector `ranges` of `device` as difference storage.
+pub(crate) fn append_storage(
+    id: Uuid,
+    device: Arc<OpenedBlockDevice>,
+    ranges: &[(u64, u64)],
+) -> Result {
+    find(id)?.append_storage(device, ranges)
 }

@@ -4,7 +4,8 @@
 //!
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
-use crate::{bindings, types::Opaque};
+use crate::{bindings, error::from_err_ptr, prelude::*, types::Opaque};
+use core::ptr::NonNull;
 
 /// A block device (`struct block_device`): a whole disk or a partition.
 ///
@@ -76,5 +77,62 @@ impl BlockDevice {
         // SAFETY: `bd_disk` and the disk's `part0` are set before the device is
         // visible and stay until it is freed.
         unsafe { (*(*self.as_raw()).bd_disk).part0 != self.as_raw() }
+    }
+}
+
+/// A block device this module opened, by path; closed when dropped.
+///
+/// The open is not exclusive: the device may be in use by others, mounted
+/// or even filtered by the same module.
+///
+/// # Invariants
+///
+/// `file` was returned by `bdev_file_open_by_path()` and is released only by
+/// `drop`.
+pub struct OpenedBlockDevice {
+    file: NonNull<bindings::file>,
+}
+
+// SAFETY: The open file may be used and released from any thread.
+unsafe impl Send for OpenedBlockDevice {}
+// SAFETY: Only shared access to the block device is handed out.
+unsafe impl Sync for OpenedBlockDevice {}
+
+impl OpenedBlockDevice {
+    /// Opens the block device at `path` for reading and writing.
+    ///
+    /// Fails with `ENOENT` if there is no such file and `ENOTBLK` if it is not
+    /// a block device.
+    pub fn open_by_path(path: &CStr) -> Result<Self> {
+        let mode = bindings::BLK_OPEN_READ | bindings::BLK_OPEN_WRITE;
+        // SAFETY: `path` is NUL-terminated.  A non-exclusive open takes no
+        // holder and no holder operations.
+        let file = from_err_ptr(unsafe {
+            bindings::bdev_file_open_by_path(
+                path.as_char_ptr(),
+                mode,
+                core::ptr::null_mut(),
+                core::ptr::null(),
+            )
+        })?;
+        // INVARIANT: `file` comes from `bdev_file_open_by_path()`.
+        Ok(Self {
+            file: NonNull::new(file).ok_or(EINVAL)?,
+        })
+    }
+
+    /// Returns the opened block device.
+    pub fn bdev(&self) -> &BlockDevice {
+        // SAFETY: The file is open by the type invariant, so its block device
+        // stays valid as long as `self` does.
+        unsafe { BlockDevice::from_raw(bindings::file_bdev(self.file.as_ptr())) }
+    }
+}
+
+impl Drop for OpenedBlockDevice {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the file is open and this is the only
+        // place that releases it.
+        unsafe { bindings::fput(self.file.as_ptr()) };
     }
 }

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Difference storage: the sector ranges where a snapshot keeps the data
+//! that writes to its original devices are about to overwrite.
+
+use kernel::{block::bdev::OpenedBlockDevice, prelude::*, sync::Arc};
+
+/// Most ranges one snapshot can be given, over all appends.
+pub(crate) const MAX_EXTENTS: usize = 1 << 16;
+
+/// A range of sectors on a block device.
+pub(crate) struct Extent {
+    pub(crate) device: Arc<OpenedBlockDevice>,
+    pub(crate) start: u64,
+    pub(crate) count: u64,
+}
+
+impl Extent {
+    /// (device, first sector, end): sorts ranges of one device together.
+    fn key(&self) -> (u32, u64, u64) {
+        // `start + count` was checked when the extent was made.
+        (
+            self.device.bdev().devt(),
+            self.start,
+            self.start + self.count,
+        )
+    }
+}
+
+/// Returns true if any two of `extents` share a sector.
+fn any_overlap<'a>(extents: impl Iterator<Item = &'a Extent>) -> Result<bool> {
+    let mut keys = KVec::new();
+    for e in extents {
+        keys.push(e.key(), GFP_KERNEL)?;
+    }
+    keys.sort_unstable();
+    Ok(keys.windows(2).any(|w| w[0].0 == w[1].0 && w[0].2 > w[1].1))
+}
+
+/// The storage of one snapshot: what was given and how much of it.
+#[derive(Default)]
+pub(crate) struct DiffStorage {
+    extents: KVec<Extent>,
+    capacity: u64,
+}
+
+impl DiffStorage {
+    /// Checks `(start, count)` ranges against `device` and the ranges given
+    /// before, and adds them all or none.
+    pub(crate) fn append(
+        &mut self,
+        device: Arc<OpenedBlockDevice>,
+        ranges: &[(u64, u64)],
+    ) -> Result {
+        let size = device.bdev().nr_sectors();
+        if ranges.is_empty() || self.extents.len() + ranges.len() > MAX_EXTENTS {
+            return Err(EINVAL);
+        }
+        let mut new = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
+        for &(start, count) in ranges {
+            let end = start.checked_add(count).ok_or(EINVAL)?;
+            if count == 0 || end > size {
+                return Err(EINVAL);
+            }
+            let extent = Extent {
+                device: device.clone(),
+                start,
+                count,
+            };
+            new.push(extent, GFP_KERNEL)?;
+        }
+        if any_overlap(Iterator::chain(self.extents.iter(), new.iter()))? {
+            return Err(EINVAL);
+        }
+        self.extents.reserve(new.len(), GFP_KERNEL)?;
+        for extent in new {
+            self.capacity += extent.count;
+            self.extents.push(extent, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
+    /// Total sectors given to the snapshot.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+}
