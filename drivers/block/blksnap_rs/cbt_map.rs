@@ -108,6 +108,28 @@ impl ActiveMap {
     }
 }
 
+impl ActiveMap {
+    /// Takes a snapshot of the map: `read` becomes a copy of it, numbered
+    /// with the current change number, and later changes get the next one.
+    ///
+    /// Once number 255 has been handed to a snapshot the numbers are used
+    /// up: the active map starts over, empty, in a new generation.  The
+    /// snapshot just taken still reports the old generation, so it can be
+    /// compared with earlier ones; the next one cannot.
+    pub(crate) fn switch_into(&mut self, read: &mut ReadMap) {
+        read.map.copy_from_slice(&self.map);
+        read.number = self.number;
+        read.generation = self.generation;
+        if self.number == u8::MAX {
+            self.map.fill(0);
+            self.generation = Uuid::new_random();
+            self.number = 1;
+        } else {
+            self.number += 1;
+        }
+    }
+}
+
 /// The map as it was when the last snapshot was taken, for user space.
 pub(crate) struct ReadMap {
     /// Number of the last snapshot taken in this generation (0: none).
@@ -168,6 +190,35 @@ mod tests {
         assert!(g.blocks(u64::MAX, 2).is_err());
         assert_eq!(g.blocks_clipped(1000, 100), 7..8);
         assert_eq!(g.blocks_clipped(2000, 8), 0..0);
+        Ok(())
+    }
+
+    #[test]
+    fn switch_numbers_and_generations() -> Result {
+        let mut a = ActiveMap::new(Geometry::for_capacity(1024, 16, 26, 1 << 20)?)?;
+        let mut r = ReadMap::new(&a)?;
+        let first = a.generation;
+        a.mark_io(0, 1);
+        a.switch_into(&mut r);
+        assert_eq!((r.number, r.map[0], r.map[1]), (1, 1, 0));
+        assert!(r.generation == first);
+        a.mark_io(128, 1);
+        a.switch_into(&mut r);
+        assert_eq!((r.number, r.map[0], r.map[1]), (2, 1, 2));
+
+        // Up to the 255th snapshot the generation stays...
+        for _ in 3..=255 {
+            a.switch_into(&mut r);
+        }
+        assert_eq!(r.number, 255);
+        assert!(r.generation == first);
+        assert_eq!(r.map[1], 2);
+        // ...and the map starts over after it.
+        assert!(a.generation != first);
+        assert_eq!((a.number, a.map[0], a.map[1]), (1, 0, 0));
+        a.switch_into(&mut r);
+        assert_eq!((r.number, r.map[1]), (1, 0));
+        assert!(r.generation != first);
         Ok(())
     }
 
