@@ -15,7 +15,9 @@ use kernel::{
 mod cbt_map;
 mod control;
 mod ctl;
+mod diff_area;
 mod diff_storage;
+mod image;
 mod params;
 mod snapshot;
 mod tracker;

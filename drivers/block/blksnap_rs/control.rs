@@ -66,6 +66,12 @@ fn create(arg: usize) -> Result<isize> {
     Ok(0)
 }
 
+fn take(arg: usize) -> Result<isize> {
+    require_admin()?;
+    snapshot::take(read_uuid(arg)?)?;
+    Ok(0)
+}
+
 fn destroy(arg: usize) -> Result<isize> {
     require_admin()?;
     snapshot::destroy(read_uuid(arg)?)?;
@@ -180,7 +186,8 @@ impl MiscDevice for Control {
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_destroy => destroy(arg),
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => collect(arg),
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => append_storage(arg),
-            // Taking snapshots and events come with copy-on-write.
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_take => take(arg),
+            // Events come with writable images.
             _ => Err(EOPNOTSUPP),
         }
     }

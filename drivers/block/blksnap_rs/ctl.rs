@@ -2,7 +2,7 @@
 
 //! The `BLKFILTER_CTL` commands blksnap answers on a tracked device.
 
-use crate::{snapshot, tracker::Membership, tracker::Tracker};
+use crate::{image, snapshot, tracker::Membership, tracker::Tracker};
 use kernel::{
     bindings,
     prelude::*,
@@ -145,9 +145,14 @@ fn snapshotinfo(tracker: &Tracker, buf: UserPtr, len: &mut u32) -> Result<i32> {
     if tracker.membership() == Membership::Free {
         return Err(ENODEV);
     }
-    // Nothing can break a snapshot that is not taken, and an image exists
-    // only once it is.
-    let out = [0u8; SNAPSHOTINFO_SIZE];
+    let mut out = [0u8; SNAPSHOTINFO_SIZE];
+    // Before the snapshot is taken there is no image and nothing to break.
+    if let Some(area) = tracker.diff_area() {
+        out[0..4].copy_from_slice(&area.error().to_ne_bytes());
+        let mut name = [0u8; 32];
+        let len = image::name(tracker.major, tracker.minor, &mut name);
+        out[4..4 + len].copy_from_slice(&name[..len]);
+    }
     UserSlice::new(buf, SNAPSHOTINFO_SIZE)
         .writer()
         .write_slice(&out)?;

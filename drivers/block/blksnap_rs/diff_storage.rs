@@ -42,6 +42,11 @@ fn any_overlap<'a>(extents: impl Iterator<Item = &'a Extent>) -> Result<bool> {
 pub(crate) struct DiffStorage {
     extents: KVec<Extent>,
     capacity: u64,
+    /// Sectors handed out or skipped.
+    used: u64,
+    /// The range allocations come from, and how much of it is used.
+    next: usize,
+    used_in_next: u64,
 }
 
 impl DiffStorage {
@@ -83,5 +88,25 @@ impl DiffStorage {
     /// Total sectors given to the snapshot.
     pub(crate) fn capacity(&self) -> u64 {
         self.capacity
+    }
+}
+
+impl DiffStorage {
+    /// Hands out `sectors` contiguous sectors, from the ranges in the order
+    /// they were given; `ENOSPC` when none is left that is large enough.
+    pub(crate) fn alloc(&mut self, sectors: u64) -> Result<(Arc<OpenedBlockDevice>, u64)> {
+        while let Some(extent) = self.extents.get(self.next) {
+            if extent.count - self.used_in_next >= sectors {
+                let at = extent.start + self.used_in_next;
+                self.used_in_next += sectors;
+                self.used += sectors;
+                return Ok((extent.device.clone(), at));
+            }
+            // The rest of this range is too small for a chunk: skip it.
+            self.used += extent.count - self.used_in_next;
+            self.next += 1;
+            self.used_in_next = 0;
+        }
+        Err(ENOSPC)
     }
 }

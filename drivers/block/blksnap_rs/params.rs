@@ -20,3 +20,18 @@ pub(crate) fn tracking_block_maximum_shift() -> u32 {
 pub(crate) fn tracking_block_maximum_count() -> u64 {
     u64::from(p::tracking_block_maximum_count.value())
 }
+
+/// log2 of the smallest copy-on-write chunk, in bytes.
+pub(crate) fn chunk_minimum_shift() -> u32 {
+    p::chunk_minimum_shift.value()
+}
+
+/// log2 of the largest copy-on-write chunk, in bytes.
+pub(crate) fn chunk_maximum_shift() -> u32 {
+    p::chunk_maximum_shift.value()
+}
+
+/// Most chunks per device, unless the largest chunk is reached.
+pub(crate) fn chunk_maximum_count() -> u64 {
+    u64::from(p::chunk_maximum_count.value())
+}

@@ -6,7 +6,12 @@
 //! life is a state machine under one lock, so an addition that races with
 //! the destruction either lands before it (and is undone by it) or fails.
 
-use crate::{diff_storage::DiffStorage, tracker::Tracker};
+use crate::{
+    diff_area::{self, DiffArea},
+    diff_storage::DiffStorage,
+    image::{self, Image},
+    tracker::Tracker,
+};
 use kernel::{
     block::bdev::OpenedBlockDevice,
     new_mutex,
@@ -21,9 +26,22 @@ struct Parts {
     storage: DiffStorage,
 }
 
+/// What a taken snapshot holds.
+struct TakenParts {
+    devices: KVec<Arc<Tracker>>,
+    /// Dropped before the devices stop being copied: see `destroy`.
+    images: KVec<Image>,
+}
+
 enum State {
     /// Accepting devices and storage.
     Created(Parts),
+    /// Being taken, by a task that holds the parts while it opens devices
+    /// (which takes their disks' `open_mutex`, so it cannot hold the state
+    /// lock: device commands run under `open_mutex` and take it).
+    Taking,
+    /// Copy-on-write is on and the images exist.
+    Taken(TakenParts),
     /// Destroyed; kept alive only by callers that looked it up before.
     Destroyed,
 }
@@ -54,8 +72,10 @@ impl Snapshot {
 
     fn add(&self, tracker: Arc<Tracker>) -> Result {
         let mut state = self.state.lock();
-        let State::Created(parts) = &mut *state else {
-            return Err(ESRCH);
+        let parts = match &mut *state {
+            State::Created(parts) => parts,
+            State::Taking | State::Taken(_) => return Err(EBUSY),
+            State::Destroyed => return Err(ESRCH),
         };
         parts.devices.reserve(1, GFP_KERNEL)?;
         tracker.join(self.id)?;
@@ -66,7 +86,8 @@ impl Snapshot {
     fn append_storage(&self, device: Arc<OpenedBlockDevice>, ranges: &[(u64, u64)]) -> Result {
         let mut state = self.state.lock();
         let State::Created(parts) = &mut *state else {
-            return Err(ESRCH);
+            // Growing the storage of a taken snapshot comes with events.
+            return Err(EBUSY);
         };
         parts.storage.append(device, ranges)?;
         pr_debug!(
@@ -78,12 +99,155 @@ impl Snapshot {
     }
 
     /// Releases the devices; they keep being tracked.
+    /// Takes the snapshot: everything that can fail is prepared first, then
+    /// all devices are frozen, switched to copy-on-write together, and
+    /// thawed.  On failure nothing is left changed.
+    fn take(&self) -> Result {
+        let mut parts = {
+            let mut state = self.state.lock();
+            let parts = match &mut *state {
+                State::Created(parts) => parts,
+                State::Taking | State::Taken(_) => return Err(EALREADY),
+                State::Destroyed => return Err(ESRCH),
+            };
+            if parts.devices.is_empty() {
+                return Err(ENODEV);
+            }
+            if parts.storage.capacity() == 0 {
+                return Err(ENOSPC);
+            }
+            if !parts.devices.iter().all(|t| t.is_attached()) {
+                return Err(ENODEV);
+            }
+            match core::mem::replace(&mut *state, State::Taking) {
+                State::Created(parts) => parts,
+                _ => return Err(EINVAL),
+            }
+        };
+
+        let result = Self::switch_on(&mut parts);
+        let mut state = self.state.lock();
+        let destroyed = matches!(*state, State::Destroyed);
+        match result {
+            Ok(images) if !destroyed => {
+                let devices = core::mem::take(&mut parts.devices);
+                *state = State::Taken(TakenParts { devices, images });
+                drop(state);
+                pr_info!("snapshot {} taken\n", self.id);
+                Ok(())
+            }
+            Err(e) if !destroyed => {
+                *state = State::Created(parts);
+                Err(e)
+            }
+            result => {
+                // Destroyed while being taken: finish the destruction here.
+                drop(state);
+                if let Ok(images) = result {
+                    Self::switch_off(&parts.devices, images);
+                }
+                for tracker in parts.devices.iter() {
+                    tracker.leave(self.id);
+                }
+                Err(ESRCH)
+            }
+        }
+    }
+
+    /// Prepares everything, then freezes all devices and switches them to
+    /// copy-on-write together.  On failure `parts` is as it was.
+    fn switch_on(parts: &mut Parts) -> Result<KVec<Image>> {
+        let storage = diff_area::shared_storage(core::mem::take(&mut parts.storage))?;
+        let (areas, images) = match Self::prepare(&parts.devices, &storage) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                parts.storage = core::mem::take(&mut *storage.lock());
+                return Err(e);
+            }
+        };
+
+        // Freeze every device before switching any, so that the point in
+        // time is the same for all of them.
+        let mut frozen = 0;
+        let mut result = Ok(());
+        for area in areas.iter() {
+            if let Err(e) = area.original().freeze() {
+                result = Err(e);
+                break;
+            }
+            frozen += 1;
+        }
+        if result.is_ok() {
+            for (tracker, area) in parts.devices.iter().zip(areas.iter()) {
+                if let Err(e) = tracker.start_cow(area.clone()) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        for area in areas.iter().take(frozen) {
+            let _ = area.original().thaw();
+        }
+        match result {
+            Ok(()) => Ok(images),
+            Err(e) => {
+                Self::switch_off(&parts.devices, images);
+                parts.storage = core::mem::take(&mut *storage.lock());
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends copy-on-write: images first, see `destroy`.
+    fn switch_off(devices: &[Arc<Tracker>], images: KVec<Image>) {
+        for tracker in devices {
+            if let Some(area) = tracker.diff_area() {
+                area.fail(ENODEV);
+            }
+        }
+        drop(images);
+        for tracker in devices {
+            tracker.stop_cow();
+        }
+    }
+
+    /// Opens the originals and creates the difference areas and images.
+    fn prepare(
+        devices: &[Arc<Tracker>],
+        storage: &Arc<Mutex<DiffStorage>>,
+    ) -> Result<(KVec<Arc<DiffArea>>, KVec<Image>)> {
+        let mut areas = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
+        let mut images = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
+        for tracker in devices {
+            let original = OpenedBlockDevice::open_by_devt(tracker.devt())?;
+            tracker.resize_if_needed(original.bdev().nr_sectors())?;
+            let area = DiffArea::new(original, storage.clone())?;
+            images.push(
+                image::create(tracker.major, tracker.minor, area.clone())?,
+                GFP_KERNEL,
+            )?;
+            areas.push(area, GFP_KERNEL)?;
+        }
+        Ok((areas, images))
+    }
+
+    /// Releases the devices; they keep being tracked.  Images go first:
+    /// deleting a disk waits for the bios being submitted to it, and every
+    /// bio the images queued holds its difference area, so nothing is freed
+    /// under a mounted image.
     fn destroy(&self) {
         let old = core::mem::replace(&mut *self.state.lock(), State::Destroyed);
-        if let State::Created(parts) = old {
-            for tracker in parts.devices.iter() {
-                tracker.leave(self.id);
+        let devices = match old {
+            State::Created(parts) => parts.devices,
+            State::Taken(taken) => {
+                Self::switch_off(&taken.devices, taken.images);
+                taken.devices
             }
+            // The task taking it finishes the destruction.
+            State::Taking | State::Destroyed => return,
+        };
+        for tracker in devices.iter() {
+            tracker.leave(self.id);
         }
     }
 }
@@ -160,4 +324,9 @@ pub(crate) fn append_storage(
     ranges: &[(u64, u64)],
 ) -> Result {
     find(id)?.append_storage(device, ranges)
+}
+
+/// Takes snapshot `id`.
+pub(crate) fn take(id: Uuid) -> Result {
+    find(id)?.take()
 }

@@ -8,14 +8,11 @@
 
 use crate::{
     cbt_map::{ActiveMap, Geometry, ReadMap},
+    diff_area::DiffArea,
     params,
 };
 use kernel::{
-    block::{
-        bdev::BlockDevice,
-        bio::Bio,
-        filter::{self, Disposition},
-    },
+    block::{bdev::BlockDevice, bio::SubmittedBio, filter},
     new_mutex, new_spinlock,
     prelude::*,
     sync::{Arc, Mutex, SpinLock},
@@ -31,9 +28,20 @@ pub(crate) enum Membership {
     InSnapshot(Uuid),
 }
 
+/// Whether writes to the device are copied first.
+pub(crate) enum Cow {
+    /// No snapshot taken: writes go straight on.
+    Off,
+    /// A snapshot is taken: writes to chunks not yet saved wait for the copy.
+    On(Arc<DiffArea>),
+    /// The filter was detached: nothing is tracked or copied any more.
+    Detached,
+}
+
 #[pin_data]
 pub(crate) struct Tracker {
     /// Device number of the tracked device.
+    devt: u32,
     pub(crate) major: u32,
     pub(crate) minor: u32,
     /// First sector of the device on its disk: bios reach the filter with
@@ -47,6 +55,9 @@ pub(crate) struct Tracker {
     pub(crate) read: Mutex<ReadMap>,
     #[pin]
     membership: Mutex<Membership>,
+    /// Looked at for every write: a spinlock.
+    #[pin]
+    cow: SpinLock<Cow>,
 }
 
 impl Tracker {
@@ -61,15 +72,41 @@ impl Tracker {
         let read = ReadMap::new(&active)?;
         Arc::pin_init(
             try_pin_init!(Self {
+                devt: bdev.devt(),
                 major: bdev.major(),
                 minor: bdev.minor(),
                 start_sector: bdev.start_sector(),
                 active <- new_spinlock!(active, "blksnap_tracker_active"),
                 read <- new_mutex!(read, "blksnap_tracker_read"),
                 membership <- new_mutex!(Membership::Free, "blksnap_tracker_membership"),
+                cow <- new_spinlock!(Cow::Off, "blksnap_tracker_cow"),
             }),
             GFP_KERNEL,
         )
+    }
+
+    pub(crate) fn devt(&self) -> u32 {
+        self.devt
+    }
+
+    /// Starts the change maps over, in a new generation, if the device
+    /// changed size since they were made.
+    pub(crate) fn resize_if_needed(&self, capacity: u64) -> Result {
+        if self.geometry().capacity == capacity {
+            return Ok(());
+        }
+        let geometry = Geometry::for_capacity(
+            capacity,
+            params::tracking_block_minimum_shift(),
+            params::tracking_block_maximum_shift(),
+            params::tracking_block_maximum_count(),
+        )?;
+        let active = ActiveMap::new(geometry)?;
+        let fresh = ReadMap::new(&active)?;
+        let mut read = self.read.lock();
+        *self.active.lock() = active;
+        *read = fresh;
+        Ok(())
     }
 
     pub(crate) fn geometry(&self) -> Geometry {
@@ -101,6 +138,41 @@ impl Tracker {
     pub(crate) fn membership(&self) -> Membership {
         *self.membership.lock()
     }
+
+    /// The difference area while a snapshot is taken.
+    pub(crate) fn diff_area(&self) -> Option<Arc<DiffArea>> {
+        match &*self.cow.lock() {
+            Cow::On(area) => Some(area.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_attached(&self) -> bool {
+        !matches!(*self.cow.lock(), Cow::Detached)
+    }
+
+    /// Starts the snapshot: called with the device frozen.  The change map
+    /// is switched at the same moment, so it describes the same point.
+    pub(crate) fn start_cow(&self, area: Arc<DiffArea>) -> Result {
+        let mut read = self.read.lock();
+        let mut cow = self.cow.lock();
+        if !matches!(*cow, Cow::Off) {
+            return Err(ENODEV);
+        }
+        // A write that marks the new map number finds copy-on-write on: it
+        // needs the `cow` lock, which is held until both changed.
+        self.active.lock().switch_into(&mut read);
+        *cow = Cow::On(area);
+        Ok(())
+    }
+
+    /// Stops copying when the snapshot goes away.
+    pub(crate) fn stop_cow(&self) {
+        let mut cow = self.cow.lock();
+        if matches!(*cow, Cow::On(_)) {
+            *cow = Cow::Off;
+        }
+    }
 }
 
 /// The `blksnap` block device filter.
@@ -116,15 +188,26 @@ impl filter::Operations for TrackerFilter {
         Ok(tracker)
     }
 
+    fn detach(tracker: Arc<Tracker>) {
+        let old = core::mem::replace(&mut *tracker.cow.lock(), Cow::Detached);
+        if let Cow::On(area) = old {
+            // Writes are no longer seen: the image cannot stay correct.
+            area.fail(ENODEV);
+        }
+    }
+
     fn ctl(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: &mut u32) -> Result<i32> {
         crate::ctl::execute(tracker, cmd, buf, len)
     }
 
-    fn submit_bio(tracker: &Arc<Tracker>, bio: &Bio) -> Disposition {
+    fn submit_bio(tracker: &Arc<Tracker>, bio: SubmittedBio) -> Option<SubmittedBio> {
         if bio.operation().changes_data() && bio.nr_sectors() != 0 {
             let sector = bio.sector().saturating_sub(tracker.start_sector);
             tracker.active.lock().mark_io(sector, bio.nr_sectors());
         }
-        Disposition::Pass
+        match tracker.diff_area() {
+            Some(area) => area.write(bio),
+            None => Some(bio),
+        }
     }
 }

@@ -4,7 +4,12 @@
 //!
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
-use crate::{bindings, error::from_err_ptr, prelude::*, types::Opaque};
+use crate::{
+    bindings,
+    error::{from_err_ptr, to_result},
+    prelude::*,
+    types::Opaque,
+};
 use core::ptr::NonNull;
 
 /// A block device (`struct block_device`): a whole disk or a partition.
@@ -119,6 +124,34 @@ impl OpenedBlockDevice {
         Ok(Self {
             file: NonNull::new(file).ok_or(EINVAL)?,
         })
+    }
+
+    /// Opens the block device with device number `devt` for reading and
+    /// writing; `ENODEV` if there is none.
+    pub fn open_by_devt(devt: u32) -> Result<Self> {
+        let mode = bindings::BLK_OPEN_READ | bindings::BLK_OPEN_WRITE;
+        // SAFETY: A non-exclusive open takes no holder and no holder
+        // operations.
+        let file = from_err_ptr(unsafe {
+            bindings::bdev_file_open_by_dev(devt, mode, core::ptr::null_mut(), core::ptr::null())
+        })?;
+        // INVARIANT: `file` comes from `bdev_file_open_by_dev()`.
+        Ok(Self {
+            file: NonNull::new(file).ok_or(EINVAL)?,
+        })
+    }
+
+    /// Freezes the file system on the device, if any, and blocks new writes
+    /// until [`OpenedBlockDevice::thaw`].
+    pub fn freeze(&self) -> Result {
+        // SAFETY: The device is open, hence valid.
+        to_result(unsafe { bindings::bdev_freeze(self.bdev().as_raw()) })
+    }
+
+    /// Undoes [`OpenedBlockDevice::freeze`].
+    pub fn thaw(&self) -> Result {
+        // SAFETY: The device is open, hence valid.
+        to_result(unsafe { bindings::bdev_thaw(self.bdev().as_raw()) })
     }
 
     /// Returns the opened block device.

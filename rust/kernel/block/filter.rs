@@ -10,7 +10,7 @@
 
 use crate::{
     bindings,
-    block::{bdev::BlockDevice, bio::Bio},
+    block::{bdev::BlockDevice, bio::SubmittedBio},
     error::{from_result, to_result, VTABLE_DEFAULT_ERROR},
     prelude::*,
     types::Opaque,
@@ -18,13 +18,6 @@ use crate::{
     ThisModule,
 };
 use core::marker::PhantomData;
-
-/// What the filter decided about a bio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Let the bio go on to the device.
-    Pass,
-}
 
 /// The operations of a block device filter.
 #[vtable]
@@ -56,9 +49,11 @@ pub trait Operations: Sized + 'static {
 
     /// Looks at a bio before the device does.
     ///
-    /// Called in the submitter's context with the queue entered; must not wait
-    /// for I/O the filter submitted itself.
-    fn submit_bio(attachment: &Self::Attachment, bio: &Bio) -> Disposition;
+    /// Returns the bio to let it go on, or keeps it and later passes it on
+    /// with [`SubmittedBio::resubmit`] or ends it.  Called in the submitter's
+    /// context with the queue entered; must not wait for I/O the filter
+    /// submitted itself.
+    fn submit_bio(attachment: &Self::Attachment, bio: SubmittedBio) -> Option<SubmittedBio>;
 }
 
 /// The state of one attachment, as the C side sees it.
@@ -143,10 +138,16 @@ impl<T: Operations> Adapter<T> {
     ) -> bool {
         // SAFETY: The attachment is live while the queue is entered.
         let attached = unsafe { Attached::<T>::from_raw(flt) };
-        // SAFETY: The bio is not completed before the filter lets it pass.
-        let bio = unsafe { Bio::from_raw(bio) };
+        // SAFETY: The bio is in flight and the block layer hands its
+        // completion to the filter; it came to a filter's `submit_bio`.
+        let bio = unsafe { SubmittedBio::from_raw(bio, true) };
         match T::submit_bio(&attached.data, bio) {
-            Disposition::Pass => false,
+            Some(bio) => {
+                // Passed back: the block layer goes on with it.
+                bio.into_raw();
+                false
+            }
+            None => true,
         }
     }
 }
