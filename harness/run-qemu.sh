@@ -25,9 +25,22 @@ echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>"$root/etc/passwd"
 echo 'root:x:0:' >"$root/etc/group"
 
+# ext4 tools for the tests and the demo, with the libraries they need.
+mkdir -p "$root/usr/sbin" "$root/lib64" "$root/lib/x86_64-linux-gnu"
+for tool in /usr/sbin/mke2fs /usr/sbin/e2fsck; do
+	cp "$tool" "$root/usr/sbin/"
+	for lib in $(ldd "$tool" | awk '$3 ~ /^\// {print $3}'); do
+		cp -L "$lib" "$root/lib/x86_64-linux-gnu/"
+	done
+done
+cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
+ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
+
 kmake "$flavour" headers_install >/dev/null
 hdr=$out/usr/include
 gcc -static -O2 -Wall -isystem "$hdr" -o "$root/bin/blkfilter" "$REPO/harness/guest/blkfilter.c"
+gcc -static -O2 -Wall -isystem "$hdr" -o "$root/bin/blksnapctl" "$REPO/harness/guest/blksnapctl.c"
 
 for dir in "$WORK"/tools/testing/selftests/blksnap; do
 	suite=$(basename "$dir")

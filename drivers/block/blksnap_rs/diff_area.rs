@@ -119,6 +119,12 @@ impl DiffArea {
         }
     }
 
+    /// Ends the snapshot of this device on purpose (destroyed, detached):
+    /// queued image reads fail, queued writes go on without copying.
+    pub(crate) fn retire(&self) {
+        let _ = self.error.cmpxchg(0, ENODEV.to_errno(), Full);
+    }
+
     fn is_copied(&self, chunk: usize) -> bool {
         self.copied.lock().get(chunk).is_some()
     }

@@ -202,7 +202,7 @@ impl Snapshot {
     fn switch_off(devices: &[Arc<Tracker>], images: KVec<Image>) {
         for tracker in devices {
             if let Some(area) = tracker.diff_area() {
-                area.fail(ENODEV);
+                area.retire();
             }
         }
         drop(images);

@@ -434,4 +434,44 @@ TEST_F(snap, storage_on_the_same_device)
 	EXPECT_EQ(0, memcmp(self->scratch, self->now, keep));
 }
 
+/* A mounted ext4, snapshotted in use: the image mounts and checks clean. */
+TEST_F(snap, ext4_image_mounts_and_checks_clean)
+{
+	char cmd[256], image[64];
+	FILE *f;
+	int i;
+
+	if (run("command -v mkfs.ext4 >/dev/null && command -v e2fsck >/dev/null"))
+		SKIP(return, "mkfs.ext4 or e2fsck missing");
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p /tmp/live /tmp/snap && "
+		 "mount %s /tmp/live", self->orig[0].path, self->orig[0].path);
+	ASSERT_EQ(0, run(cmd));
+	for (i = 0; i < 20; i++) {
+		snprintf(cmd, sizeof(cmd), "/tmp/live/file%d", i);
+		f = fopen(cmd, "w");
+		ASSERT_NE(NULL, f);
+		fprintf(f, "old %d\n", i);
+		fclose(f);
+	}
+	sync();
+
+	ASSERT_EQ(0, snapshot_add(self->orig[0].fd, &self->id));
+	ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, self->store.size >> 9));
+	ASSERT_EQ(0, take(self->ctl, &self->id));
+	EXPECT_EQ(0, run("for i in $(seq 0 19); do echo new $i >/tmp/live/file$i; done; "
+			 "rm /tmp/live/file7; dd if=/dev/urandom of=/tmp/live/big bs=1M count=4 "
+			 "2>/dev/null; sync"));
+
+	image_path(&self->orig[0], image, sizeof(image));
+	snprintf(cmd, sizeof(cmd), "e2fsck -fn %s >/dev/null 2>&1", image);
+	EXPECT_EQ(0, run(cmd));
+	snprintf(cmd, sizeof(cmd), "mount -o ro -t ext4 %s /tmp/snap", image);
+	ASSERT_EQ(0, run(cmd));
+	EXPECT_EQ(0, run("grep -qx 'old 7' /tmp/snap/file7 && grep -qx 'old 19' /tmp/snap/file19 "
+			 "&& ! test -e /tmp/snap/big"));
+	EXPECT_EQ(0, run("grep -qx 'new 19' /tmp/live/file19 && ! test -e /tmp/live/file7"));
+	EXPECT_EQ(0, run("umount /tmp/snap"));
+	EXPECT_EQ(0, run("umount /tmp/live"));
+}
+
 TEST_HARNESS_MAIN
