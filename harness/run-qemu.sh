@@ -75,6 +75,8 @@ printf 'label: dos\n,96M,L\n,,L\n' | sfdisk -q "$rundir/vdb.img" >/dev/null
 
 # --- boot
 append="console=ttyS0 panic=-1 blksnap_rs_mode=$mode"
+# 64 MiB ramdisks (allocated as written) for the device lifecycle tests.
+append+=" brd.rd_size=65536"
 append+=" loglevel=7"
 set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \

@@ -17,6 +17,7 @@ mod control;
 mod ctl;
 mod diff_area;
 mod diff_storage;
+mod event_queue;
 mod image;
 mod params;
 mod snapshot;

@@ -151,12 +151,16 @@ impl ReadMap {
 
     /// Marks a range, for changes made to the snapshot image by user space.
     pub(crate) fn mark_range(&mut self, geometry: &Geometry, sector: u64, count: u64) -> Result {
-        let range = geometry.blocks(sector, count)?;
+        self.mark_blocks(geometry.blocks(sector, count)?);
+        Ok(())
+    }
+
+    /// Marks map bytes `range` with the number of the last snapshot taken.
+    pub(crate) fn mark_blocks(&mut self, range: core::ops::Range<usize>) {
         // Nothing was taken yet: there is no snapshot number to record.
         if self.number != 0 {
             mark(&mut self.map, range, self.number);
         }
-        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 
 //! `/dev/blksnap-control`: the snapshot-wide commands.
 
-use crate::{diff_storage::MAX_EXTENTS, snapshot};
+use crate::{diff_storage::MAX_EXTENTS, event_queue, snapshot};
 use kernel::{
     bindings,
     block::bdev::OpenedBlockDevice,
@@ -63,6 +63,27 @@ fn create(arg: usize) -> Result<isize> {
         let _ = snapshot::destroy(id);
         return Err(e);
     }
+    Ok(0)
+}
+
+/// `struct blksnap_snapshot_event`: id and timeout in; code, time label and
+/// data out.
+fn wait_event(arg: usize) -> Result<isize> {
+    let mut head = [0u8; 20];
+    UserSlice::new(UserPtr::from_addr(arg), head.len())
+        .reader()
+        .read_slice(&mut head)?;
+    let mut id = [0u8; UUID_SIZE];
+    id.copy_from_slice(&head[..UUID_SIZE]);
+    let timeout_ms = u32_at(&head, 16);
+    let event = snapshot::wait_event(Uuid::from_bytes(id), timeout_ms)?;
+    let mut out = [0u8; 12 + event_queue::DATA_MAX];
+    out[0..4].copy_from_slice(&event.code.to_ne_bytes());
+    out[4..12].copy_from_slice(&event.time.to_ne_bytes());
+    out[12..].copy_from_slice(&event.data);
+    UserSlice::new(UserPtr::from_addr(arg + 20), out.len())
+        .writer()
+        .write_slice(&out)?;
     Ok(0)
 }
 
@@ -187,8 +208,8 @@ impl MiscDevice for Control {
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => collect(arg),
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => append_storage(arg),
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_take => take(arg),
-            // Events come with writable images.
-            _ => Err(EOPNOTSUPP),
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => wait_event(arg),
+            _ => Err(ENOTTY),
         }
     }
 }

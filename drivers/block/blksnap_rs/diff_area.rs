@@ -2,16 +2,17 @@
 
 //! The difference area of one device in a taken snapshot: which chunks of
 //! the original were copied to difference storage, and the work that copies
-//! them and serves reads of the snapshot image.
+//! them and serves I/O to the snapshot image.
 //!
 //! Writes that touch a chunk not yet copied are taken over in the submit path
-//! and queued, like image reads, to one work item per device.  The worker
+//! and queued, like image I/O, to one work item per device.  The worker
 //! copies the chunks (read the original, write the storage), then passes the
-//! write on.  As the worker handles image reads and copies one at a time, an
+//! write on.  As the worker handles image I/O and copies one at a time, an
 //! image read of the original always completes before a queued write to the
-//! same chunk reaches the device.  The submit path itself never waits for I/O.
+//! same chunk reaches the device, and an image write to a chunk not copied
+//! yet copies it first.  The submit path itself never waits for I/O.
 
-use crate::{cbt_map::Geometry, diff_storage::DiffStorage, params};
+use crate::{cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, params};
 use kernel::{
     block::{
         bdev::OpenedBlockDevice,
@@ -37,8 +38,16 @@ struct Location {
 enum Pending {
     /// A write to the original that needs chunks copied first.
     Write(SubmittedBio),
-    /// A read of the snapshot image.
-    ImageRead(SubmittedBio),
+    /// A read or write of the snapshot image.
+    Image(SubmittedBio),
+}
+
+impl Pending {
+    fn into_bio(self) -> SubmittedBio {
+        match self {
+            Self::Write(bio) | Self::Image(bio) => bio,
+        }
+    }
 }
 
 #[pin_data]
@@ -51,6 +60,7 @@ pub(crate) struct DiffArea {
     /// Chunk geometry: `block_shift` is the chunk size.
     chunks: Geometry,
     storage: Arc<Mutex<DiffStorage>>,
+    events: Arc<EventQueue>,
     #[pin]
     copied: XArray<KBox<Location>>,
     /// 0 while the snapshot of this device is intact, else the negative
@@ -70,6 +80,7 @@ impl DiffArea {
     pub(crate) fn new(
         original: OpenedBlockDevice,
         storage: Arc<Mutex<DiffStorage>>,
+        events: Arc<EventQueue>,
     ) -> Result<Arc<Self>> {
         let bdev = original.bdev();
         let chunks = Geometry::for_capacity(
@@ -85,6 +96,7 @@ impl DiffArea {
                 start_sector,
                 chunks,
                 storage,
+                events,
                 copied <- XArray::new(AllocKind::Alloc),
                 error: Atomic::new(0),
                 pending <- new_spinlock!(KVec::new(), "blksnap_diff_area_pending"),
@@ -110,6 +122,9 @@ impl DiffArea {
     /// Marks the snapshot of this device broken; the first error stays.
     pub(crate) fn fail(&self, err: Error) {
         if self.error.cmpxchg(0, err.to_errno(), Full).is_ok() {
+            let bdev = self.original.bdev();
+            self.events
+                .corrupted(bdev.major(), bdev.minor(), err.to_errno());
             pr_warn!(
                 "snapshot of {}:{} is corrupted: error {}\n",
                 self.original.bdev().major(),
@@ -120,7 +135,7 @@ impl DiffArea {
     }
 
     /// Ends the snapshot of this device on purpose (destroyed, detached):
-    /// queued image reads fail, queued writes go on without copying.
+    /// queued image I/O fails, queued writes go on without copying.
     pub(crate) fn retire(&self) {
         let _ = self.error.cmpxchg(0, ENODEV.to_errno(), Full);
     }
@@ -161,20 +176,18 @@ impl DiffArea {
         }
         match self.queue(Pending::Write(bio)) {
             Ok(()) => None,
-            Err(Pending::Write(bio)) | Err(Pending::ImageRead(bio)) => {
+            Err(item) => {
                 // The write must go on even if its old data cannot be saved.
                 self.fail(ENOMEM);
-                Some(bio)
+                Some(item.into_bio())
             }
         }
     }
 
-    /// The submit path of a read of the image.
-    pub(crate) fn image_read(self: &Arc<Self>, bio: SubmittedBio) {
-        if let Err(Pending::ImageRead(bio)) | Err(Pending::Write(bio)) =
-            self.queue(Pending::ImageRead(bio))
-        {
-            bio.end(Status::IoError);
+    /// The submit path of a read or write of the image.
+    pub(crate) fn image_io(self: &Arc<Self>, bio: SubmittedBio) {
+        if let Err(item) = self.queue(Pending::Image(bio)) {
+            item.into_bio().end(Status::IoError);
         }
     }
 
@@ -215,9 +228,26 @@ impl DiffArea {
         bio.resubmit();
     }
 
-    /// Reads image data chunk by chunk, from storage where a chunk was copied
-    /// and from the original where it was not.
-    fn handle_image_read(&self, bio: SubmittedBio) {
+    /// Where the image data of `sector`, in chunk `chunk` starting at
+    /// `chunk_start`, is kept in difference storage, if the chunk was copied.
+    fn stored(
+        &self,
+        chunk: usize,
+        chunk_start: u64,
+        sector: u64,
+    ) -> Option<(Arc<OpenedBlockDevice>, u64)> {
+        self.copied
+            .lock()
+            .get(chunk)
+            .map(|l| (l.device.clone(), l.sector + (sector - chunk_start)))
+    }
+
+    /// Serves image I/O chunk by chunk.  Reads come from difference storage
+    /// where a chunk was copied and from the original where it was not.
+    /// Writes only ever go to difference storage: a chunk not copied yet is
+    /// copied first, so the original never sees them.
+    fn handle_image_io(&self, bio: SubmittedBio) {
+        let write = bio.operation().changes_data();
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let total = bio.nr_sectors();
         let mut done = 0;
@@ -229,11 +259,14 @@ impl DiffArea {
             let chunk = (sector >> shift) as usize;
             let chunk_start = (chunk as u64) << shift;
             let n = (total - done).min(chunk_start + (1 << shift) - sector);
-            let stored = self
-                .copied
-                .lock()
-                .get(chunk)
-                .map(|l| (l.device.clone(), l.sector + (sector - chunk_start)));
+            let mut stored = self.stored(chunk, chunk_start, sector);
+            if stored.is_none() && write {
+                if let Err(e) = self.copy_chunk(chunk) {
+                    self.fail(e);
+                    return bio.end(Status::IoError);
+                }
+                stored = self.stored(chunk, chunk_start, sector);
+            }
             let res = match stored {
                 Some((device, at)) => bio.transfer_part(done, n, device.bdev(), at),
                 None => bio.transfer_part(done, n, self.original.bdev(), sector),
@@ -259,7 +292,7 @@ impl WorkItem for DiffArea {
             for item in batch {
                 match item {
                     Pending::Write(bio) => this.handle_write(bio),
-                    Pending::ImageRead(bio) => this.handle_image_read(bio),
+                    Pending::Image(bio) => this.handle_image_io(bio),
                 }
             }
         }

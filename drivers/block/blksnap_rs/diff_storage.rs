@@ -3,6 +3,7 @@
 //! Difference storage: the sector ranges where a snapshot keeps the data
 //! that writes to its original devices are about to overwrite.
 
+use crate::event_queue::EventQueue;
 use kernel::{block::bdev::OpenedBlockDevice, prelude::*, sync::Arc};
 
 /// Most ranges one snapshot can be given, over all appends.
@@ -47,9 +48,37 @@ pub(crate) struct DiffStorage {
     /// The range allocations come from, and how much of it is used.
     next: usize,
     used_in_next: u64,
+    /// Where low-space events go, and how much storage to ask for.
+    events: Option<Arc<EventQueue>>,
+    minimum: u64,
+    /// A request for more is out and not yet answered.
+    requested: bool,
 }
 
 impl DiffStorage {
+    /// Storage that asks for `minimum` sectors at once: a snapshot starts
+    /// with nothing, so it asks right away.
+    pub(crate) fn new(events: Arc<EventQueue>, minimum: u64) -> Self {
+        events.low_free_space(minimum);
+        Self {
+            events: Some(events),
+            minimum,
+            requested: true,
+            ..Default::default()
+        }
+    }
+
+    /// Asks for more storage once less than half of `minimum` is left.
+    fn check_free(&mut self) {
+        let free = self.capacity - self.used;
+        if !self.requested && free < self.minimum / 2 {
+            self.requested = true;
+            if let Some(events) = &self.events {
+                events.low_free_space(self.minimum);
+            }
+        }
+    }
+
     /// Checks `(start, count)` ranges against `device` and the ranges given
     /// before, and adds them all or none.
     pub(crate) fn append(
@@ -82,6 +111,9 @@ impl DiffStorage {
             self.capacity += extent.count;
             self.extents.push(extent, GFP_KERNEL)?;
         }
+        // The request is answered; ask again if it was not enough.
+        self.requested = false;
+        self.check_free();
         Ok(())
     }
 
@@ -98,9 +130,11 @@ impl DiffStorage {
         while let Some(extent) = self.extents.get(self.next) {
             if extent.count - self.used_in_next >= sectors {
                 let at = extent.start + self.used_in_next;
+                let device = extent.device.clone();
                 self.used_in_next += sectors;
                 self.used += sectors;
-                return Ok((extent.device.clone(), at));
+                self.check_free();
+                return Ok((device, at));
             }
             // The rest of this range is too small for a chunk: skip it.
             self.used += extent.count - self.used_in_next;

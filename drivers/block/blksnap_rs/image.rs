@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Snapshot images: read-only block devices `blksnap-image_MAJ:MIN` that
-//! show an original device as it was when the snapshot was taken.
+//! Snapshot images: block devices `blksnap-image_MAJ:MIN` that show an
+//! original device as it was when the snapshot was taken.
+//!
+//! Images are writable, so that a backup agent can for example delete
+//! files it does not want before reading the image.  What is written lands
+//! in difference storage only, and marks the change map.
 
-use crate::diff_area::DiffArea;
+use crate::{diff_area::DiffArea, tracker::Tracker};
 use kernel::{
     block::{
         bio::{Operation, Status, SubmittedBio},
@@ -13,17 +17,33 @@ use kernel::{
     sync::Arc,
 };
 
+/// What an image shows: the difference area of one device, and the tracker
+/// whose change map records writes to the image.
+pub(crate) struct Target {
+    tracker: Arc<Tracker>,
+    area: Arc<DiffArea>,
+}
+
 pub(crate) struct ImageOps;
 
 #[vtable]
 impl bio_disk::Operations for ImageOps {
-    type Data = Arc<DiffArea>;
+    type Data = Target;
 
-    fn submit_bio(area: &Arc<DiffArea>, bio: SubmittedBio) {
+    fn submit_bio(target: &Target, bio: SubmittedBio) {
+        if bio.nr_sectors() == 0 {
+            // A flush: our own writes are waited for as they are made.
+            return bio.end(Status::Ok);
+        }
         match bio.operation() {
-            Operation::Read if bio.nr_sectors() != 0 => area.image_read(bio),
-            Operation::Read | Operation::Flush => bio.end(Status::Ok),
-            // Read-only until writable images exist.
+            Operation::Read => target.area.image_io(bio),
+            Operation::Write => {
+                // The image now differs from the original's point in time:
+                // an incremental backup from either map must read it again.
+                target.tracker.mark_both(bio.sector(), bio.nr_sectors());
+                target.area.image_io(bio)
+            }
+            // The image offers no discard or write-zeroes.
             _ => bio.end(Status::IoError),
         }
     }
@@ -55,10 +75,11 @@ impl core::fmt::Write for Writer<'_> {
     }
 }
 
-/// Creates the image of the device behind `area`.
-pub(crate) fn create(major: u32, minor: u32, area: Arc<DiffArea>) -> Result<Image> {
+/// Creates the image of the device `tracker` tracks, whose snapshot lives
+/// in `area`.
+pub(crate) fn create(tracker: Arc<Tracker>, area: Arc<DiffArea>) -> Result<Image> {
     let mut buf = [0u8; 32];
-    let len = name(major, minor, &mut buf);
+    let len = name(tracker.major, tracker.minor, &mut buf);
     let sectors = area.capacity();
-    BioDisk::new(&buf[..len], sectors, true, area)
+    BioDisk::new(&buf[..len], sectors, false, Target { tracker, area })
 }

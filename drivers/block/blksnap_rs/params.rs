@@ -35,3 +35,8 @@ pub(crate) fn chunk_maximum_shift() -> u32 {
 pub(crate) fn chunk_maximum_count() -> u64 {
     u64::from(p::chunk_maximum_count.value())
 }
+
+/// Sectors of difference storage to ask user space for at a time.
+pub(crate) fn diff_storage_minimum() -> u64 {
+    u64::from(p::diff_storage_minimum.value())
+}

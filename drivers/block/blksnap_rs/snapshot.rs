@@ -9,7 +9,9 @@
 use crate::{
     diff_area::{self, DiffArea},
     diff_storage::DiffStorage,
+    event_queue::{Event, EventQueue},
     image::{self, Image},
+    params,
     tracker::Tracker,
 };
 use kernel::{
@@ -29,6 +31,8 @@ struct Parts {
 /// What a taken snapshot holds.
 struct TakenParts {
     devices: KVec<Arc<Tracker>>,
+    /// Shared by the difference areas; can still grow.
+    storage: Arc<Mutex<DiffStorage>>,
     /// Dropped before the devices stop being copied: see `destroy`.
     images: KVec<Image>,
 }
@@ -49,19 +53,23 @@ enum State {
 #[pin_data]
 pub(crate) struct Snapshot {
     pub(crate) id: Uuid,
+    events: Arc<EventQueue>,
     #[pin]
     state: Mutex<State>,
 }
 
 impl Snapshot {
     fn new(id: Uuid) -> Result<Arc<Self>> {
+        let events = EventQueue::new()?;
+        let storage = DiffStorage::new(events.clone(), params::diff_storage_minimum());
         Arc::pin_init(
             try_pin_init!(Self {
                 id,
+                events,
                 state <- new_mutex!(
                     State::Created(Parts {
                         devices: KVec::new(),
-                        storage: DiffStorage::default(),
+                        storage,
                     }),
                     "blksnap_snapshot_state"
                 ),
@@ -85,17 +93,12 @@ impl Snapshot {
 
     fn append_storage(&self, device: Arc<OpenedBlockDevice>, ranges: &[(u64, u64)]) -> Result {
         let mut state = self.state.lock();
-        let State::Created(parts) = &mut *state else {
-            // Growing the storage of a taken snapshot comes with events.
-            return Err(EBUSY);
-        };
-        parts.storage.append(device, ranges)?;
-        pr_debug!(
-            "snapshot {}: {} sectors of storage\n",
-            self.id,
-            parts.storage.capacity()
-        );
-        Ok(())
+        match &mut *state {
+            State::Created(parts) => parts.storage.append(device, ranges),
+            State::Taken(taken) => taken.storage.lock().append(device, ranges),
+            State::Taking => Err(EBUSY),
+            State::Destroyed => Err(ESRCH),
+        }
     }
 
     /// Releases the devices; they keep being tracked.
@@ -125,13 +128,17 @@ impl Snapshot {
             }
         };
 
-        let result = Self::switch_on(&mut parts);
+        let result = Self::switch_on(&mut parts, &self.events);
         let mut state = self.state.lock();
         let destroyed = matches!(*state, State::Destroyed);
         match result {
-            Ok(images) if !destroyed => {
+            Ok((images, storage)) if !destroyed => {
                 let devices = core::mem::take(&mut parts.devices);
-                *state = State::Taken(TakenParts { devices, images });
+                *state = State::Taken(TakenParts {
+                    devices,
+                    storage,
+                    images,
+                });
                 drop(state);
                 pr_info!("snapshot {} taken\n", self.id);
                 Ok(())
@@ -143,7 +150,7 @@ impl Snapshot {
             result => {
                 // Destroyed while being taken: finish the destruction here.
                 drop(state);
-                if let Ok(images) = result {
+                if let Ok((images, _)) = result {
                     Self::switch_off(&parts.devices, images);
                 }
                 for tracker in parts.devices.iter() {
@@ -156,9 +163,12 @@ impl Snapshot {
 
     /// Prepares everything, then freezes all devices and switches them to
     /// copy-on-write together.  On failure `parts` is as it was.
-    fn switch_on(parts: &mut Parts) -> Result<KVec<Image>> {
+    fn switch_on(
+        parts: &mut Parts,
+        events: &Arc<EventQueue>,
+    ) -> Result<(KVec<Image>, Arc<Mutex<DiffStorage>>)> {
         let storage = diff_area::shared_storage(core::mem::take(&mut parts.storage))?;
-        let (areas, images) = match Self::prepare(&parts.devices, &storage) {
+        let (areas, images) = match Self::prepare(&parts.devices, &storage, events) {
             Ok(prepared) => prepared,
             Err(e) => {
                 parts.storage = core::mem::take(&mut *storage.lock());
@@ -178,18 +188,13 @@ impl Snapshot {
             frozen += 1;
         }
         if result.is_ok() {
-            for (tracker, area) in parts.devices.iter().zip(areas.iter()) {
-                if let Err(e) = tracker.start_cow(area.clone()) {
-                    result = Err(e);
-                    break;
-                }
-            }
+            result = Self::switch_devices(&parts.devices, &areas);
         }
         for area in areas.iter().take(frozen) {
             let _ = area.original().thaw();
         }
         match result {
-            Ok(()) => Ok(images),
+            Ok(()) => Ok((images, storage)),
             Err(e) => {
                 Self::switch_off(&parts.devices, images);
                 parts.storage = core::mem::take(&mut *storage.lock());
@@ -211,21 +216,39 @@ impl Snapshot {
         }
     }
 
+    /// Switches the devices to copy-on-write with all their queues frozen:
+    /// every write then lies wholly before the point in time or wholly after
+    /// it, even one in flight on a device without a file system.
+    fn switch_devices(devices: &[Arc<Tracker>], areas: &[Arc<DiffArea>]) -> Result {
+        let mut queues = KVec::with_capacity(areas.len(), GFP_KERNEL)?;
+        for area in areas {
+            // Cannot fail: the room was reserved.
+            let _ = queues.push(area.original().freeze_queue(), GFP_NOIO);
+        }
+        let mut result = Ok(());
+        for (tracker, area) in devices.iter().zip(areas.iter()) {
+            if let Err(e) = tracker.start_cow(area.clone()) {
+                result = Err(e);
+                break;
+            }
+        }
+        drop(queues);
+        result
+    }
+
     /// Opens the originals and creates the difference areas and images.
     fn prepare(
         devices: &[Arc<Tracker>],
         storage: &Arc<Mutex<DiffStorage>>,
+        events: &Arc<EventQueue>,
     ) -> Result<(KVec<Arc<DiffArea>>, KVec<Image>)> {
         let mut areas = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
         let mut images = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
         for tracker in devices {
             let original = OpenedBlockDevice::open_by_devt(tracker.devt())?;
             tracker.resize_if_needed(original.bdev().nr_sectors())?;
-            let area = DiffArea::new(original, storage.clone())?;
-            images.push(
-                image::create(tracker.major, tracker.minor, area.clone())?,
-                GFP_KERNEL,
-            )?;
+            let area = DiffArea::new(original, storage.clone(), events.clone())?;
+            images.push(image::create(tracker.clone(), area.clone())?, GFP_KERNEL)?;
             areas.push(area, GFP_KERNEL)?;
         }
         Ok((areas, images))
@@ -236,6 +259,7 @@ impl Snapshot {
     /// bio the images queued holds its difference area, so nothing is freed
     /// under a mounted image.
     fn destroy(&self) {
+        self.events.close();
         let old = core::mem::replace(&mut *self.state.lock(), State::Destroyed);
         let devices = match old {
             State::Created(parts) => parts.devices,
@@ -329,4 +353,10 @@ pub(crate) fn append_storage(
 /// Takes snapshot `id`.
 pub(crate) fn take(id: Uuid) -> Result {
     find(id)?.take()
+}
+
+/// Waits up to `timeout_ms` for the next event of snapshot `id`.
+pub(crate) fn wait_event(id: Uuid, timeout_ms: u32) -> Result<Event> {
+    let events = find(id)?.events.clone();
+    events.wait(timeout_ms)
 }

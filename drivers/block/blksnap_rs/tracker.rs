@@ -113,6 +113,15 @@ impl Tracker {
         self.active.lock().geometry
     }
 
+    /// Marks a change made to the snapshot image in both maps: the map of
+    /// the snapshot taken, and the active one.
+    pub(crate) fn mark_both(&self, sector: u64, count: u64) {
+        let mut read = self.read.lock();
+        let mut active = self.active.lock();
+        read.mark_blocks(active.geometry.blocks_clipped(sector, count));
+        active.mark_io(sector, count);
+    }
+
     /// Joins snapshot `id`: `EALREADY` if already in it, `EBUSY` if in
     /// another one.
     pub(crate) fn join(&self, id: Uuid) -> Result {

@@ -10,7 +10,7 @@ use crate::{
     prelude::*,
     types::Opaque,
 };
-use core::ptr::NonNull;
+use core::{marker::PhantomData, ptr::NonNull};
 
 /// A block device (`struct block_device`): a whole disk or a partition.
 ///
@@ -154,11 +154,47 @@ impl OpenedBlockDevice {
         to_result(unsafe { bindings::bdev_thaw(self.bdev().as_raw()) })
     }
 
+    /// Waits for the I/O in flight on the device's disk to end and holds new
+    /// I/O back (in `submit_bio`) until the returned guard is dropped.
+    ///
+    /// While the guard lives, the caller must neither do I/O to this disk nor
+    /// allocate memory in a way that could (only `GFP_NOIO` or `GFP_ATOMIC`).
+    /// Freezing the same disk twice, as two partitions of it, is fine.
+    pub fn freeze_queue(&self) -> QueueFrozen<'_> {
+        // SAFETY: The device is open, so its disk and queue are valid.
+        let queue = unsafe { (*self.bdev().as_raw()).bd_queue };
+        // SAFETY: `queue` is valid; every freeze is undone by the guard.
+        unsafe { bindings::blk_mq_freeze_queue_nomemsave(queue) };
+        // INVARIANT: The queue was frozen just above.
+        QueueFrozen {
+            queue,
+            _device: PhantomData,
+        }
+    }
+
     /// Returns the opened block device.
     pub fn bdev(&self) -> &BlockDevice {
         // SAFETY: The file is open by the type invariant, so its block device
         // stays valid as long as `self` does.
         unsafe { BlockDevice::from_raw(bindings::file_bdev(self.file.as_ptr())) }
+    }
+}
+
+/// A frozen request queue, see [`OpenedBlockDevice::freeze_queue`].
+///
+/// # Invariants
+///
+/// `queue` is the queue of an open block device that outlives the guard, and
+/// this guard holds one freeze of it.
+pub struct QueueFrozen<'a> {
+    queue: *mut bindings::request_queue,
+    _device: PhantomData<&'a OpenedBlockDevice>,
+}
+
+impl Drop for QueueFrozen<'_> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the queue is valid and frozen by us.
+        unsafe { bindings::blk_mq_unfreeze_queue_nomemrestore(self.queue) };
     }
 }
 

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 #include <linux/blk-filter.h>
 #include <linux/blksnap.h>
+#include <linux/loop.h>
 
 #define BLKSNAP_CONTROL "/dev/" BLKSNAP_CTL
 
@@ -93,6 +95,45 @@ static inline int snapshot_count(int ctl_fd)
 	return errno == ENODATA ? (int)c.count : -errno;
 }
 
+/* Gives snapshot `id` `count` ranges of the block device at `path`. */
+static inline int storage_append(int ctl_fd, const struct blksnap_uuid *id, const char *path,
+				 const struct blksnap_sectors *ranges, unsigned int count)
+{
+	struct blksnap_snapshot_append_storage a = {
+		.id = *id,
+		.bdev_path = (uintptr_t)path,
+		.bdev_path_size = strlen(path) + 1,
+		.count = count,
+		.ranges = (uintptr_t)ranges,
+	};
+
+	return sys_errno(ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, &a));
+}
+
+static inline int snapshot_take(int ctl_fd, const struct blksnap_uuid *id)
+{
+	return sys_errno(ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_TAKE, id));
+}
+
+/* Reproducible data: the same seed gives the same bytes. */
+static inline void fill_random(unsigned char *buf, size_t len, unsigned int seed)
+{
+	size_t i;
+
+	srandom(seed);
+	for (i = 0; i < len; i += 4) {
+		uint32_t r = random();
+
+		memcpy(buf + i, &r, len - i < 4 ? len - i : 4);
+	}
+}
+
+/* Writes all of buf at off and makes it stable; 0 or -1. */
+static inline int pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+	return pwrite(fd, buf, len, off) == (ssize_t)len && fsync(fd) == 0 ? 0 : -1;
+}
+
 static inline int run(const char *cmd)
 {
 	int status = system(cmd);
@@ -112,6 +153,62 @@ static inline int module_refcnt(void)
 		n = -1;
 	fclose(f);
 	return n;
+}
+
+/* A loop device over a sparse file in /tmp, with direct I/O. */
+struct loopdev {
+	int nr;
+	int fd;		/* O_DIRECT */
+	char path[32];
+	char img[40];
+	unsigned long long size;
+};
+
+static inline int loop_create(struct loopdev *l, unsigned long long size)
+{
+	struct loop_config cfg = { 0 };
+	int ctl, ffd, fd;
+
+	strcpy(l->img, "/tmp/blksnap-snap-XXXXXX");
+	ffd = mkstemp(l->img);
+	if (ffd < 0 || ftruncate(ffd, size))
+		return -1;
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		return -1;
+	l->nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+	close(ctl);
+	if (l->nr < 0)
+		return -1;
+	snprintf(l->path, sizeof(l->path), "/dev/loop%d", l->nr);
+	fd = open(l->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	cfg.fd = ffd;
+	cfg.info.lo_flags = LO_FLAGS_DIRECT_IO;
+	if (ioctl(fd, LOOP_CONFIGURE, &cfg))
+		return -1;
+	close(ffd);
+	l->fd = fd;
+	l->size = size;
+	return 0;
+}
+
+static inline void loop_destroy(struct loopdev *l)
+{
+	int ctl;
+
+	if (l->fd < 0)
+		return;
+	ioctl(l->fd, LOOP_CLR_FD, 0);
+	close(l->fd);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl >= 0) {
+		ioctl(ctl, LOOP_CTL_REMOVE, l->nr);
+		close(ctl);
+	}
+	unlink(l->img);
+	l->fd = -1;
 }
 
 #endif /* BLKSNAP_LIB_H */

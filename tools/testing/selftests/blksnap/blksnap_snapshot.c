@@ -10,88 +10,16 @@
  * environment but a loadable blksnap module.
  */
 #define _GNU_SOURCE
+#include <signal.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <linux/fs.h>
-#include <linux/loop.h>
 
 #include "../kselftest_harness.h"
 #include "blksnap_lib.h"
 
 #define MIB (1ULL << 20)
-
-struct loopdev {
-	int nr;
-	int fd;		/* O_DIRECT */
-	char path[32];
-	char img[40];
-	unsigned long long size;
-};
-
-static int loop_create(struct loopdev *l, unsigned long long size)
-{
-	struct loop_config cfg = { 0 };
-	int ctl, ffd, fd;
-
-	strcpy(l->img, "/tmp/blksnap-snap-XXXXXX");
-	ffd = mkstemp(l->img);
-	if (ffd < 0 || ftruncate(ffd, size))
-		return -1;
-	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl < 0)
-		return -1;
-	l->nr = ioctl(ctl, LOOP_CTL_GET_FREE);
-	close(ctl);
-	if (l->nr < 0)
-		return -1;
-	snprintf(l->path, sizeof(l->path), "/dev/loop%d", l->nr);
-	fd = open(l->path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	cfg.fd = ffd;
-	cfg.info.lo_flags = LO_FLAGS_DIRECT_IO;
-	if (ioctl(fd, LOOP_CONFIGURE, &cfg))
-		return -1;
-	close(ffd);
-	l->fd = fd;
-	l->size = size;
-	return 0;
-}
-
-static void loop_destroy(struct loopdev *l)
-{
-	int ctl;
-
-	if (l->fd < 0)
-		return;
-	ioctl(l->fd, LOOP_CLR_FD, 0);
-	close(l->fd);
-	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-	if (ctl >= 0) {
-		ioctl(ctl, LOOP_CTL_REMOVE, l->nr);
-		close(ctl);
-	}
-	unlink(l->img);
-	l->fd = -1;
-}
-
-static void fill_random(unsigned char *buf, size_t len, unsigned int seed)
-{
-	size_t i;
-
-	srandom(seed);
-	for (i = 0; i < len; i += 4) {
-		uint32_t r = random();
-
-		memcpy(buf + i, &r, len - i < 4 ? len - i : 4);
-	}
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-	return pwrite(fd, buf, len, off) == (ssize_t)len && fsync(fd) == 0 ? 0 : -1;
-}
 
 /* Reads a whole device through a fresh descriptor into buf; 0 or errno. */
 static int read_device(const char *path, unsigned char *buf, size_t len)
@@ -127,20 +55,13 @@ static int append_all(int ctl, const struct blksnap_uuid *id, struct loopdev *s,
 		      unsigned long long first, unsigned long long sectors)
 {
 	struct blksnap_sectors r = { .offset = first, .count = sectors };
-	struct blksnap_snapshot_append_storage a = {
-		.id = *id,
-		.bdev_path = (uintptr_t)s->path,
-		.bdev_path_size = strlen(s->path) + 1,
-		.count = 1,
-		.ranges = (uintptr_t)&r,
-	};
 
-	return sys_errno(ioctl(ctl, IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, &a));
+	return storage_append(ctl, id, s->path, &r, 1);
 }
 
 static int take(int ctl, const struct blksnap_uuid *id)
 {
-	return sys_errno(ioctl(ctl, IOCTL_BLKSNAP_SNAPSHOT_TAKE, id));
+	return snapshot_take(ctl, id);
 }
 
 FIXTURE(snap) {
@@ -476,6 +397,353 @@ TEST_F(snap, ext4_image_mounts_and_checks_clean)
 	EXPECT_EQ(0, run("grep -qx 'new 19' /tmp/live/file19 && ! test -e /tmp/live/file7"));
 	EXPECT_EQ(0, run("umount /tmp/snap"));
 	EXPECT_EQ(0, run("umount /tmp/live"));
+}
+
+/* Next event within timeout_ms: 0 or the errno; fills *ev. */
+static int wait_event(int ctl, const struct blksnap_uuid *id, unsigned int timeout_ms,
+		      struct blksnap_snapshot_event *ev)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->id = *id;
+	ev->timeout_ms = timeout_ms;
+	return sys_errno(ioctl(ctl, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, ev));
+}
+
+static unsigned long long requested(const struct blksnap_snapshot_event *ev)
+{
+	struct blksnap_event_low_free_space d;
+
+	memcpy(&d, ev->data, sizeof(d));
+	return d.requested_nr_sect;
+}
+
+TEST_F(snap, events_initial_request_and_timeout)
+{
+	struct blksnap_snapshot_event *ev = malloc(sizeof(*ev));
+	struct blksnap_uuid unknown = { .b = { 0x33 } };
+
+	ASSERT_NE(NULL, ev);
+	ASSERT_EQ(0, wait_event(self->ctl, &self->id, 100, ev));
+	EXPECT_EQ(blksnap_event_code_low_free_space, ev->code);
+	EXPECT_EQ(2097152, requested(ev));
+	EXPECT_LE(0, ev->time_label);
+	EXPECT_EQ(ENOENT, wait_event(self->ctl, &self->id, 50, ev));
+	EXPECT_EQ(ESRCH, wait_event(self->ctl, &unknown, 0, ev));
+	EXPECT_EQ(EFAULT, sys_errno(ioctl(self->ctl, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, NULL)));
+	free(ev);
+}
+
+static void on_signal(int sig)
+{
+}
+
+TEST_F(snap, events_wait_interrupted)
+{
+	struct blksnap_snapshot_event *ev = malloc(sizeof(*ev));
+	struct sigaction sa = { .sa_handler = on_signal };
+	int status;
+	pid_t pid;
+
+	ASSERT_NE(NULL, ev);
+	ASSERT_EQ(0, wait_event(self->ctl, &self->id, 100, ev));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		sigaction(SIGUSR1, &sa, NULL);
+		_exit(wait_event(self->ctl, &self->id, 20000, ev) == EINTR ? 0 : 1);
+	}
+	usleep(300000);
+	kill(pid, SIGUSR1);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	free(ev);
+}
+
+/*
+ * A snapshot whose storage grows on request outlives its first storage.
+ * The module is reloaded to ask for 4096 sectors at a time, so that the
+ * "less than half of that left" rule is what triggers the requests.
+ */
+TEST(storage_grows_on_request)
+{
+	struct blksnap_snapshot_event *ev = malloc(sizeof(*ev));
+	unsigned char *before = aligned_alloc(4096, ORIG_SIZE);
+	unsigned char *img = aligned_alloc(4096, ORIG_SIZE);
+	unsigned char *page = aligned_alloc(4096, 4096);
+	struct loopdev orig = { .fd = -1 }, store = { .fd = -1 };
+	unsigned long long given;
+	struct blksnap_snapshotinfo info;
+	unsigned int len = sizeof(info);
+	struct blksnap_uuid id;
+	char image[64];
+	int ctl, i, events = 0;
+
+	ASSERT_NE(NULL, ev);
+	ASSERT_NE(NULL, before);
+	ASSERT_NE(NULL, img);
+	ASSERT_NE(NULL, page);
+	run("rmmod blksnap 2>/dev/null");
+	ASSERT_EQ(0, run("modprobe blksnap diff_storage_minimum=4096"));
+	ASSERT_EQ(0, loop_create(&orig, ORIG_SIZE));
+	ASSERT_EQ(0, loop_create(&store, 32 * MIB));
+	fill_random(before, ORIG_SIZE, 4242);
+	ASSERT_EQ(0, pwrite_all(orig.fd, before, ORIG_SIZE, 0));
+	ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, ctl);
+	ASSERT_EQ(0, blksnap_attach(orig.fd));
+	ASSERT_EQ(0, snapshot_create(ctl, &id));
+	ASSERT_EQ(0, snapshot_add(orig.fd, &id));
+	ASSERT_EQ(0, wait_event(ctl, &id, 100, ev));
+	ASSERT_EQ(blksnap_event_code_low_free_space, ev->code);
+	EXPECT_EQ(4096, requested(ev));
+	/* Half of what was asked: enough not to ask again at once. */
+	given = 2048;
+	ASSERT_EQ(0, append_all(ctl, &id, &store, 0, given));
+	EXPECT_EQ(ENOENT, wait_event(ctl, &id, 0, ev));
+	ASSERT_EQ(0, take(ctl, &id));
+
+	/* One 4 KiB write into each of 40 chunks: 40 chunks of storage. */
+	for (i = 0; i < 40; i++) {
+		off_t off = (off_t)i * 512 * 1024;
+
+		memset(page, i + 1, 4096);
+		ASSERT_EQ(0, pwrite_all(orig.fd, page, 4096, off));
+		if (wait_event(ctl, &id, 0, ev) == 0) {
+			ASSERT_EQ(blksnap_event_code_low_free_space, ev->code);
+			EXPECT_EQ(4096, requested(ev));
+			ASSERT_EQ(0, append_all(ctl, &id, &store, given, 4096));
+			given += 4096;
+			events++;
+		}
+	}
+	EXPECT_LT(1, events);
+	EXPECT_LT(2048, 40 * 512);
+	ASSERT_EQ(0, blksnap_ctl(orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
+				 NULL));
+	EXPECT_EQ(0, info.error_code);
+	image_path(&orig, image, sizeof(image));
+	ASSERT_EQ(0, read_device(image, img, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(img, before, ORIG_SIZE));
+
+	EXPECT_EQ(0, snapshot_destroy(ctl, &id));
+	EXPECT_EQ(0, blksnap_detach(orig.fd));
+	close(ctl);
+	loop_destroy(&orig);
+	loop_destroy(&store);
+	EXPECT_EQ(0, run("rmmod blksnap && modprobe blksnap"));
+	free(page);
+	free(img);
+	free(before);
+	free(ev);
+}
+
+/* Overflow sends the corrupted event naming the device and ENOSPC. */
+TEST_F(snap, overflow_event)
+{
+	struct blksnap_snapshot_event *ev = malloc(sizeof(*ev));
+	struct blksnap_event_corrupted c;
+	struct stat st;
+	int found = 0;
+
+	ASSERT_NE(NULL, ev);
+	ASSERT_EQ(0, snapshot_add(self->orig[0].fd, &self->id));
+	ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, 1024));
+	ASSERT_EQ(0, take(self->ctl, &self->id));
+	scribble(_metadata, self->orig[0].fd, self->now, 17, 30);
+	while (!found && wait_event(self->ctl, &self->id, 100, ev) == 0) {
+		if (ev->code != blksnap_event_code_corrupted)
+			continue;
+		found = 1;
+		memcpy(&c, ev->data, sizeof(c));
+		ASSERT_EQ(0, fstat(self->orig[0].fd, &st));
+		EXPECT_EQ(major(st.st_rdev), c.dev_id_mj);
+		EXPECT_EQ(minor(st.st_rdev), c.dev_id_mn);
+		EXPECT_EQ(-ENOSPC, c.err_code);
+	}
+	EXPECT_TRUE(found);
+	ASSERT_EQ(0, read_device(self->orig[0].path, self->scratch, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(self->scratch, self->now, ORIG_SIZE));
+	free(ev);
+}
+
+/* The change map the last take of orig[0] saw; returns its block count. */
+static int read_map(struct __test_metadata *_metadata, int fd, unsigned char *map,
+		    unsigned int size, int number)
+{
+	struct blksnap_cbtinfo info;
+	struct blksnap_cbtmap m = { .offset = 0, .length = size, .buffer = (uintptr_t)map };
+	unsigned int len = sizeof(info);
+	int ret = -1;
+
+	if (blksnap_ctl(fd, blkfilter_ctl_blksnap_cbtinfo, &info, &len, NULL) ||
+	    info.changes_number != number || info.block_count > size)
+		return -1;
+	len = sizeof(m);
+	if (blksnap_ctl(fd, blkfilter_ctl_blksnap_cbtmap, &m, &len, &ret))
+		return -1;
+	return ret;
+}
+
+/* Restarts self->id as a new snapshot of orig[0] and takes it. */
+static int retake(struct __test_metadata *_metadata, struct _test_data_snap *self)
+{
+	snapshot_destroy(self->ctl, &self->id);
+	if (snapshot_create(self->ctl, &self->id) || snapshot_add(self->orig[0].fd, &self->id) ||
+	    append_all(self->ctl, &self->id, &self->store, 0, self->store.size >> 9))
+		return -1;
+	return take(self->ctl, &self->id);
+}
+
+#define TRACK_BLOCK 65536
+
+/*
+ * Writes to the image land in the image only, read back after reopening,
+ * leave the original alone and mark both change maps.
+ */
+TEST_F(snap, writable_image)
+{
+	static const struct { off_t off; size_t len; } w[] = {
+		{ 5 * TRACK_BLOCK + 4096, 4096 },	/* inside one chunk */
+		{ 200 * TRACK_BLOCK - 8192, 16384 },	/* across two chunks */
+		{ 64 * TRACK_BLOCK, 4 * TRACK_BLOCK },	/* a whole chunk */
+	};
+	unsigned char written[ORIG_SIZE / TRACK_BLOCK] = { 0 };
+	unsigned char *img = aligned_alloc(4096, ORIG_SIZE);
+	unsigned char map[ORIG_SIZE / TRACK_BLOCK];
+	char image[64];
+	unsigned int i, b;
+	int fd, n;
+
+	ASSERT_NE(NULL, img);
+	/* Two takes, so that the map of the second shows changes as 2. */
+	ASSERT_EQ(0, snapshot_add(self->orig[0].fd, &self->id));
+	ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, self->store.size >> 9));
+	ASSERT_EQ(0, take(self->ctl, &self->id));
+	ASSERT_EQ(0, retake(_metadata, self));
+
+	image_path(&self->orig[0], image, sizeof(image));
+	memcpy(img, self->before[0], ORIG_SIZE);
+	fd = open(image, O_RDWR | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	for (i = 0; i < ARRAY_SIZE(w); i++) {
+		fill_random(self->scratch, w[i].len, 300 + i);
+		ASSERT_EQ(0, pwrite_all(fd, self->scratch, w[i].len, w[i].off));
+		memcpy(img + w[i].off, self->scratch, w[i].len);
+		for (b = w[i].off / TRACK_BLOCK; b <= (w[i].off + w[i].len - 1) / TRACK_BLOCK; b++)
+			written[b] = 1;
+	}
+	close(fd);
+	/* The original changes too, over and next to what the image got. */
+	scribble(_metadata, self->orig[0].fd, self->now, 23, 20);
+
+	for (i = 0; i < 2; i++) {
+		ASSERT_EQ(0, read_device(image, self->scratch, ORIG_SIZE));
+		EXPECT_EQ(0, memcmp(self->scratch, img, ORIG_SIZE));
+	}
+	ASSERT_EQ(0, read_device(self->orig[0].path, self->scratch, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(self->scratch, self->now, ORIG_SIZE));
+
+	/* The map of this snapshot: what the image got carries its number. */
+	n = read_map(_metadata, self->orig[0].fd, map, sizeof(map), 2);
+	ASSERT_EQ(ORIG_SIZE / TRACK_BLOCK, n);
+	for (b = 0; b < (unsigned int)n; b++)
+		EXPECT_EQ(written[b] ? 2 : 1, map[b]) TH_LOG("block %u", b);
+
+	/* The next snapshot's map: image writes and original writes alike. */
+	ASSERT_EQ(0, retake(_metadata, self));
+	n = read_map(_metadata, self->orig[0].fd, map, sizeof(map), 3);
+	ASSERT_EQ(ORIG_SIZE / TRACK_BLOCK, n);
+	for (b = 0; b < (unsigned int)n; b++) {
+		int changed = memcmp(self->now + (size_t)b * TRACK_BLOCK,
+				     self->before[0] + (size_t)b * TRACK_BLOCK, TRACK_BLOCK);
+
+		EXPECT_EQ(written[b] || changed ? 3 : 1, map[b]) TH_LOG("block %u", b);
+	}
+	free(img);
+}
+
+/*
+ * The reviewers' use-after-free: the snapshot is destroyed while its image
+ * is mounted and being written.  The writer gets errors, the file system
+ * unmounts, and the original never sees any of it.
+ */
+TEST_F(snap, destroy_while_image_mounted_and_written)
+{
+	char cmd[256], image[64];
+	int status;
+	pid_t pid;
+
+	if (run("command -v mkfs.ext4 >/dev/null && command -v e2fsck >/dev/null"))
+		SKIP(return, "mkfs.ext4 or e2fsck missing");
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s", self->orig[0].path);
+	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, read_device(self->orig[0].path, self->now, ORIG_SIZE));
+	ASSERT_EQ(0, snapshot_add(self->orig[0].fd, &self->id));
+	ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, self->store.size >> 9));
+	ASSERT_EQ(0, take(self->ctl, &self->id));
+
+	image_path(&self->orig[0], image, sizeof(image));
+	ASSERT_EQ(0, run("mkdir -p /tmp/snapw"));
+	snprintf(cmd, sizeof(cmd), "mount -t ext4 %s /tmp/snapw", image);
+	ASSERT_EQ(0, run(cmd));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		unsigned char *b = aligned_alloc(4096, 65536);
+		int fd = open("/tmp/snapw/data", O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+		unsigned int k;
+
+		if (fd < 0 || !b)
+			_exit(2);
+		alarm(120);
+		memset(b, 0xc3, 65536);
+		/* Rewrite 4 MiB over and over until the image goes away. */
+		for (k = 0;; k++) {
+			if (pwrite(fd, b, 65536, (k % 64) * 65536) != 65536 || fsync(fd))
+				_exit(0);
+		}
+	}
+	usleep(500000);
+	EXPECT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+	EXPECT_EQ(0, run("umount /tmp/snapw"));
+	EXPECT_NE(0, access(image, F_OK));
+
+	ASSERT_EQ(0, read_device(self->orig[0].path, self->scratch, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(self->scratch, self->now, ORIG_SIZE));
+	snprintf(cmd, sizeof(cmd), "e2fsck -fn %s >/dev/null 2>&1", self->orig[0].path);
+	EXPECT_EQ(0, run(cmd));
+}
+
+/*
+ * The reviewers' double add: a second snapshot cannot take a device that
+ * is in a taken one, and creating and destroying it leaves the first whole.
+ */
+TEST_F(snap, second_snapshot_of_same_device)
+{
+	struct blksnap_uuid other;
+	char image[64];
+
+	ASSERT_EQ(0, snapshot_add(self->orig[0].fd, &self->id));
+	ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, 32768));
+	ASSERT_EQ(0, take(self->ctl, &self->id));
+
+	ASSERT_EQ(0, snapshot_create(self->ctl, &other));
+	EXPECT_EQ(EBUSY, snapshot_add(self->orig[0].fd, &other));
+	ASSERT_EQ(0, append_all(self->ctl, &other, &self->store, 32768, 16384));
+	EXPECT_EQ(ENODEV, take(self->ctl, &other));
+	EXPECT_EQ(0, snapshot_destroy(self->ctl, &other));
+
+	scribble(_metadata, self->orig[0].fd, self->now, 29, 20);
+	image_path(&self->orig[0], image, sizeof(image));
+	ASSERT_EQ(0, read_device(image, self->scratch, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(self->scratch, self->before[0], ORIG_SIZE));
+	ASSERT_EQ(0, read_device(self->orig[0].path, self->scratch, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(self->scratch, self->now, ORIG_SIZE));
+	EXPECT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 }
 
 TEST_HARNESS_MAIN
