@@ -3,6 +3,7 @@
 # build.sh FLAVOUR: configure (tinyconfig + fragments) and build a kernel.
 #   product  tinyconfig + product.config
 #   test     tinyconfig + product.config + debug.config
+#   bench    tinyconfig + product.config + bench.config (dm-snapshot)
 # The configuration is regenerated only when a fragment changes, so a
 # rebuild after editing one source file recompiles just that file.
 source "$(dirname "$0")/lib.sh"
@@ -11,6 +12,7 @@ flavour=${1:-test}
 case $flavour in
 product) fragments=(product) ;;
 test) fragments=(product debug) ;;
+bench) fragments=(product bench) ;;
 *) die "unknown flavour $flavour" ;;
 esac
 

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 flavour=$1 mode=$2 rundir=$3
 out=$OUT_BASE/$flavour
-timeout_s=${BLKSNAP_TIMEOUT:-1200}
+timeout_s=${BLKSNAP_TIMEOUT:-2400}
 mkdir -p "$rundir"
 rundir=$(cd "$rundir" && pwd)
 rm -f "$rundir"/{console,results}.log
@@ -20,6 +20,7 @@ cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 cp "$REPO/harness/guest/init" "$root/init"
 cp "$REPO/harness/guest/demo.sh" "$root/demo.sh"
+cp "$REPO/harness/guest/bench.sh" "$root/bench.sh"
 chmod +x "$root/init"
 echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>"$root/etc/passwd"
@@ -34,6 +35,16 @@ for tool in /usr/sbin/mke2fs /usr/sbin/e2fsck; do
 	done
 done
 cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+# The benchmark also needs fio and dmsetup.
+if [ "$mode" = bench ]; then
+	mkdir -p "$root/usr/bin"
+	for tool in /usr/bin/fio /sbin/dmsetup; do
+		cp "$tool" "$root/usr/bin/"
+		for lib in $(ldd "$tool" | awk '$3 ~ /^\// {print $3}'); do
+			cp -L "$lib" "$root/lib/x86_64-linux-gnu/"
+		done
+	done
+fi
 ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
 ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 
@@ -67,17 +78,27 @@ if grep -q '^CONFIG_MODULES=y' "$out/.config"; then
 fi
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$rundir/initramfs.cpio"
 
-# --- disks: sparse files; vdb carries an MBR with two partitions
+# --- disks: sparse files; for the tests vdb carries an MBR with two
+# partitions, for the benchmark both are plain and large enough.
 truncate -s 0 "$rundir/vda.img" "$rundir/vdb.img"
-truncate -s 256M "$rundir/vda.img"
-truncate -s 256M "$rundir/vdb.img"
-printf 'label: dos\n,96M,L\n,,L\n' | sfdisk -q "$rundir/vdb.img" >/dev/null
+if [ "$mode" = bench ]; then
+	truncate -s 1G "$rundir/vda.img"
+	truncate -s 1536M "$rundir/vdb.img"
+else
+	truncate -s 256M "$rundir/vda.img"
+	truncate -s 256M "$rundir/vdb.img"
+	printf 'label: dos\n,96M,L\n,,L\n' | sfdisk -q "$rundir/vdb.img" >/dev/null
+fi
 
 # --- boot
 append="console=ttyS0 panic=-1 blksnap_rs_mode=$mode"
 # 64 MiB ramdisks (allocated as written) for the device lifecycle tests.
 append+=" brd.rd_size=65536"
+# A 1 TiB null_blk without memory backing, for the memory measurement.
+[ "$mode" = bench ] && append+=" null_blk.gb=1024"
 append+=" loglevel=7"
+# BLKSNAP_ONLY=PROGRAM runs just that selftest program (for debugging).
+[ -n "${BLKSNAP_ONLY:-}" ] && append+=" blksnap_rs_only=$BLKSNAP_ONLY"
 set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-machine q35 -accel tcg -cpu max -smp 2 -m 2G \

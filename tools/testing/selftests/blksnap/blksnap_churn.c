@@ -21,6 +21,10 @@
 #include "../kselftest_harness.h"
 #include "blksnap_lib.h"
 
+/* Under emulation with a debug kernel, data checks take their time. */
+#undef TEST_TIMEOUT_DEFAULT
+#define TEST_TIMEOUT_DEFAULT 240
+
 #define MIB (1ULL << 20)
 #define BLK 4096
 #define NR_BLOCKS 2048		/* 8 MiB */

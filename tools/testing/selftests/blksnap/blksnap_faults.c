@@ -17,6 +17,10 @@
 #include "../kselftest_harness.h"
 #include "blksnap_lib.h"
 
+/* Under emulation with a debug kernel, data checks take their time. */
+#undef TEST_TIMEOUT_DEFAULT
+#define TEST_TIMEOUT_DEFAULT 240
+
 #define MIB (1ULL << 20)
 #define ORIG_SIZE (16 * MIB)
 #define FAIL_DIR "/sys/kernel/debug/fail_make_request/"

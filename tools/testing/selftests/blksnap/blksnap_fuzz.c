@@ -23,6 +23,10 @@
 #include "../kselftest_harness.h"
 #include "blksnap_lib.h"
 
+/* Under emulation with a debug kernel, data checks take their time. */
+#undef TEST_TIMEOUT_DEFAULT
+#define TEST_TIMEOUT_DEFAULT 240
+
 #define THREADS 4
 #define CALLS_PER_THREAD 1500
 #define MAX_IDS 16

@@ -22,6 +22,10 @@
 #include "../kselftest_harness.h"
 #include "blksnap_lib.h"
 
+/* Under emulation with a debug kernel, data checks take their time. */
+#undef TEST_TIMEOUT_DEFAULT
+#define TEST_TIMEOUT_DEFAULT 240
+
 #define MIB (1ULL << 20)
 /* The part of each device the test writes to; all of it is verified. */
 #define REGION (16 * MIB)

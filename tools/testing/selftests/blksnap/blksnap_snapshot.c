@@ -19,6 +19,10 @@
 #include "../kselftest_harness.h"
 #include "blksnap_lib.h"
 
+/* Under emulation with a debug kernel, data checks take their time. */
+#undef TEST_TIMEOUT_DEFAULT
+#define TEST_TIMEOUT_DEFAULT 240
+
 #define MIB (1ULL << 20)
 
 /* Reads a whole device through a fresh descriptor into buf; 0 or errno. */

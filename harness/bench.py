@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Turns the guest output of harness/guest/bench.sh into numbers.
+
+bench.py RESULTS_LOG OUT_DIR [--machine TEXT] [--kernel TEXT]
+
+Writes OUT_DIR/results.json (every measurement) and OUT_DIR/report.md
+(a table with min/median/max, the ratios the targets are about, and
+whether each target is met), and prints the report.
+"""
+import datetime
+import json
+import re
+import statistics
+import sys
+
+MIB = 1024.0
+
+
+def parse(path):
+    """fio results per workload name, and the BENCH key/value lines."""
+    runs, extra = {}, {"mem": {}}
+    block, name = None, None
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            m = re.match(r"BENCH-FIO-BEGIN (\S+) (\d+)", line)
+            if m:
+                name, block = m.group(1), []
+                continue
+            if line.startswith("BENCH-FIO-END") and block is not None:
+                text = "\n".join(block)
+                start = text.find("{")
+                try:
+                    runs.setdefault(name, []).append(json.loads(text[start:]))
+                except ValueError:
+                    print(f"bench: unparsable fio output for {name}", file=sys.stderr)
+                block = None
+                continue
+            if block is not None:
+                block.append(line)
+                continue
+            m = re.match(r"BENCH mem (\S+) (.*)", line)
+            if m:
+                extra["mem"][m.group(1)] = {
+                    k: int(v) for k, v in (kv.split("=") for kv in m.group(2).split())
+                }
+                continue
+            m = re.match(r"BENCH (\S+) (.*)", line)
+            if m:
+                extra[m.group(1)] = m.group(2)
+    return runs, extra
+
+
+def job(result):
+    return result["jobs"][0]
+
+
+def write_mib_s(r):
+    return job(r)["write"]["bw"] / MIB
+
+
+def read_mib_s(r):
+    return job(r)["read"]["bw"] / MIB
+
+
+def write_iops(r):
+    return job(r)["write"]["iops"]
+
+
+def max_write_lat_ms(r):
+    return job(r)["write"]["lat_ns"]["max"] / 1e6
+
+
+def spread(values):
+    return {
+        "min": min(values),
+        "median": statistics.median(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+METRICS = {
+    "raw_write": (write_mib_s, "MiB/s", "sequential write, raw original"),
+    "tracked_write": (write_mib_s, "MiB/s", "sequential write, change tracking only"),
+    "cow_first_write": (write_mib_s, "MiB/s", "sequential first write, blksnap"),
+    "dm_first_write": (write_mib_s, "MiB/s", "sequential first write, dm-snapshot"),
+    "cow_rewrite": (write_mib_s, "MiB/s", "rewrite of copied chunks, blksnap"),
+    "dm_rewrite": (write_mib_s, "MiB/s", "rewrite of copied chunks, dm-snapshot"),
+    "orig_read": (read_mib_s, "MiB/s", "sequential read, original"),
+    "image_read": (read_mib_s, "MiB/s", "sequential read, blksnap image"),
+    "dm_image_read": (read_mib_s, "MiB/s", "sequential read, dm-snapshot image"),
+    "raw_randwrite": (write_iops, "IOPS", "random 4K write, raw original"),
+    "cow_randwrite": (write_iops, "IOPS", "random 4K write, blksnap"),
+    "dm_randwrite": (write_iops, "IOPS", "random 4K write, dm-snapshot"),
+    "lat_no_take": (max_write_lat_ms, "ms", "worst 4K write latency, no take"),
+    "lat_take": (max_write_lat_ms, "ms", "worst 4K write latency across a take"),
+}
+
+
+def main():
+    args = sys.argv[1:]
+    opts = {}
+    while len(args) > 2 and args[-2].startswith("--"):
+        opts[args[-2][2:]] = args[-1]
+        args = args[:-2]
+    log, out = args[0], args[1]
+    runs, extra = parse(log)
+
+    table = {}
+    for name, (fn, unit, what) in METRICS.items():
+        if name in runs:
+            table[name] = dict(spread([fn(r) for r in runs[name]]), unit=unit, what=what)
+
+    def med(name):
+        return table[name]["median"] if name in table else float("nan")
+
+    ratios = {
+        "tracking / raw write": (med("tracked_write") / med("raw_write"), ">= 0.97"),
+        "COW first write / raw write": (med("cow_first_write") / med("raw_write"), ">= 0.45"),
+        "COW first write / dm-snapshot": (
+            med("cow_first_write") / med("dm_first_write"), ">= 1.00"),
+        "rewrite / raw write": (med("cow_rewrite") / med("raw_write"), ">= 0.95"),
+        "image read / original read": (med("image_read") / med("orig_read"), ">= 0.90"),
+        "random 4K / dm-snapshot": (med("cow_randwrite") / med("dm_randwrite"), ">= 1.00"),
+    }
+    mem = extra.get("mem", {})
+    memory = {}
+    if "before" in mem and "taken" in mem:
+        def total(stage):
+            return mem[stage]["slab_kib"] + mem[stage]["vmalloc_kib"]
+        memory["taken_nothing_written_kib"] = total("taken") - total("before")
+        if "written_1g" in mem:
+            memory["written_1g_kib"] = total("written_1g") - total("taken")
+            # The 1 TiB device has 512 KiB chunks with the default parameters.
+            memory["bytes_per_changed_chunk"] = memory["written_1g_kib"] * 1024.0 / 2048
+        if "released" in mem:
+            memory["left_after_release_kib"] = total("released") - total("before")
+    lat = med("lat_take")
+
+    targets = []
+    for label, (value, rule) in ratios.items():
+        limit = float(rule.split()[1])
+        targets.append((label, f"{value:.2f}", rule, value >= limit))
+    if memory:
+        v = memory["taken_nothing_written_kib"]
+        targets.append(("memory, 1 TiB, snapshot taken, nothing written",
+                        f"{v / 1024:.1f} MiB", "<= 8 MiB", v <= 8 * 1024))
+        if "bytes_per_changed_chunk" in memory:
+            v = memory["bytes_per_changed_chunk"]
+            targets.append(("memory per changed chunk", f"{v:.0f} B", "<= 64 B", v <= 64))
+    targets.append(("writes blocked by a take (worst latency)", f"{lat:.1f} ms", "<= 100 ms",
+                    lat <= 100))
+
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    results = {
+        "date": stamp,
+        "kernel": opts.get("kernel", ""),
+        "machine": opts.get("machine", ""),
+        "measurements": table,
+        "ratios": {k: v[0] for k, v in ratios.items()},
+        "memory": memory,
+        "memory_raw": mem,
+        "targets": [{"what": t[0], "value": t[1], "target": t[2], "met": t[3]} for t in targets],
+    }
+    with open(f"{out}/results.json", "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
+
+    lines = [
+        "# blksnap benchmark",
+        "",
+        f"Measured {stamp} on {opts.get('machine', 'unknown machine')}; "
+        f"kernel {opts.get('kernel', 'unknown')}. One QEMU/TCG boot of the product kernel "
+        "(plus dm-snapshot); fio with O_DIRECT and libaio; two equal virtio disks "
+        "(original, storage); every number is the median of the runs, with the spread.",
+        "",
+        "| workload | unit | min | median | max | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, t in table.items():
+        lines.append(f"| {t['what']} | {t['unit']} | {t['min']:.1f} | {t['median']:.1f} | "
+                     f"{t['max']:.1f} | {t['n']} |")
+    lines += ["", "| target | measured | wanted | met |", "|---|---|---|---|"]
+    for what, value, rule, ok in targets:
+        lines.append(f"| {what} | {value} | {rule} | {'yes' if ok else 'NO'} |")
+    if memory:
+        lines += ["", "Memory (slab + vmalloc, KiB): " +
+                  ", ".join(f"{k} {v:.0f}" for k, v in memory.items())]
+    report = "\n".join(lines) + "\n"
+    with open(f"{out}/report.md", "w") as f:
+        f.write(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

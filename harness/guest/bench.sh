@@ -1,0 +1,129 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# bench.sh (guest): what blksnap costs a production workload, next to
+# dm-snapshot, in one boot.  /dev/vda is the original, /dev/vdb the
+# difference storage (or dm-snapshot's COW device); /dev/nullb0 is a 1 TiB
+# null_blk for the memory measurement.  Everything is printed for the host
+# (harness/bench.py) to parse: fio's JSON between BENCH-FIO markers, and
+# "BENCH key value..." lines.
+set -u
+export DM_DISABLE_UDEV=1
+orig=/dev/vda
+store=/dev/vdb
+size=${BENCH_SIZE:-256M}
+repeat=${BENCH_REPEAT:-3}
+chunk_sectors=512	# dm-snapshot chunk = blksnap's 256 KiB chunk for 1 GiB
+
+modprobe blksnap || exit 1
+store_sectors=$(blockdev --getsz $store)
+
+fio_run() {
+	name=$1 run=$2
+	shift 2
+	echo "BENCH-FIO-BEGIN $name $run"
+	fio --output-format=json --name="$name" --direct=1 --ioengine=libaio "$@"
+	echo "BENCH-FIO-END $name $run"
+}
+seq_write() { fio_run "$1" "$2" --filename="$3" --rw=write --bs=1M --iodepth=8 --size=$size; }
+seq_read() { fio_run "$1" "$2" --filename="$3" --rw=read --bs=1M --iodepth=8 --size=$size; }
+rand_write() {
+	fio_run "$1" "$2" --filename="$3" --rw=randwrite --bs=4k --iodepth=16 --size=$size \
+		--io_size=32M --randrepeat=1 --random_generator=lfsr
+}
+
+snap_new() {
+	id=$(blksnapctl create) &&
+		blksnapctl add $orig "$id" >/dev/null &&
+		blksnapctl storage "$id" $store 0 "$store_sectors" >/dev/null &&
+		blksnapctl take "$id" >/dev/null && echo "$id"
+}
+
+dm_new() {
+	sz=$(blockdev --getsz $orig)
+	dmsetup create bsnap --table "0 $sz snapshot $orig $store N $chunk_sectors" &&
+		dmsetup create borig --table "0 $sz snapshot-origin $orig"
+}
+dm_remove() {
+	dmsetup remove borig
+	dmsetup remove bsnap
+}
+wipe_store() { dd if=/dev/zero of=$store bs=1M count=4 oflag=direct 2>/dev/null; }
+
+# Fill the region once so that reads and copies move real data.
+fio_run prefill 0 --filename=$orig --rw=write --bs=1M --iodepth=8 --size=$size >/dev/null
+
+for run in $(seq 1 "$repeat"); do
+	seq_write raw_write "$run" $orig
+	rand_write raw_randwrite "$run" $orig
+	seq_read orig_read "$run" $orig
+
+	blksnapctl attach $orig >/dev/null
+	seq_write tracked_write "$run" $orig
+	id=$(snap_new)
+	seq_write cow_first_write "$run" $orig
+	seq_write cow_rewrite "$run" $orig
+	image=$(blksnapctl info $orig | sed 's/.*image //')
+	seq_read image_read "$run" "$image"
+	seq_read orig_read_snap "$run" $orig
+	blksnapctl destroy "$id" >/dev/null
+	id=$(snap_new)
+	rand_write cow_randwrite "$run" $orig
+	blksnapctl destroy "$id" >/dev/null
+	blksnapctl detach $orig >/dev/null
+
+	wipe_store
+	dm_new
+	seq_write dm_first_write "$run" /dev/mapper/borig
+	seq_write dm_rewrite "$run" /dev/mapper/borig
+	seq_read dm_image_read "$run" /dev/mapper/bsnap
+	dm_remove
+	wipe_store
+	dm_new
+	rand_write dm_randwrite "$run" /dev/mapper/borig
+	dm_remove
+done
+
+# How long writes stall while a snapshot is taken: the worst write latency
+# of a steady 4 KiB writer, with and without a take in the middle.
+blksnapctl attach $orig >/dev/null
+for run in $(seq 1 "$repeat"); do
+	fio_run lat_no_take "$run" --filename=$orig --rw=randwrite --bs=4k --iodepth=1 \
+		--size=$size --runtime=4 --time_based
+	id=$(blksnapctl create)
+	blksnapctl add $orig "$id" >/dev/null
+	blksnapctl storage "$id" $store 0 "$store_sectors" >/dev/null
+	(sleep 2; blksnapctl take "$id" >/dev/null) &
+	fio_run lat_take "$run" --filename=$orig --rw=randwrite --bs=4k --iodepth=1 \
+		--size=$size --runtime=4 --time_based
+	wait
+	blksnapctl destroy "$id" >/dev/null
+done
+blksnapctl detach $orig >/dev/null
+
+# Kernel memory for a 1 TiB device: slab and vmalloc, before attaching,
+# with a snapshot taken and nothing written, and after writing 1 GiB.
+mem() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
+	sleep 1
+	slab=$(awk '/^Slab:/ {print $2}' /proc/meminfo)
+	vmalloc=$(awk '/^VmallocUsed:/ {print $2}' /proc/meminfo)
+	percpu=$(awk '/^Percpu:/ {print $2}' /proc/meminfo)
+	echo "BENCH mem $1 slab_kib=$slab vmalloc_kib=$vmalloc percpu_kib=$percpu"
+}
+null=/dev/nullb0
+echo "BENCH nullb_sectors $(blockdev --getsz $null)"
+mem before
+blksnapctl attach $null >/dev/null
+id=$(blksnapctl create)
+blksnapctl add $null "$id" >/dev/null
+blksnapctl storage "$id" $store 0 "$store_sectors" >/dev/null
+blksnapctl take "$id" >/dev/null
+mem taken
+fio --name=fill --filename=$null --rw=write --bs=1M --iodepth=8 --direct=1 \
+	--ioengine=libaio --size=1G >/dev/null
+mem written_1g
+blksnapctl info $null | sed 's/^/BENCH info /'
+blksnapctl destroy "$id" >/dev/null
+blksnapctl detach $null >/dev/null
+mem released
