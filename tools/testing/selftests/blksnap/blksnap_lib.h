@@ -181,7 +181,7 @@ static inline int loop_create(struct loopdev *l, unsigned long long size)
 	if (l->nr < 0)
 		return -1;
 	snprintf(l->path, sizeof(l->path), "/dev/loop%d", l->nr);
-	fd = open(l->path, O_RDWR | O_CLOEXEC);
+	fd = open(l->path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	cfg.fd = ffd;
