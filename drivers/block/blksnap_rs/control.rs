@@ -185,6 +185,11 @@ impl MiscDevice for Control {
         Ok(())
     }
 
+    // No `compat_ioctl`: 32-bit programs see the same struct layouts as
+    // 64-bit ones (every 64-bit field is 8-byte aligned in the header) and
+    // pass addresses as `__u64` fields, so the default, `compat_ptr_ioctl`,
+    // passes their calls to `ioctl` unchanged.
+
     fn ioctl((): (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
         // As in the reference design, the command is its number; the size
         // must match too, so that a foreign ioctl is not mistaken for ours.

@@ -11,6 +11,9 @@ use kernel::{
     uuid::{Uuid, UUID_SIZE},
 };
 
+/// How many bytes of the change map are copied to user space at a time.
+const MAP_PIECE: usize = 4096;
+
 /// How many sector ranges of a `cbtdirty` command are read at a time.
 const DIRTY_BATCH: usize = 64;
 
@@ -89,17 +92,38 @@ fn cbtmap(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
     let arg = read_arg::<16>(buf, len)?;
     let offset = u32_at(&arg, 0) as usize;
     let length = u32_at(&arg, 4) as usize;
-    let dest = UserPtr::from_addr(u64_at(&arg, 8) as usize);
+    let dest = u64_at(&arg, 8) as usize;
 
-    let read = tracker.read.lock();
-    if offset >= read.map.len() {
+    let (size, number, generation) = {
+        let read = tracker.read.lock();
+        (read.map.len(), read.number, read.generation)
+    };
+    if offset >= size {
         return Err(EINVAL);
     }
     // The result must fit the return value.
-    let count = length.min(read.map.len() - offset).min(i32::MAX as usize);
-    UserSlice::new(dest, count)
-        .writer()
-        .write_slice(&read.map[offset..offset + count])?;
+    let count = length.min(size - offset).min(i32::MAX as usize);
+    // Copied through a bounce buffer: faulting on user memory with the map
+    // locked would order mmap_lock after a lock that taking a snapshot holds
+    // with the device's queue frozen.
+    let mut bounce = KVec::from_elem(0u8, count.min(MAP_PIECE), GFP_KERNEL)?;
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(MAP_PIECE);
+        {
+            let read = tracker.read.lock();
+            // A snapshot taken meanwhile replaced the map.
+            if read.number != number || read.generation != generation {
+                return Err(EAGAIN);
+            }
+            bounce[..n].copy_from_slice(&read.map[offset + done..offset + done + n]);
+        }
+        let at = dest.checked_add(done).ok_or(EFAULT)?;
+        UserSlice::new(UserPtr::from_addr(at), n)
+            .writer()
+            .write_slice(&bounce[..n])?;
+        done += n;
+    }
     Ok(count as i32)
 }
 

@@ -8,8 +8,9 @@
  * itself, with the filter name "blksnap".  Snapshot-wide commands are ioctls
  * on the control device /dev/blksnap-control.
  *
- * Every field that carries a user space address is a __u64, so that the
- * layout is the same for 32-bit and 64-bit programs.
+ * Every field that carries a user space address is a __u64, and every
+ * 64-bit field is 8-byte aligned (__aligned_u64), so that 32-bit programs
+ * see exactly the layout and sizes of 64-bit ones.
  */
 #ifndef _UAPI_LINUX_BLKSNAP_H
 #define _UAPI_LINUX_BLKSNAP_H
@@ -69,7 +70,7 @@ struct blksnap_uuid {
  *	block was written, or 0 if it was not written in this generation.
  */
 struct blksnap_cbtinfo {
-	__u64 device_capacity;
+	__aligned_u64 device_capacity;
 	__u32 block_size;
 	__u32 block_count;
 	struct blksnap_uuid generation_id;
@@ -85,7 +86,7 @@ struct blksnap_cbtinfo {
 struct blksnap_cbtmap {
 	__u32 offset;
 	__u32 length;
-	__u64 buffer;
+	__aligned_u64 buffer;
 };
 
 /**
@@ -105,7 +106,7 @@ struct blksnap_sectors {
  */
 struct blksnap_cbtdirty {
 	__u32 count;
-	__u64 dirty_sectors;
+	__aligned_u64 dirty_sectors;
 };
 
 /**
@@ -208,10 +209,10 @@ struct blksnap_version {
  */
 struct blksnap_snapshot_append_storage {
 	struct blksnap_uuid id;
-	__u64 bdev_path;
+	__aligned_u64 bdev_path;
 	__u32 bdev_path_size;
 	__u32 count;
-	__u64 ranges;
+	__aligned_u64 ranges;
 };
 
 /**
@@ -243,7 +244,7 @@ struct blksnap_snapshot_append_storage {
  */
 struct blksnap_snapshot_collect {
 	__u32 count;
-	__u64 ids;
+	__aligned_u64 ids;
 };
 
 /**

@@ -50,7 +50,7 @@ static bool expected_errno(int e)
 	case EINVAL: case EFAULT: case ENOENT: case ESRCH: case ENODEV: case EALREADY:
 	case EBUSY: case ENOSPC: case ENOTTY: case ENODATA: case ENOTBLK: case EINTR:
 	case ENOMEM: case EFBIG: case E2BIG: case ENAMETOOLONG: case EOPNOTSUPP:
-	case ENXIO: case EACCES: case EPERM:
+	case ENXIO: case EACCES: case EPERM: case EAGAIN:
 		return true;
 	}
 	return false;

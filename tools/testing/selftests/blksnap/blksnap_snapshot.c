@@ -750,4 +750,68 @@ TEST_F(snap, second_snapshot_of_same_device)
 	EXPECT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 }
 
+/* Two snapshots of disjoint devices live side by side, each coherent. */
+TEST_F(snap, two_snapshots_on_disjoint_devices)
+{
+	struct blksnap_uuid other;
+	char image[64];
+	int i;
+
+	ASSERT_EQ(0, snapshot_create(self->ctl, &other));
+	ASSERT_EQ(0, snapshot_add(self->orig[0].fd, &self->id));
+	ASSERT_EQ(0, snapshot_add(self->orig[1].fd, &other));
+	ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, 32768));
+	ASSERT_EQ(0, append_all(self->ctl, &other, &self->store, 32768, 32768));
+	ASSERT_EQ(0, take(self->ctl, &self->id));
+	ASSERT_EQ(0, take(self->ctl, &other));
+	for (i = 0; i < 2; i++) {
+		fill_random(self->scratch, 4 * MIB, 70 + i);
+		ASSERT_EQ(0, pwrite_all(self->orig[i].fd, self->scratch, 4 * MIB, 8 * MIB));
+	}
+	for (i = 0; i < 2; i++) {
+		image_path(&self->orig[i], image, sizeof(image));
+		ASSERT_EQ(0, read_device(image, self->scratch, ORIG_SIZE));
+		EXPECT_EQ(0, memcmp(self->scratch, self->before[i], ORIG_SIZE)) TH_LOG("image %d", i);
+	}
+	/* Destroying one leaves the other whole. */
+	EXPECT_EQ(0, snapshot_destroy(self->ctl, &other));
+	image_path(&self->orig[0], image, sizeof(image));
+	ASSERT_EQ(0, read_device(image, self->scratch, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(self->scratch, self->before[0], ORIG_SIZE));
+}
+
+/*
+ * Change numbers are bytes: after the snapshot numbered 255 the map starts
+ * over in a new generation, so that old and new numbers never mix.
+ */
+TEST_F(snap, generation_restarts_after_255_takes)
+{
+	struct blksnap_cbtinfo first, info;
+	unsigned int len;
+	int n;
+
+	for (n = 1; n <= 256; n++) {
+		if (n > 1)
+			ASSERT_EQ(0, snapshot_create(self->ctl, &self->id));
+		ASSERT_EQ(0, snapshot_add(self->orig[0].fd, &self->id));
+		ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, 2048));
+		ASSERT_EQ(0, take(self->ctl, &self->id));
+		len = sizeof(info);
+		ASSERT_EQ(0, blksnap_ctl(self->orig[0].fd, blkfilter_ctl_blksnap_cbtinfo, &info,
+					 &len, NULL));
+		ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+		if (n == 1)
+			first = info;
+		if (n <= 255) {
+			ASSERT_EQ(n, info.changes_number);
+			ASSERT_EQ(0, memcmp(&first.generation_id, &info.generation_id, 16));
+		}
+	}
+	/* The 256th snapshot is the first of a new generation. */
+	EXPECT_EQ(1, info.changes_number);
+	EXPECT_NE(0, memcmp(&first.generation_id, &info.generation_id, 16));
+	/* The teardown destroys self->id once more: give it one. */
+	ASSERT_EQ(0, snapshot_create(self->ctl, &self->id));
+}
+
 TEST_HARNESS_MAIN
