@@ -26,7 +26,6 @@
 #define TEST_TIMEOUT_DEFAULT 240
 
 #define MIB (1ULL << 20)
-#define BLK 4096
 #define NR_BLOCKS 2048		/* 8 MiB */
 #define CYCLES 20
 
@@ -47,30 +46,6 @@ static void copy_log(uint32_t *to, const uint32_t *from)
 
 	for (i = 0; i < NR_BLOCKS; i++)
 		to[i] = LOAD(from[i]);
-}
-
-static void stamp(unsigned char *b, uint32_t block, uint32_t gen)
-{
-	unsigned int i;
-
-	memcpy(b, &block, 4);
-	memcpy(b + 4, &gen, 4);
-	for (i = 8; i < BLK; i++)
-		b[i] = (unsigned char)(block * 31 + gen * 7 + i);
-}
-
-/* The generation of a stamped block, or -1 if it is not a whole stamp. */
-static int64_t read_stamp(const unsigned char *b, uint32_t block)
-{
-	unsigned char want[BLK];
-	uint32_t blk, gen;
-
-	memcpy(&blk, b, 4);
-	memcpy(&gen, b + 4, 4);
-	if (blk != block)
-		return -1;
-	stamp(want, block, gen);
-	return memcmp(want, b, BLK) ? -1 : gen;
 }
 
 /* Stamps blocks at random, or in runs, until told to stop. */

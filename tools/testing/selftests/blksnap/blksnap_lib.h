@@ -155,6 +155,37 @@ static inline int module_refcnt(void)
 	return n;
 }
 
+/*
+ * Self-describing 4 KiB blocks for tests with concurrent writers: each holds
+ * its block number, a generation and bytes derived from both, so a block
+ * read back tells which write it came from, or that it is torn.
+ */
+#define BLK 4096
+
+static inline void stamp(unsigned char *b, uint32_t block, uint32_t gen)
+{
+	unsigned int i;
+
+	memcpy(b, &block, 4);
+	memcpy(b + 4, &gen, 4);
+	for (i = 8; i < BLK; i++)
+		b[i] = (unsigned char)(block * 31 + gen * 7 + i);
+}
+
+/* The generation of a stamped block, or -1 if it is not a whole stamp. */
+static inline int64_t read_stamp(const unsigned char *b, uint32_t block)
+{
+	unsigned char want[BLK];
+	uint32_t blk, gen;
+
+	memcpy(&blk, b, 4);
+	memcpy(&gen, b + 4, 4);
+	if (blk != block)
+		return -1;
+	stamp(want, block, gen);
+	return memcmp(want, b, BLK) ? -1 : gen;
+}
+
 /* A loop device over a sparse file in /tmp, with direct I/O. */
 struct loopdev {
 	int nr;

@@ -771,7 +771,8 @@ TEST_F(snap, two_snapshots_on_disjoint_devices)
 	for (i = 0; i < 2; i++) {
 		image_path(&self->orig[i], image, sizeof(image));
 		ASSERT_EQ(0, read_device(image, self->scratch, ORIG_SIZE));
-		EXPECT_EQ(0, memcmp(self->scratch, self->before[i], ORIG_SIZE)) TH_LOG("image %d", i);
+		EXPECT_EQ(0, memcmp(self->scratch, self->before[i], ORIG_SIZE))
+			TH_LOG("image %d", i);
 	}
 	/* Destroying one leaves the other whole. */
 	EXPECT_EQ(0, snapshot_destroy(self->ctl, &other));
