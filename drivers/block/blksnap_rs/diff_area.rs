@@ -5,12 +5,17 @@
 //! them and serves I/O to the snapshot image.
 //!
 //! Writes that touch a chunk not yet copied are taken over in the submit path
-//! and queued, like image I/O, to one work item per device.  The worker
-//! copies the chunks (read the original, write the storage), then passes the
-//! write on.  As the worker handles image I/O and copies one at a time, an
-//! image read of the original always completes before a queued write to the
-//! same chunk reaches the device, and an image write to a chunk not copied
-//! yet copies it first.  The submit path itself never waits for I/O.
+//! and queued, like image I/O, to the copy worker of the device.  The worker
+//! reads the old data of the chunks into memory, lets the write go on at
+//! once, and hands the data to the store worker, which writes it to
+//! difference storage.  So the original's own write runs in parallel with the
+//! store, and at most `chunk_maximum_in_queue` loaded chunks wait in memory.
+//!
+//! The copy worker handles image I/O and writes in order, and lets image I/O
+//! start only once every loaded chunk is stored: an image read of the
+//! original always completes before a later write to the same chunk reaches
+//! the device, and an image write to a chunk not copied yet copies it first.
+//! The submit path itself never waits for I/O.
 
 use crate::{cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, params};
 use kernel::{
@@ -18,21 +23,41 @@ use kernel::{
         bdev::OpenedBlockDevice,
         bio::{transfer_pages, Status, SubmittedBio},
     },
-    new_mutex, new_spinlock,
+    new_condvar, new_mutex, new_spinlock,
     page::Page,
     prelude::*,
     sync::{
         atomic::{Atomic, Full, Relaxed},
-        Arc, Mutex, SpinLock,
+        Arc, CondVar, Mutex, SpinLock,
     },
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
     xarray::{AllocKind, XArray},
 };
 
+/// Hard cap on loaded chunks waiting in memory, whatever the parameter says.
+const MAX_CHUNKS_IN_QUEUE: usize = 256;
+
 /// Where a copied chunk lives in difference storage.
 struct Location {
     device: Arc<OpenedBlockDevice>,
     sector: u64,
+}
+
+/// The old data of one chunk, read from the original, on its way to
+/// difference storage.
+struct Loaded {
+    pages: KVec<Page>,
+    sectors: u64,
+    device: Arc<OpenedBlockDevice>,
+    at: u64,
+}
+
+/// Chunks handed to the store worker and not yet stored.
+#[derive(Default)]
+struct StoreQueue {
+    queue: KVec<Loaded>,
+    /// Queued or being written: what bounds the memory held.
+    in_flight: usize,
 }
 
 enum Pending {
@@ -69,11 +94,19 @@ pub(crate) struct DiffArea {
     #[pin]
     pending: SpinLock<KVec<Pending>>,
     #[pin]
-    work: Work<DiffArea>,
+    work: Work<DiffArea, 0>,
+    #[pin]
+    stores: Mutex<StoreQueue>,
+    /// Signalled each time a chunk leaves `stores`.
+    #[pin]
+    stored: CondVar,
+    #[pin]
+    store_work: Work<DiffArea, 1>,
 }
 
 impl_has_work! {
-    impl HasWork<Self> for DiffArea { self.work }
+    impl HasWork<Self, 0> for DiffArea { self.work }
+    impl HasWork<Self, 1> for DiffArea { self.store_work }
 }
 
 impl DiffArea {
@@ -101,6 +134,9 @@ impl DiffArea {
                 error: Atomic::new(0),
                 pending <- new_spinlock!(KVec::new(), "blksnap_diff_area_pending"),
                 work <- new_work!("blksnap_diff_area"),
+                stores <- new_mutex!(StoreQueue::default(), "blksnap_diff_area_stores"),
+                stored <- new_condvar!("blksnap_diff_area_stored"),
+                store_work <- new_work!("blksnap_diff_area_store"),
             }),
             GFP_KERNEL,
         )
@@ -155,7 +191,7 @@ impl DiffArea {
             // Cannot fail: room was reserved.
             let _ = pending.push(item, GFP_NOWAIT);
         }
-        let _ = workqueue::system_unbound().enqueue(self.clone());
+        let _ = workqueue::system_unbound().enqueue::<_, 0>(self.clone());
         Ok(())
     }
 
@@ -191,8 +227,10 @@ impl DiffArea {
         }
     }
 
-    /// Copies chunk `chunk` of the original to difference storage.
-    fn copy_chunk(&self, chunk: usize) -> Result {
+    /// Reads the old data of chunk `chunk` and gives it its place in
+    /// difference storage.  From here on the chunk counts as copied: writes
+    /// to it go straight on, as its old data is safe in memory.
+    fn load_chunk(&self, chunk: usize) -> Result<Loaded> {
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let start = (chunk as u64) << shift;
         let sectors = (1u64 << shift).min(self.chunks.capacity - start);
@@ -204,25 +242,76 @@ impl DiffArea {
             pages.push(Page::alloc_page(GFP_NOIO)?, GFP_NOIO)?;
         }
         transfer_pages(self.original.bdev(), false, start, &pages, sectors)?;
-        transfer_pages(device.bdev(), true, at, &pages, sectors)?;
 
-        let location = KBox::new(Location { device, sector: at }, GFP_NOIO)?;
+        let location = KBox::new(
+            Location {
+                device: device.clone(),
+                sector: at,
+            },
+            GFP_NOIO,
+        )?;
         self.copied.lock().store(chunk, location, GFP_NOIO)?;
+        Ok(Loaded {
+            pages,
+            sectors,
+            device,
+            at,
+        })
+    }
+
+    fn store_chunk(&self, chunk: Loaded) -> Result {
+        transfer_pages(
+            chunk.device.bdev(),
+            true,
+            chunk.at,
+            &chunk.pages,
+            chunk.sectors,
+        )
+    }
+
+    /// Copies chunk `chunk` of the original to difference storage, and waits.
+    fn copy_chunk(&self, chunk: usize) -> Result {
+        let loaded = self.load_chunk(chunk)?;
+        self.store_chunk(loaded)
+    }
+
+    /// Waits until fewer than `limit` loaded chunks wait to be stored.
+    fn wait_stores_below(&self, limit: usize) {
+        let mut stores = self.stores.lock();
+        while stores.in_flight >= limit {
+            self.stored.wait(&mut stores);
+        }
+    }
+
+    /// Hands a loaded chunk to the store worker.
+    fn queue_store(self: &Arc<Self>, chunk: Loaded) -> Result {
+        {
+            let mut stores = self.stores.lock();
+            stores.queue.push(chunk, GFP_NOIO)?;
+            stores.in_flight += 1;
+        }
+        let _ = workqueue::system_unbound().enqueue::<_, 1>(self.clone());
         Ok(())
     }
 
-    /// Saves the chunks a queued write is about to change, then lets it go.
-    fn handle_write(&self, bio: SubmittedBio) {
-        if self.error() == 0 {
-            let sector = bio.sector().saturating_sub(self.start_sector);
-            for chunk in self.chunks.blocks_clipped(sector, bio.nr_sectors()) {
-                if self.is_copied(chunk) {
-                    continue;
-                }
-                if let Err(e) = self.copy_chunk(chunk) {
-                    self.fail(e);
-                    break;
-                }
+    /// Loads the chunks a queued write is about to change, lets the write
+    /// go on, and leaves the stores to the store worker.
+    fn handle_write(self: &Arc<Self>, bio: SubmittedBio) {
+        let limit = (params::chunk_maximum_in_queue() as usize).clamp(1, MAX_CHUNKS_IN_QUEUE);
+        let sector = bio.sector().saturating_sub(self.start_sector);
+        for chunk in self.chunks.blocks_clipped(sector, bio.nr_sectors()) {
+            if self.error() != 0 {
+                break;
+            }
+            if self.is_copied(chunk) {
+                continue;
+            }
+            self.wait_stores_below(limit);
+            let res = self
+                .load_chunk(chunk)
+                .and_then(|loaded| self.queue_store(loaded));
+            if let Err(e) = res {
+                self.fail(e);
             }
         }
         bio.resubmit();
@@ -247,6 +336,8 @@ impl DiffArea {
     /// Writes only ever go to difference storage: a chunk not copied yet is
     /// copied first, so the original never sees them.
     fn handle_image_io(&self, bio: SubmittedBio) {
+        // The data of chunks still being stored is not in storage yet.
+        self.wait_stores_below(1);
         let write = bio.operation().changes_data();
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let total = bio.nr_sectors();
@@ -280,7 +371,7 @@ impl DiffArea {
     }
 }
 
-impl WorkItem for DiffArea {
+impl WorkItem<0> for DiffArea {
     type Pointer = Arc<DiffArea>;
 
     fn run(this: Arc<DiffArea>) {
@@ -294,6 +385,30 @@ impl WorkItem for DiffArea {
                     Pending::Write(bio) => this.handle_write(bio),
                     Pending::Image(bio) => this.handle_image_io(bio),
                 }
+            }
+        }
+    }
+}
+
+impl WorkItem<1> for DiffArea {
+    type Pointer = Arc<DiffArea>;
+
+    /// Writes loaded chunks to difference storage, oldest first.
+    fn run(this: Arc<DiffArea>) {
+        loop {
+            let batch = core::mem::take(&mut this.stores.lock().queue);
+            if batch.is_empty() {
+                break;
+            }
+            for chunk in batch {
+                // After a failure the image is lost: storing more is useless.
+                if this.error() == 0 {
+                    if let Err(e) = this.store_chunk(chunk) {
+                        this.fail(e);
+                    }
+                }
+                this.stores.lock().in_flight -= 1;
+                this.stored.notify_all();
             }
         }
     }

@@ -40,3 +40,8 @@ pub(crate) fn chunk_maximum_count() -> u64 {
 pub(crate) fn diff_storage_minimum() -> u64 {
     u64::from(p::diff_storage_minimum.value())
 }
+
+/// Most loaded chunks that wait in memory for their store, per device.
+pub(crate) fn chunk_maximum_in_queue() -> u32 {
+    p::chunk_maximum_in_queue.value()
+}
