@@ -133,8 +133,12 @@ def main():
         memory["taken_nothing_written_kib"] = total("taken") - total("before")
         if "written_1g" in mem:
             memory["written_1g_kib"] = total("written_1g") - total("taken")
-            # The 1 TiB device has 512 KiB chunks with the default parameters.
-            memory["bytes_per_changed_chunk"] = memory["written_1g_kib"] * 1024.0 / 2048
+        if "small_chunks_written" in mem and "small_chunks" in extra:
+            # 4 KiB chunks on the original: one chunk copied per 4 KiB.
+            chunks = int(extra["small_chunks"])
+            grown = total("small_chunks_written") - total("small_chunks_taken")
+            memory["small_chunks_copied"] = chunks
+            memory["bytes_per_changed_chunk"] = grown * 1024.0 / chunks
         if "released" in mem:
             memory["left_after_release_kib"] = total("released") - total("before")
     lat = med("lat_take")

@@ -6,22 +6,26 @@
 //!
 //! Writes that touch a chunk not yet copied are taken over in the submit path
 //! and queued, like image I/O, to the copy worker of the device.  The worker
-//! reads the old data of the chunks into memory, lets the write go on at
-//! once, and hands the data to the store worker, which writes it to
-//! difference storage.  So the original's own write runs in parallel with the
-//! store, and at most `chunk_maximum_in_queue` loaded chunks wait in memory.
+//! reads the old data of the chunks that the writes queued in a row need,
+//! all in parallel, lets the writes go on, and hands the data to the store
+//! worker, which writes it to difference storage.  So the original's own
+//! writes run in parallel with the stores, and at most
+//! `chunk_maximum_in_queue` loaded chunks wait in memory.
 //!
 //! The copy worker handles image I/O and writes in order, and lets image I/O
-//! start only once every loaded chunk is stored: an image read of the
-//! original always completes before a later write to the same chunk reaches
-//! the device, and an image write to a chunk not copied yet copies it first.
+//! start only once every loaded chunk is stored.  Image reads queued in a
+//! row go out in parallel, and the worker waits for them before it handles
+//! what follows: an image read of the original always completes before a
+//! later write to the same chunk reaches the device.  An image write is
+//! served alone, and copies the chunks it touches first.
 //! The submit path itself never waits for I/O.
 
 use crate::{cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, params};
+use core::cell::{Cell, RefCell};
 use kernel::{
     block::{
         bdev::OpenedBlockDevice,
-        bio::{transfer_pages, Status, SubmittedBio},
+        bio::{transfer_pages, transfer_parts, Operation, Status, SubmittedBio},
     },
     new_condvar, new_mutex, new_spinlock,
     page::Page,
@@ -33,6 +37,23 @@ use kernel::{
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
     xarray::{AllocKind, XArray},
 };
+
+/// Most image reads, or writes to the original, that the copy worker
+/// handles together.
+const MAX_TOGETHER: usize = 64;
+
+/// The bound on loaded chunks waiting in memory, per device.
+fn chunk_limit() -> usize {
+    (params::chunk_maximum_in_queue() as usize).clamp(1, MAX_CHUNKS_IN_QUEUE)
+}
+
+/// A batch of one bio.  Without memory the bio is dropped, which ends it
+/// with an error, and the batch is empty.
+fn single(bio: SubmittedBio) -> KVec<SubmittedBio> {
+    let mut v = KVec::new();
+    let _ = v.push(bio, GFP_NOIO);
+    v
+}
 
 /// Hard cap on loaded chunks waiting in memory, whatever the parameter says.
 const MAX_CHUNKS_IN_QUEUE: usize = 256;
@@ -46,6 +67,9 @@ struct Location {
 /// The old data of one chunk, read from the original, on its way to
 /// difference storage.
 struct Loaded {
+    chunk: usize,
+    /// First sector of the chunk on the original.
+    start: u64,
     pages: KVec<Page>,
     sectors: u64,
     device: Arc<OpenedBlockDevice>,
@@ -58,6 +82,40 @@ struct StoreQueue {
     queue: KVec<Loaded>,
     /// Queued or being written: what bounds the memory held.
     in_flight: usize,
+}
+
+/// The queue of the copy worker.  The worker swaps the two vectors, so that
+/// their room is kept and queueing in the submit path does not allocate
+/// unless more bios wait at once than ever before.
+struct PendingQueue {
+    items: KVec<Pending>,
+    /// Empty; what the worker gave back after a batch, room included.
+    spare: KVec<Pending>,
+}
+
+/// Room queued bios start with, per device and vector.
+const PENDING_ROOM: usize = 256;
+
+impl PendingQueue {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            items: KVec::with_capacity(PENDING_ROOM, GFP_KERNEL)?,
+            spare: KVec::with_capacity(PENDING_ROOM, GFP_KERNEL)?,
+        })
+    }
+
+    /// Takes the queued items, leaving the spare vector's room for more.
+    fn take(&mut self) -> KVec<Pending> {
+        let spare = core::mem::take(&mut self.spare);
+        core::mem::replace(&mut self.items, spare)
+    }
+
+    /// Gives an emptied vector back as the spare, keeping the larger room.
+    fn give_back(&mut self, empty: KVec<Pending>) {
+        if empty.capacity() > self.spare.capacity() {
+            self.spare = empty;
+        }
+    }
 }
 
 enum Pending {
@@ -92,7 +150,7 @@ pub(crate) struct DiffArea {
     /// errno that broke it.  Set once.
     error: Atomic<i32>,
     #[pin]
-    pending: SpinLock<KVec<Pending>>,
+    pending: SpinLock<PendingQueue>,
     #[pin]
     work: Work<DiffArea, 0>,
     #[pin]
@@ -132,7 +190,7 @@ impl DiffArea {
                 events,
                 copied <- XArray::new(AllocKind::Alloc),
                 error: Atomic::new(0),
-                pending <- new_spinlock!(KVec::new(), "blksnap_diff_area_pending"),
+                pending <- new_spinlock!(PendingQueue::new()?, "blksnap_diff_area_pending"),
                 work <- new_work!("blksnap_diff_area"),
                 stores <- new_mutex!(StoreQueue::default(), "blksnap_diff_area_stores"),
                 stored <- new_condvar!("blksnap_diff_area_stored"),
@@ -185,11 +243,12 @@ impl DiffArea {
     fn queue(self: &Arc<Self>, item: Pending) -> core::result::Result<(), Pending> {
         {
             let mut pending = self.pending.lock();
-            if pending.reserve(1, GFP_NOWAIT).is_err() {
+            // Only allocates when more than ever before are queued at once.
+            if pending.items.reserve(1, GFP_NOWAIT).is_err() {
                 return Err(item);
             }
             // Cannot fail: room was reserved.
-            let _ = pending.push(item, GFP_NOWAIT);
+            let _ = pending.items.push(item, GFP_NOWAIT);
         }
         let _ = workqueue::system_unbound().enqueue::<_, 0>(self.clone());
         Ok(())
@@ -227,31 +286,22 @@ impl DiffArea {
         }
     }
 
-    /// Reads the old data of chunk `chunk` and gives it its place in
-    /// difference storage.  From here on the chunk counts as copied: writes
-    /// to it go straight on, as its old data is safe in memory.
-    fn load_chunk(&self, chunk: usize) -> Result<Loaded> {
+    /// Makes room for the old data of chunk `chunk`: its place in
+    /// difference storage and pages to carry it.
+    fn prepare(&self, chunk: usize) -> Result<Loaded> {
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let start = (chunk as u64) << shift;
         let sectors = (1u64 << shift).min(self.chunks.capacity - start);
         let (device, at) = self.storage.lock().alloc(sectors)?;
-
         let sectors_per_page = (kernel::page::PAGE_SIZE >> kernel::block::SECTOR_SHIFT) as u64;
-        let mut pages = KVec::new();
-        for _ in 0..sectors.div_ceil(sectors_per_page) {
+        let count = sectors.div_ceil(sectors_per_page) as usize;
+        let mut pages = KVec::with_capacity(count, GFP_NOIO)?;
+        for _ in 0..count {
             pages.push(Page::alloc_page(GFP_NOIO)?, GFP_NOIO)?;
         }
-        transfer_pages(self.original.bdev(), false, start, &pages, sectors)?;
-
-        let location = KBox::new(
-            Location {
-                device: device.clone(),
-                sector: at,
-            },
-            GFP_NOIO,
-        )?;
-        self.copied.lock().store(chunk, location, GFP_NOIO)?;
         Ok(Loaded {
+            chunk,
+            start,
             pages,
             sectors,
             device,
@@ -259,20 +309,26 @@ impl DiffArea {
         })
     }
 
-    fn store_chunk(&self, chunk: Loaded) -> Result {
-        transfer_pages(
-            chunk.device.bdev(),
-            true,
-            chunk.at,
-            &chunk.pages,
-            chunk.sectors,
-        )
+    /// Records where a chunk whose old data is in memory goes.  From here on
+    /// the chunk counts as copied: writes to it go straight on.
+    fn record(&self, loaded: &Loaded) -> Result {
+        let location = KBox::new(
+            Location {
+                device: loaded.device.clone(),
+                sector: loaded.at,
+            },
+            GFP_NOIO,
+        )?;
+        self.copied.lock().store(loaded.chunk, location, GFP_NOIO)?;
+        Ok(())
     }
 
     /// Copies chunk `chunk` of the original to difference storage, and waits.
     fn copy_chunk(&self, chunk: usize) -> Result {
-        let loaded = self.load_chunk(chunk)?;
-        self.store_chunk(loaded)
+        let l = self.prepare(chunk)?;
+        transfer_pages(self.original.bdev(), false, l.start, &l.pages, l.sectors)?;
+        self.record(&l)?;
+        transfer_pages(l.device.bdev(), true, l.at, &l.pages, l.sectors)
     }
 
     /// Waits until fewer than `limit` loaded chunks wait to be stored.
@@ -283,38 +339,93 @@ impl DiffArea {
         }
     }
 
-    /// Hands a loaded chunk to the store worker.
-    fn queue_store(self: &Arc<Self>, chunk: Loaded) -> Result {
-        {
-            let mut stores = self.stores.lock();
-            stores.queue.push(chunk, GFP_NOIO)?;
-            stores.in_flight += 1;
+    /// Reads the old data of `chunks` from the original, all at once, and
+    /// hands it to the store worker.  Waits first until the chunks fit in
+    /// the bound on chunks held in memory.
+    fn load_chunks(self: &Arc<Self>, chunks: &[usize]) {
+        if chunks.is_empty() {
+            return;
         }
+        self.wait_stores_below((chunk_limit() + 1).saturating_sub(chunks.len()).max(1));
+        let mut loads = KVec::new();
+        if let Err(e) = loads.reserve(chunks.len(), GFP_NOIO) {
+            return self.fail(e.into());
+        }
+        for &chunk in chunks {
+            match self.prepare(chunk) {
+                Ok(l) => {
+                    // Cannot fail: room was reserved.
+                    let _ = loads.push(l, GFP_NOIO);
+                }
+                Err(e) => return self.fail(e),
+            }
+        }
+        let error = Cell::new(None);
+        let res = transfer_parts(
+            |parts| {
+                for l in loads.iter() {
+                    let bdev = self.original.bdev();
+                    if let Err(e) = parts.add_pages(bdev, false, l.start, &l.pages, l.sectors) {
+                        error.set(Some(e));
+                    }
+                }
+            },
+            |_, ok| {
+                if !ok {
+                    error.set(Some(EIO));
+                }
+            },
+        );
+        if let Some(e) = res.err().or(error.get()) {
+            return self.fail(e);
+        }
+        for l in loads.iter() {
+            if let Err(e) = self.record(l) {
+                return self.fail(e);
+            }
+        }
+        let mut stores = self.stores.lock();
+        let count = loads.len();
+        if let Err(e) = stores.queue.reserve(count, GFP_NOIO) {
+            drop(stores);
+            return self.fail(e.into());
+        }
+        for l in loads {
+            // Cannot fail: room was reserved.
+            let _ = stores.queue.push(l, GFP_NOIO);
+        }
+        stores.in_flight += count;
+        drop(stores);
         let _ = workqueue::system_unbound().enqueue::<_, 1>(self.clone());
-        Ok(())
     }
 
-    /// Loads the chunks a queued write is about to change, lets the write
-    /// go on, and leaves the stores to the store worker.
-    fn handle_write(self: &Arc<Self>, bio: SubmittedBio) {
-        let limit = (params::chunk_maximum_in_queue() as usize).clamp(1, MAX_CHUNKS_IN_QUEUE);
-        let sector = bio.sector().saturating_sub(self.start_sector);
-        for chunk in self.chunks.blocks_clipped(sector, bio.nr_sectors()) {
-            if self.error() != 0 {
-                break;
-            }
-            if self.is_copied(chunk) {
-                continue;
-            }
-            self.wait_stores_below(limit);
-            let res = self
-                .load_chunk(chunk)
-                .and_then(|loaded| self.queue_store(loaded));
-            if let Err(e) = res {
-                self.fail(e);
+    /// Loads the chunks that queued writes are about to change, at most the
+    /// bound on chunks in memory at a time, then lets the writes go on and
+    /// leaves the stores to the store worker.
+    fn handle_writes(self: &Arc<Self>, writes: &[SubmittedBio]) {
+        let limit = chunk_limit();
+        let mut wanted = KVec::new();
+        if wanted.reserve(limit, GFP_NOIO).is_err() {
+            return self.fail(ENOMEM);
+        }
+        for bio in writes {
+            let sector = bio.sector().saturating_sub(self.start_sector);
+            for chunk in self.chunks.blocks_clipped(sector, bio.nr_sectors()) {
+                if self.error() != 0 {
+                    return;
+                }
+                if self.is_copied(chunk) || wanted.contains(&chunk) {
+                    continue;
+                }
+                if wanted.len() == limit {
+                    self.load_chunks(&wanted);
+                    wanted.clear();
+                }
+                // Cannot fail: room for `limit` was reserved.
+                let _ = wanted.push(chunk, GFP_NOIO);
             }
         }
-        bio.resubmit();
+        self.load_chunks(&wanted);
     }
 
     /// Where the image data of `sector`, in chunk `chunk` starting at
@@ -331,20 +442,21 @@ impl DiffArea {
             .map(|l| (l.device.clone(), l.sector + (sector - chunk_start)))
     }
 
-    /// Serves image I/O chunk by chunk.  Reads come from difference storage
-    /// where a chunk was copied and from the original where it was not.
-    /// Writes only ever go to difference storage: a chunk not copied yet is
-    /// copied first, so the original never sees them.
-    fn handle_image_io(&self, bio: SubmittedBio) {
-        // The data of chunks still being stored is not in storage yet.
-        self.wait_stores_below(1);
+    /// Works out where the data of image bio number `index` lives, as
+    /// transfers appended to `plan`.  Reads come from difference storage
+    /// where a chunk was copied and from the original where it was not;
+    /// neighbouring chunks that continue each other on the same device make
+    /// one transfer.  Writes only ever go to difference storage: a chunk not
+    /// copied yet is copied first, so the original never sees them.
+    fn plan_image_io(&self, index: usize, bio: &SubmittedBio, plan: &mut KVec<Transfer>) -> Result {
         let write = bio.operation().changes_data();
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let total = bio.nr_sectors();
+        let mut run: Option<Transfer> = None;
         let mut done = 0;
         while done < total {
             if self.error() != 0 {
-                return bio.end(Status::IoError);
+                return Err(EIO);
             }
             let sector = bio.sector() + done;
             let chunk = (sector >> shift) as usize;
@@ -354,38 +466,243 @@ impl DiffArea {
             if stored.is_none() && write {
                 if let Err(e) = self.copy_chunk(chunk) {
                     self.fail(e);
-                    return bio.end(Status::IoError);
+                    return Err(EIO);
                 }
                 stored = self.stored(chunk, chunk_start, sector);
             }
-            let res = match stored {
-                Some((device, at)) => bio.transfer_part(done, n, device.bdev(), at),
-                None => bio.transfer_part(done, n, self.original.bdev(), sector),
+            let source = match stored {
+                Some((device, at)) => Source::Stored(device, at),
+                None => Source::Original(sector),
             };
-            if res.is_err() {
-                return bio.end(Status::IoError);
+            match &mut run {
+                Some(last) if last.source.continued_by(&source, last.len) => last.len += n,
+                _ => {
+                    let next = Transfer {
+                        bio: index,
+                        offset: done,
+                        len: n,
+                        source,
+                    };
+                    if let Some(last) = run.replace(next) {
+                        plan.push(last, GFP_NOIO)?;
+                    }
+                }
             }
             done += n;
         }
-        bio.end(Status::Ok);
+        if let Some(last) = run {
+            plan.push(last, GFP_NOIO)?;
+        }
+        Ok(())
+    }
+
+    /// Serves image bios: all their transfers go out in parallel, and each
+    /// bio ends once its own are done.  The caller batches only bios that
+    /// may run in any order: reads, or a single write.
+    fn handle_image_io(&self, bios: KVec<SubmittedBio>) {
+        if bios.is_empty() {
+            return;
+        }
+        // The data of chunks still being stored is not in storage yet.
+        self.wait_stores_below(1);
+        let mut failed = KVec::new();
+        let mut plan = KVec::new();
+        if failed.reserve(bios.len(), GFP_NOIO).is_err() {
+            return end_all(bios, Status::IoError);
+        }
+        for (i, bio) in bios.iter().enumerate() {
+            let res = self.plan_image_io(i, bio, &mut plan);
+            // Cannot fail: room was reserved.
+            let _ = failed.push(Cell::new(res.is_err()), GFP_NOIO);
+        }
+        // Which bio each part sent belongs to.
+        let mut owners = KVec::new();
+        if owners.reserve(plan.len(), GFP_NOIO).is_err() {
+            return end_all(bios, Status::IoError);
+        }
+        let owners = RefCell::new(owners);
+        let sent = transfer_parts(
+            |parts| {
+                for t in plan.iter().filter(|t| !failed[t.bio].get()) {
+                    let (bdev, at) = match &t.source {
+                        Source::Stored(device, at) => (device.bdev(), *at),
+                        Source::Original(at) => (self.original.bdev(), *at),
+                    };
+                    match parts.add(&bios[t.bio], t.offset, t.len, bdev, at) {
+                        Ok(_) => {
+                            // Cannot fail: room was reserved.
+                            if let Ok(mut owners) = owners.try_borrow_mut() {
+                                let _ = owners.push(t.bio, GFP_NOIO);
+                            }
+                        }
+                        Err(_) => failed[t.bio].set(true),
+                    }
+                }
+            },
+            |part, good| {
+                let owner = owners.try_borrow().ok().and_then(|o| o.get(part).copied());
+                if let Some(bio) = owner {
+                    if !good {
+                        failed[bio].set(true);
+                    }
+                }
+            },
+        );
+        if sent.is_err() {
+            return end_all(bios, Status::IoError);
+        }
+        for (bio, failed) in bios.into_iter().zip(failed.iter()) {
+            bio.end(if failed.get() {
+                Status::IoError
+            } else {
+                Status::Ok
+            });
+        }
+    }
+}
+
+impl DiffArea {
+    /// Serves the image reads gathered in `reads`, keeping the vector.
+    fn serve_reads(&self, reads: &mut KVec<SubmittedBio>) {
+        if reads.is_empty() {
+            return;
+        }
+        let mut batch = KVec::new();
+        if batch.reserve(reads.len(), GFP_NOIO).is_err() {
+            for bio in reads.drain_all() {
+                self.handle_image_io(single(bio));
+            }
+            return;
+        }
+        for bio in reads.drain_all() {
+            // Cannot fail: room was reserved.
+            let _ = batch.push(bio, GFP_NOIO);
+        }
+        self.handle_image_io(batch);
+    }
+}
+
+fn end_all(bios: KVec<SubmittedBio>, status: Status) {
+    for bio in bios {
+        bio.end(status);
+    }
+}
+
+/// One transfer of image data: a stretch of an image bio, and where its data
+/// lives.
+struct Transfer {
+    /// Which bio of the batch.
+    bio: usize,
+    /// Sectors into the bio, and how many.
+    offset: u64,
+    len: u64,
+    source: Source,
+}
+
+/// Where image data lives: on the original, or copied to difference storage.
+enum Source {
+    Original(u64),
+    Stored(Arc<OpenedBlockDevice>, u64),
+}
+
+impl Source {
+    /// Whether `next` starts where `len` sectors from `self` end.
+    fn continued_by(&self, next: &Source, len: u64) -> bool {
+        match (self, next) {
+            (Self::Original(a), Self::Original(b)) => a + len == *b,
+            (Self::Stored(d, a), Self::Stored(e, b)) => Arc::ptr_eq(d, e) && a + len == *b,
+            _ => false,
+        }
+    }
+}
+
+impl DiffArea {
+    /// Lets writes go on once their chunks are loaded.
+    fn release_writes(self: &Arc<Self>, writes: &mut KVec<SubmittedBio>) {
+        if writes.is_empty() {
+            return;
+        }
+        self.handle_writes(writes);
+        for bio in writes.drain_all() {
+            bio.resubmit();
+        }
+    }
+
+    /// Writes `batch` to difference storage, all at once.
+    fn store(&self, batch: &[Loaded]) {
+        // After a failure the image is lost: storing more is useless.
+        if self.error() != 0 {
+            return;
+        }
+        let error = Cell::new(None);
+        let res = transfer_parts(
+            |parts| {
+                for l in batch {
+                    let bdev = l.device.bdev();
+                    if let Err(e) = parts.add_pages(bdev, true, l.at, &l.pages, l.sectors) {
+                        error.set(Some(e));
+                    }
+                }
+            },
+            |_, ok| {
+                if !ok {
+                    error.set(Some(EIO));
+                }
+            },
+        );
+        if let Some(e) = res.err().or(error.get()) {
+            self.fail(e);
+        }
     }
 }
 
 impl WorkItem<0> for DiffArea {
     type Pointer = Arc<DiffArea>;
 
+    /// Handles queued writes and image I/O in order.  Writes in a row, and
+    /// image reads in a row, are handled together; an image write alone.
     fn run(this: Arc<DiffArea>) {
+        // Without memory for these, everything goes one at a time.
+        let mut reads = KVec::with_capacity(MAX_TOGETHER, GFP_NOIO).unwrap_or_default();
+        let mut writes = KVec::with_capacity(MAX_TOGETHER, GFP_NOIO).unwrap_or_default();
         loop {
-            let batch = core::mem::take(&mut *this.pending.lock());
+            let mut batch = this.pending.lock().take();
             if batch.is_empty() {
+                this.pending.lock().give_back(batch);
                 break;
             }
-            for item in batch {
+            for item in batch.drain_all() {
                 match item {
-                    Pending::Write(bio) => this.handle_write(bio),
-                    Pending::Image(bio) => this.handle_image_io(bio),
+                    Pending::Write(bio) => {
+                        this.serve_reads(&mut reads);
+                        if writes.len() == writes.capacity() {
+                            this.release_writes(&mut writes);
+                        }
+                        if let Err(e) = writes.push_within_capacity(bio) {
+                            let bio = e.0;
+                            this.handle_writes(core::slice::from_ref(&bio));
+                            bio.resubmit();
+                        }
+                    }
+                    Pending::Image(bio) if bio.operation() == Operation::Read => {
+                        this.release_writes(&mut writes);
+                        if reads.len() == reads.capacity() {
+                            this.serve_reads(&mut reads);
+                        }
+                        if let Err(e) = reads.push_within_capacity(bio) {
+                            this.handle_image_io(single(e.0));
+                        }
+                    }
+                    Pending::Image(bio) => {
+                        this.release_writes(&mut writes);
+                        this.serve_reads(&mut reads);
+                        this.handle_image_io(single(bio));
+                    }
                 }
             }
+            this.serve_reads(&mut reads);
+            this.release_writes(&mut writes);
+            this.pending.lock().give_back(batch);
         }
     }
 }
@@ -400,16 +717,9 @@ impl WorkItem<1> for DiffArea {
             if batch.is_empty() {
                 break;
             }
-            for chunk in batch {
-                // After a failure the image is lost: storing more is useless.
-                if this.error() == 0 {
-                    if let Err(e) = this.store_chunk(chunk) {
-                        this.fail(e);
-                    }
-                }
-                this.stores.lock().in_flight -= 1;
-                this.stored.notify_all();
-            }
+            this.store(&batch);
+            this.stores.lock().in_flight -= batch.len();
+            this.stored.notify_all();
         }
     }
 }

@@ -5,9 +5,18 @@
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
 use crate::{
-    bindings, block::bdev::BlockDevice, error::to_result, page::Page, prelude::*, types::Opaque,
+    bindings,
+    block::bdev::BlockDevice,
+    error::to_result,
+    page::Page,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Full, Relaxed},
+        Completion,
+    },
+    types::Opaque,
 };
-use core::ptr::NonNull;
+use core::{cell::RefCell, marker::PhantomData, ptr::NonNull};
 
 /// What a bio asks the device to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +270,65 @@ impl Drop for SubmittedBio {
 /// Largest number of pages one bio carries.
 const BIO_MAX_PAGES: usize = bindings::BIO_MAX_VECS as usize;
 
+/// Sectors in a page.
+const SECTORS_PER_PAGE: u64 = (bindings::PAGE_SIZE >> crate::block::SECTOR_SHIFT) as u64;
+
+/// Builds a bio that reads (`write == false`) or writes the first `sectors`
+/// sectors of `pages` (at most `BIO_MAX_PAGES` of them are used) at
+/// `sector` of `bdev`, skipping the filter of `bdev` once.  Returns the bio,
+/// not yet submitted, and the number of sectors it moves.
+///
+/// The caller must keep `pages` and `bdev` alive until the bio ends.
+fn page_bio(
+    bdev: &BlockDevice,
+    write: bool,
+    sector: u64,
+    pages: &[Page],
+    sectors: u64,
+) -> Result<(NonNull<bindings::bio>, u64)> {
+    let npages = (sectors.div_ceil(SECTORS_PER_PAGE) as usize).min(BIO_MAX_PAGES);
+    if npages > pages.len() || sectors == 0 {
+        return Err(EINVAL);
+    }
+    let op = if write {
+        bindings::req_op_REQ_OP_WRITE
+    } else {
+        bindings::req_op_REQ_OP_READ
+    };
+    // SAFETY: `bdev` is valid; `fs_bio_set` lives forever.
+    let bio = NonNull::new(unsafe {
+        bindings::bio_alloc_bioset(
+            bdev.as_raw(),
+            npages as u16,
+            op,
+            bindings::GFP_NOIO,
+            &raw mut bindings::fs_bio_set,
+        )
+    })
+    .ok_or(ENOMEM)?;
+    let raw = bio.as_ptr();
+    let mut done = 0u64;
+    for page in &pages[..npages] {
+        let len = (sectors - done).min(SECTORS_PER_PAGE);
+        let bytes = (len << crate::block::SECTOR_SHIFT) as u32;
+        // SAFETY: `raw` is ours, with room for `npages` pages; the caller
+        // keeps `page` alive until the bio ends.
+        let added = unsafe { bindings::bio_add_page(raw, page.as_ptr(), bytes, 0) };
+        if added != bytes as i32 {
+            // SAFETY: `raw` is ours and was never submitted.
+            unsafe { bindings::bio_put(raw) };
+            return Err(EIO);
+        }
+        done += len;
+    }
+    // SAFETY: `raw` is ours and not submitted yet.
+    unsafe {
+        (*raw).bi_iter.bi_sector = sector;
+        (*raw).bi_flags |= 1u16 << bindings::BIO_FILTERED;
+    }
+    Ok((bio, done))
+}
+
 /// Reads (`write == false`) or writes the first `sectors` sectors of `pages`
 /// at `sector` of `bdev`, and waits for the I/O.  The I/O skips the filter of
 /// `bdev`: this is for a filter's own reads and writes.
@@ -271,54 +339,213 @@ pub fn transfer_pages(
     pages: &[Page],
     sectors: u64,
 ) -> Result {
-    let sectors_per_page = (bindings::PAGE_SIZE >> crate::block::SECTOR_SHIFT) as u64;
-    let npages = sectors.div_ceil(sectors_per_page) as usize;
-    if npages > pages.len() || sectors == 0 {
-        return Err(EINVAL);
-    }
-    let op = if write {
-        bindings::req_op_REQ_OP_WRITE
-    } else {
-        bindings::req_op_REQ_OP_READ
-    };
     let mut done = 0u64;
-    for batch in pages[..npages].chunks(BIO_MAX_PAGES) {
-        // SAFETY: `bdev` is valid; `fs_bio_set` lives forever.
-        let bio = unsafe {
-            bindings::bio_alloc_bioset(
-                bdev.as_raw(),
-                batch.len() as u16,
-                op,
-                bindings::GFP_NOIO,
-                &raw mut bindings::fs_bio_set,
-            )
-        };
-        let bio = NonNull::new(bio).ok_or(ENOMEM)?.as_ptr();
-        let mut batch_sectors = 0u64;
-        for page in batch {
-            let len = (sectors - done - batch_sectors).min(sectors_per_page);
-            let bytes = (len << crate::block::SECTOR_SHIFT) as u32;
-            // SAFETY: `bio` is ours with room for `batch.len()` pages; `page`
-            // outlives the synchronous I/O.
-            let added = unsafe { bindings::bio_add_page(bio, page.as_ptr(), bytes, 0) };
-            if added != bytes as i32 {
-                // SAFETY: `bio` is ours and was never submitted.
-                unsafe { bindings::bio_put(bio) };
-                return Err(EIO);
-            }
-            batch_sectors += len;
-        }
-        // SAFETY: `bio` is ours until `bio_put`; everything it points to
-        // outlives the wait.
+    let mut page = 0;
+    while done < sectors {
+        let rest = pages.get(page..).ok_or(EINVAL)?;
+        let (bio, n) = page_bio(bdev, write, sector + done, rest, sectors - done)?;
+        // SAFETY: `bio` is ours until `bio_put`; its pages and device outlive
+        // the wait.
         let ret = unsafe {
-            (*bio).bi_iter.bi_sector = sector + done;
-            (*bio).bi_flags |= 1u16 << bindings::BIO_FILTERED;
-            let ret = bindings::submit_bio_wait(bio);
-            bindings::bio_put(bio);
+            let ret = bindings::submit_bio_wait(bio.as_ptr());
+            bindings::bio_put(bio.as_ptr());
             ret
         };
         to_result(ret)?;
-        done += batch_sectors;
+        done += n;
+        page += BIO_MAX_PAGES;
+    }
+    Ok(())
+}
+
+/// What the parts of one [`transfer_parts`] call share while in flight.
+#[pin_data]
+struct PartsInFlight {
+    /// Parts not ended yet, plus one while parts are being added.
+    remaining: Atomic<usize>,
+    #[pin]
+    done: Completion,
+}
+
+/// Parts of bios being sent by [`transfer_parts`].
+///
+/// # Invariants
+///
+/// `state` points to the `PartsInFlight` of the running [`transfer_parts`]
+/// call, which outlives this object.  Each entry of `clones` is a clone that
+/// was submitted with `state` as its private data, or `None` if it could not
+/// be sent; the clones are put only by [`transfer_parts`], after all ended.
+///
+/// It is only ever lent out by shared reference, so that it cannot be
+/// swapped with the `Parts` of another call.
+pub struct Parts<'b> {
+    state: *const PartsInFlight,
+    clones: RefCell<KVec<Option<NonNull<bindings::bio>>>>,
+    _bios: PhantomData<&'b Bio>,
+}
+
+impl<'b> Parts<'b> {
+    /// Sends `sectors` sectors of `bio`'s data, from `offset` sectors into
+    /// it, to or from `sector` of `bdev`, without waiting; the I/O skips the
+    /// filter of `bdev` once.
+    ///
+    /// Returns the part's number (from 0, in the order parts are added), or
+    /// `ENOMEM` if the part could not even be recorded, and so was not sent.
+    /// A part that is recorded but cannot be sent ends as failed.
+    pub fn add(
+        &self,
+        bio: &'b Bio,
+        offset: u64,
+        sectors: u64,
+        bdev: &'b BlockDevice,
+        sector: u64,
+    ) -> Result<usize> {
+        // Only `add` and `add_pages` borrow, and neither calls the other:
+        // this cannot fail, and `try_` keeps panics out of the I/O path.
+        let mut clones = self.clones.try_borrow_mut().map_err(|_| EBUSY)?;
+        clones.reserve(1, GFP_NOIO)?;
+        let clone = Self::start(self.state, bio, offset, sectors, bdev, sector);
+        // Cannot fail: room was reserved above.
+        let _ = clones.push(clone, GFP_NOIO);
+        Ok(clones.len() - 1)
+    }
+
+    /// Reads (`write == false`) or writes the first `sectors` sectors of
+    /// `pages` at `sector` of `bdev`, without waiting; the I/O skips the
+    /// filter of `bdev` once.  It may take several bios, each its own part.
+    ///
+    /// Returns the numbers of the parts sent, or the error that stopped the
+    /// sending; parts already sent then still run and are reported.
+    pub fn add_pages(
+        &self,
+        bdev: &'b BlockDevice,
+        write: bool,
+        sector: u64,
+        pages: &'b [Page],
+        sectors: u64,
+    ) -> Result<core::ops::Range<usize>> {
+        // Only `add` and `add_pages` borrow, and neither calls the other:
+        // this cannot fail, and `try_` keeps panics out of the I/O path.
+        let mut clones = self.clones.try_borrow_mut().map_err(|_| EBUSY)?;
+        let first = clones.len();
+        let mut done = 0u64;
+        let mut page = 0;
+        while done < sectors {
+            clones.reserve(1, GFP_NOIO)?;
+            let rest = pages.get(page..).ok_or(EINVAL)?;
+            let (bio, n) = page_bio(bdev, write, sector + done, rest, sectors - done)?;
+            Self::send(self.state, bio);
+            // Cannot fail: room was reserved above.
+            let _ = clones.push(Some(bio), GFP_NOIO);
+            done += n;
+            page += BIO_MAX_PAGES;
+        }
+        Ok(first..clones.len())
+    }
+
+    /// Submits `bio` as a part of the call whose state is `state`.
+    fn send(state: *const PartsInFlight, bio: NonNull<bindings::bio>) {
+        let raw = bio.as_ptr();
+        // SAFETY: `state` is valid for the whole `transfer_parts` call (type
+        // invariant), which waits for this part to end.  `raw` is a bio we
+        // own and have not submitted; what it points to is borrowed for
+        // `'b`, which outlasts that call.
+        unsafe {
+            (*state).remaining.add(1, Relaxed);
+            (*raw).bi_private = state.cast_mut().cast();
+            (*raw).bi_end_io = Some(part_end_io);
+            bindings::submit_bio(raw);
+        }
+    }
+
+    fn start(
+        state: *const PartsInFlight,
+        bio: &Bio,
+        offset: u64,
+        sectors: u64,
+        bdev: &BlockDevice,
+        sector: u64,
+    ) -> Option<NonNull<bindings::bio>> {
+        if offset.checked_add(sectors)? > bio.nr_sectors() || sectors == 0 {
+            return None;
+        }
+        // SAFETY: The source bio is valid for `'b`; `fs_bio_set` lives
+        // forever.
+        let clone = NonNull::new(unsafe {
+            bindings::bio_alloc_clone(
+                bdev.as_raw(),
+                bio.raw(),
+                bindings::GFP_NOIO,
+                &raw mut bindings::fs_bio_set,
+            )
+        })?;
+        let c = clone.as_ptr();
+        // SAFETY: `c` is a new clone we own, not submitted; the range was
+        // checked against the bio's size above.
+        unsafe {
+            bindings::bio_trim(c, offset, sectors);
+            (*c).bi_iter.bi_sector = sector;
+            (*c).bi_flags |= 1u16 << bindings::BIO_FILTERED;
+        }
+        Self::send(state, clone);
+        Some(clone)
+    }
+}
+
+/// Ends one part of a [`transfer_parts`] call.
+///
+/// # Safety
+///
+/// `bio` is a bio sent by [`Parts::add`] or [`Parts::add_pages`], ending
+/// now.
+unsafe extern "C" fn part_end_io(bio: *mut bindings::bio) {
+    // SAFETY: The private data is the `PartsInFlight` of the call, which
+    // waits for this part before it goes away.
+    let state = unsafe { &*((*bio).bi_private as *const PartsInFlight) };
+    if state.remaining.fetch_sub(1, Full) == 1 {
+        state.done.complete_all();
+    }
+}
+
+/// Sends parts of bios in parallel and waits for all of them.
+///
+/// `send` adds the parts with [`Parts::add`]; they start as they are added.
+/// Once all ended, `ended` is called with each part's number and whether
+/// it succeeded.  The bios and devices are borrowed for `'b`, which outlives
+/// the call, so nothing they own can go away while a part is in flight.
+pub fn transfer_parts<'b>(
+    send: impl FnOnce(&Parts<'b>),
+    mut ended: impl FnMut(usize, bool),
+) -> Result {
+    let state = KBox::pin_init(
+        pin_init!(PartsInFlight {
+            remaining: Atomic::new(1),
+            done <- Completion::new(),
+        }),
+        GFP_NOIO,
+    )?;
+    let parts = Parts {
+        state: &*state,
+        clones: RefCell::new(KVec::new()),
+        _bios: PhantomData,
+    };
+    send(&parts);
+    // Drop the count held while adding; the last part to end completes.
+    if state.remaining.fetch_sub(1, Full) != 1 {
+        state.done.wait_for_completion();
+    }
+    for (i, clone) in parts.clones.into_inner().into_iter().enumerate() {
+        let ok = clone.is_some_and(|c| {
+            let c = c.as_ptr();
+            // SAFETY: The clone ended (all parts did) and is still ours: read
+            // its status and put it.
+            unsafe {
+                let ok = (*c).bi_status == bindings::BLK_STS_OK as bindings::blk_status_t;
+                bindings::bio_put(c);
+                ok
+            }
+        });
+        ended(i, ok);
     }
     Ok(())
 }
