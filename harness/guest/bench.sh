@@ -11,7 +11,7 @@ export DM_DISABLE_UDEV=1
 orig=/dev/vda
 store=/dev/vdb
 size=${BENCH_SIZE:-256M}
-repeat=${BENCH_REPEAT:-3}
+repeat=${BENCH_REPEAT:-5}
 chunk_sectors=512	# dm-snapshot chunk = blksnap's 256 KiB chunk for 1 GiB
 
 modprobe blksnap || exit 1

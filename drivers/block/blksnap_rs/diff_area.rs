@@ -47,6 +47,12 @@ fn chunk_limit() -> usize {
     (params::chunk_maximum_in_queue() as usize).clamp(1, MAX_CHUNKS_IN_QUEUE)
 }
 
+/// Chunks loaded at a time: half the bound, so that one batch can be read
+/// while the one before is stored.
+fn load_batch() -> usize {
+    (chunk_limit() / 2).max(1)
+}
+
 /// A batch of one bio.  Without memory the bio is dropped, which ends it
 /// with an error, and the batch is empty.
 fn single(bio: SubmittedBio) -> KVec<SubmittedBio> {
@@ -399,33 +405,81 @@ impl DiffArea {
         let _ = workqueue::system_unbound().enqueue::<_, 1>(self.clone());
     }
 
-    /// Loads the chunks that queued writes are about to change, at most the
-    /// bound on chunks in memory at a time, then lets the writes go on and
-    /// leaves the stores to the store worker.
+    /// Adds the chunks that `bio` is about to change, and that are neither
+    /// copied nor wanted yet, to `wanted`, which has room for `batch`.
+    /// Whenever `wanted` is full, its chunks are loaded, then `loaded` is
+    /// called and `wanted` starts over.
+    fn want_chunks(
+        self: &Arc<Self>,
+        bio: &SubmittedBio,
+        wanted: &mut KVec<usize>,
+        batch: usize,
+        loaded: &mut impl FnMut(),
+    ) {
+        let sector = bio.sector().saturating_sub(self.start_sector);
+        for chunk in self.chunks.blocks_clipped(sector, bio.nr_sectors()) {
+            if self.error() != 0 {
+                return;
+            }
+            if self.is_copied(chunk) || wanted.contains(&chunk) {
+                continue;
+            }
+            if wanted.len() >= batch {
+                self.load_chunks(wanted);
+                wanted.clear();
+                loaded();
+            }
+            // Cannot fail: room for `batch` was reserved.
+            let _ = wanted.push(chunk, GFP_NOIO);
+        }
+    }
+
+    /// Loads the chunks that `writes` are about to change, without letting
+    /// them go on.
     fn handle_writes(self: &Arc<Self>, writes: &[SubmittedBio]) {
-        let limit = chunk_limit();
+        let batch = load_batch();
         let mut wanted = KVec::new();
-        if wanted.reserve(limit, GFP_NOIO).is_err() {
+        if wanted.reserve(batch, GFP_NOIO).is_err() {
             return self.fail(ENOMEM);
         }
         for bio in writes {
-            let sector = bio.sector().saturating_sub(self.start_sector);
-            for chunk in self.chunks.blocks_clipped(sector, bio.nr_sectors()) {
-                if self.error() != 0 {
-                    return;
-                }
-                if self.is_copied(chunk) || wanted.contains(&chunk) {
-                    continue;
-                }
-                if wanted.len() == limit {
-                    self.load_chunks(&wanted);
-                    wanted.clear();
-                }
-                // Cannot fail: room for `limit` was reserved.
-                let _ = wanted.push(chunk, GFP_NOIO);
-            }
+            self.want_chunks(bio, &mut wanted, batch, &mut || {});
         }
         self.load_chunks(&wanted);
+    }
+
+    /// Loads the chunks that `writes` are about to change, in batches, and
+    /// lets each write go on as soon as its chunks are loaded.
+    fn release_writes(self: &Arc<Self>, writes: &mut KVec<SubmittedBio>) {
+        if writes.is_empty() {
+            return;
+        }
+        let batch = load_batch();
+        let mut wanted = KVec::new();
+        let mut held: KVec<SubmittedBio> = KVec::new();
+        if wanted.reserve(batch, GFP_NOIO).is_err() || held.reserve(writes.len(), GFP_NOIO).is_err()
+        {
+            // One at a time needs no memory.
+            for bio in writes.drain_all() {
+                self.handle_writes(core::slice::from_ref(&bio));
+                bio.resubmit();
+            }
+            return;
+        }
+        for bio in writes.drain_all() {
+            // The writes held so far have all their chunks in `wanted`.
+            self.want_chunks(&bio, &mut wanted, batch, &mut || {
+                for held in held.drain_all() {
+                    held.resubmit();
+                }
+            });
+            // Cannot fail: room was reserved.
+            let _ = held.push(bio, GFP_NOIO);
+        }
+        self.load_chunks(&wanted);
+        for bio in held.drain_all() {
+            bio.resubmit();
+        }
     }
 
     /// Where the image data of `sector`, in chunk `chunk` starting at
@@ -617,17 +671,6 @@ impl Source {
 }
 
 impl DiffArea {
-    /// Lets writes go on once their chunks are loaded.
-    fn release_writes(self: &Arc<Self>, writes: &mut KVec<SubmittedBio>) {
-        if writes.is_empty() {
-            return;
-        }
-        self.handle_writes(writes);
-        for bio in writes.drain_all() {
-            bio.resubmit();
-        }
-    }
-
     /// Writes `batch` to difference storage, all at once.
     fn store(&self, batch: &[Loaded]) {
         // After a failure the image is lost: storing more is useless.

@@ -61,6 +61,12 @@ impl<T: Operations> BioDisk<T> {
         }
         let data = KBox::new(data, GFP_KERNEL)?;
         let mut lim: bindings::queue_limits = pin_init::zeroed();
+        // The disk passes its bios on to devices that split them as they
+        // need: take large bios, so that a large read stays one bio (zero
+        // would mean 127 KiB and 128 segments of 64 KiB at most).
+        lim.max_hw_sectors = u32::MAX;
+        lim.max_segments = u16::MAX;
+        lim.max_segment_size = u32::MAX;
         // SAFETY: `lim` is a valid limits structure (zero means default); the
         // lock class key is static.
         let disk = from_err_ptr(unsafe {
