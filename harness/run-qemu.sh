@@ -21,6 +21,11 @@ ln -s busybox "$root/bin/sh"
 cp "$REPO/harness/guest/init" "$root/init"
 cp "$REPO/harness/guest/demo.sh" "$root/demo.sh"
 cp "$REPO/harness/guest/bench.sh" "$root/bench.sh"
+# The benchmark's knobs travel into the guest in a file it sources.
+: >"$root/bench.env"
+for v in BENCH_REPEAT BENCH_SIZE BENCH_LOOPS; do
+	if [ -n "${!v:-}" ]; then echo "$v=${!v}" >>"$root/bench.env"; fi
+done
 chmod +x "$root/init"
 echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
 echo 'nobody:x:65534:65534:nobody:/:/bin/sh' >>"$root/etc/passwd"
