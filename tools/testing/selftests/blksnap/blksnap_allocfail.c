@@ -46,18 +46,6 @@ static const char *const injectors[] = {
 	"/sys/kernel/debug/fail_page_alloc/",
 };
 
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 static long read_long(const char *path)
 {
 	char buf[32] = "";

@@ -25,18 +25,6 @@
 #define ORIG_SIZE (16 * MIB)
 #define FAIL_DIR "/sys/kernel/debug/fail_make_request/"
 
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 /* Fails bios to loop device nr: every `interval`th one, `times` times. */
 static int inject(int nr, const char *interval, const char *times)
 {

@@ -134,6 +134,19 @@ static inline int pwrite_all(int fd, const void *buf, size_t len, off_t off)
 	return pwrite(fd, buf, len, off) == (ssize_t)len && fsync(fd) == 0 ? 0 : -1;
 }
 
+/* Writes a string to a sysfs, debugfs or configfs file; 0 or -1. */
+static inline int write_str(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	int ok;
+
+	if (fd < 0)
+		return -1;
+	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
+	close(fd);
+	return ok ? 0 : -1;
+}
+
 static inline int run(const char *cmd)
 {
 	int status = system(cmd);

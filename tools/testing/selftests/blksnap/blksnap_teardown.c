@@ -32,18 +32,6 @@
 #define NULLB_DIR "/sys/kernel/config/nullb/"
 #define RACES 8
 
-static int write_str(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	ok = write(fd, val, strlen(val)) == (ssize_t)strlen(val);
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 static int nullb_set(const char *name, const char *attr, const char *val)
 {
 	char path[128];
