@@ -366,23 +366,7 @@ impl DiffArea {
                 Err(e) => return self.fail(e),
             }
         }
-        let error = Cell::new(None);
-        let res = transfer_parts(
-            |parts| {
-                for l in loads.iter() {
-                    let bdev = self.original.bdev();
-                    if let Err(e) = parts.add_pages(bdev, false, l.start, &l.pages, l.sectors) {
-                        error.set(Some(e));
-                    }
-                }
-            },
-            |_, ok| {
-                if !ok {
-                    error.set(Some(EIO));
-                }
-            },
-        );
-        if let Some(e) = res.err().or(error.get()) {
+        if let Err(e) = self.transfer_loaded(&loads, false) {
             return self.fail(e);
         }
         for l in loads.iter() {
@@ -677,12 +661,24 @@ impl DiffArea {
         if self.error() != 0 {
             return;
         }
+        if let Err(e) = self.transfer_loaded(batch, true) {
+            self.fail(e);
+        }
+    }
+
+    /// Reads the old data of `batch` from the original (`store == false`)
+    /// or writes it to difference storage, all chunks at once.
+    fn transfer_loaded(&self, batch: &[Loaded], store: bool) -> Result {
         let error = Cell::new(None);
-        let res = transfer_parts(
+        transfer_parts(
             |parts| {
                 for l in batch {
-                    let bdev = l.device.bdev();
-                    if let Err(e) = parts.add_pages(bdev, true, l.at, &l.pages, l.sectors) {
+                    let (bdev, at) = if store {
+                        (l.device.bdev(), l.at)
+                    } else {
+                        (self.original.bdev(), l.start)
+                    };
+                    if let Err(e) = parts.add_pages(bdev, store, at, &l.pages, l.sectors) {
                         error.set(Some(e));
                     }
                 }
@@ -692,10 +688,8 @@ impl DiffArea {
                     error.set(Some(EIO));
                 }
             },
-        );
-        if let Some(e) = res.err().or(error.get()) {
-            self.fail(e);
-        }
+        )?;
+        error.get().map_or(Ok(()), Err)
     }
 }
 
