@@ -68,6 +68,12 @@ def write_iops(r):
     return job(r)["write"]["iops"]
 
 
+def copy_ceiling_mib_s(r):
+    """A third of what three concurrent streams moved: the rate of each
+    if they moved equal amounts, as a first write's three transfers do."""
+    return sum(j["read"]["bw"] + j["write"]["bw"] for j in r["jobs"]) / 3 / MIB
+
+
 def max_write_lat_ms(r):
     return job(r)["write"]["lat_ns"]["max"] / 1e6
 
@@ -84,6 +90,8 @@ def spread(values):
 METRICS = {
     "raw_write": (write_mib_s, "MiB/s", "sequential write, raw original"),
     "tracked_write": (write_mib_s, "MiB/s", "sequential write, change tracking only"),
+    "copy_ceiling": (copy_ceiling_mib_s, "MiB/s",
+                     "first-write ceiling: a third of read + store + write streams at once"),
     "cow_first_write": (write_mib_s, "MiB/s", "sequential first write, blksnap"),
     "dm_first_write": (write_mib_s, "MiB/s", "sequential first write, dm-snapshot"),
     "cow_rewrite": (write_mib_s, "MiB/s", "rewrite of copied chunks, blksnap"),
@@ -168,9 +176,6 @@ def main():
         "memory_raw": mem,
         "targets": [{"what": t[0], "value": t[1], "target": t[2], "met": t[3]} for t in targets],
     }
-    with open(f"{out}/results.json", "w") as f:
-        json.dump(results, f, indent=1, sort_keys=True)
-
     lines = [
         "# blksnap benchmark",
         "",
@@ -188,9 +193,22 @@ def main():
     lines += ["", "| target | measured | wanted | met |", "|---|---|---|---|"]
     for what, value, rule, ok in targets:
         lines.append(f"| {what} | {value} | {rule} | {'yes' if ok else 'NO'} |")
+    if "copy_ceiling" in table:
+        ceiling = med("copy_ceiling")
+        results["ratios"]["copy ceiling / raw write"] = ceiling / med("raw_write")
+        results["ratios"]["COW first write / copy ceiling"] = med("cow_first_write") / ceiling
+        lines += ["", "Where the first-write limit sits on this machine: the transfers a "
+                  "first write needs (read the old chunk, store it, write the new data) "
+                  "run as three concurrent fio streams without any snapshot; a third of "
+                  "their total is the most a first write can reach. "
+                  f"Ceiling / raw write: {ceiling / med('raw_write'):.2f}; "
+                  f"blksnap first write / ceiling: {med('cow_first_write') / ceiling:.2f}; "
+                  f"dm-snapshot first write / ceiling: {med('dm_first_write') / ceiling:.2f}."]
     if memory:
         lines += ["", "Memory (slab + vmalloc, KiB): " +
                   ", ".join(f"{k} {v:.0f}" for k, v in memory.items())]
+    with open(f"{out}/results.json", "w") as f:
+        json.dump(results, f, indent=1, sort_keys=True)
     report = "\n".join(lines) + "\n"
     with open(f"{out}/report.md", "w") as f:
         f.write(report)

@@ -18,6 +18,11 @@
 //! what follows: an image read of the original always completes before a
 //! later write to the same chunk reaches the device.  An image write is
 //! served alone, and copies the chunks it touches first.
+//!
+//! Image reads of chunks never copied skip the worker: the submit path
+//! forwards them to the original.  A chunk is recorded as copied only while
+//! forwarding is paused, and the pause waits for forwarded reads in flight,
+//! so such a read always ends before a write to its chunk is let go.
 //! The submit path itself never waits for I/O.
 
 use crate::{cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, params};
@@ -25,7 +30,8 @@ use core::cell::{Cell, RefCell};
 use kernel::{
     block::{
         bdev::OpenedBlockDevice,
-        bio::{transfer_pages, transfer_parts, Operation, Status, SubmittedBio},
+        bio::{transfer_pages, transfer_parts, Bio, Operation, Status, SubmittedBio},
+        forward::{Forwarder, Paused},
     },
     new_condvar, new_mutex, new_spinlock,
     page::Page,
@@ -141,8 +147,10 @@ impl Pending {
 
 #[pin_data]
 pub(crate) struct DiffArea {
-    /// The original device, open for copying and for image reads.
-    original: OpenedBlockDevice,
+    /// The original device, open for copying and for image reads; image
+    /// reads of chunks never copied are forwarded to it.
+    #[pin]
+    original: Forwarder<OpenedBlockDevice>,
     /// First sector of the original on its disk: filtered bios carry disk
     /// sectors.
     start_sector: u64,
@@ -189,7 +197,7 @@ impl DiffArea {
         let start_sector = bdev.start_sector();
         Arc::pin_init(
             try_pin_init!(Self {
-                original,
+                original <- Forwarder::new(original),
                 start_sector,
                 chunks,
                 storage,
@@ -207,7 +215,7 @@ impl DiffArea {
     }
 
     pub(crate) fn original(&self) -> &OpenedBlockDevice {
-        &self.original
+        self.original.target()
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -222,13 +230,13 @@ impl DiffArea {
     /// Marks the snapshot of this device broken; the first error stays.
     pub(crate) fn fail(&self, err: Error) {
         if self.error.cmpxchg(0, err.to_errno(), Full).is_ok() {
-            let bdev = self.original.bdev();
+            let bdev = self.original().bdev();
             self.events
                 .corrupted(bdev.major(), bdev.minor(), err.to_errno());
             pr_warn!(
                 "snapshot of {}:{} is corrupted: error {}\n",
-                self.original.bdev().major(),
-                self.original.bdev().minor(),
+                self.original().bdev().major(),
+                self.original().bdev().minor(),
                 err.to_errno()
             );
         }
@@ -285,8 +293,31 @@ impl DiffArea {
         }
     }
 
-    /// The submit path of a read or write of the image.
+    /// Whether the image data of `bio` is all on the original: no chunk it
+    /// touches was copied, and the snapshot is intact.
+    fn unchanged(&self, bio: &Bio) -> bool {
+        self.error() == 0
+            && self
+                .chunks
+                .blocks_clipped(bio.sector(), bio.nr_sectors())
+                .all(|c| !self.is_copied(c))
+    }
+
+    /// The submit path of a read or write of the image.  A read of chunks
+    /// never copied goes straight to the original; the rest is queued.
     pub(crate) fn image_io(self: &Arc<Self>, bio: SubmittedBio) {
+        let bio = if bio.operation() == Operation::Read {
+            // A pause while chunks are recorded as copied orders this
+            // against writes to them: see `record`.
+            match self.original.forward(bio, |original, bio| {
+                self.unchanged(bio).then(|| (original.bdev(), bio.sector()))
+            }) {
+                Ok(()) => return,
+                Err(bio) => bio,
+            }
+        } else {
+            bio
+        };
         if let Err(item) = self.queue(Pending::Image(bio)) {
             item.into_bio().end(Status::IoError);
         }
@@ -317,7 +348,11 @@ impl DiffArea {
 
     /// Records where a chunk whose old data is in memory goes.  From here on
     /// the chunk counts as copied: writes to it go straight on.
-    fn record(&self, loaded: &Loaded) -> Result {
+    ///
+    /// Image reads forwarded to the original must end before that, so
+    /// this needs forwarding paused: the pause waits for reads in flight,
+    /// and reads forwarded after it see the chunk copied.
+    fn record(&self, loaded: &Loaded, _paused: &Paused<'_>) -> Result {
         let location = KBox::new(
             Location {
                 device: loaded.device.clone(),
@@ -332,8 +367,8 @@ impl DiffArea {
     /// Copies chunk `chunk` of the original to difference storage, and waits.
     fn copy_chunk(&self, chunk: usize) -> Result {
         let l = self.prepare(chunk)?;
-        transfer_pages(self.original.bdev(), false, l.start, &l.pages, l.sectors)?;
-        self.record(&l)?;
+        transfer_pages(self.original().bdev(), false, l.start, &l.pages, l.sectors)?;
+        self.record(&l, &self.original.pause())?;
         transfer_pages(l.device.bdev(), true, l.at, &l.pages, l.sectors)
     }
 
@@ -369,11 +404,13 @@ impl DiffArea {
         if let Err(e) = self.transfer_loaded(&loads, false) {
             return self.fail(e);
         }
+        let paused = self.original.pause();
         for l in loads.iter() {
-            if let Err(e) = self.record(l) {
+            if let Err(e) = self.record(l, &paused) {
                 return self.fail(e);
             }
         }
+        drop(paused);
         let mut stores = self.stores.lock();
         let count = loads.len();
         if let Err(e) = stores.queue.reserve(count, GFP_NOIO) {
@@ -564,7 +601,7 @@ impl DiffArea {
                 for t in plan.iter().filter(|t| !failed[t.bio].get()) {
                     let (bdev, at) = match &t.source {
                         Source::Stored(device, at) => (device.bdev(), *at),
-                        Source::Original(at) => (self.original.bdev(), *at),
+                        Source::Original(at) => (self.original().bdev(), *at),
                     };
                     match parts.add(&bios[t.bio], t.offset, t.len, bdev, at) {
                         Ok(_) => {
@@ -676,7 +713,7 @@ impl DiffArea {
                     let (bdev, at) = if store {
                         (l.device.bdev(), l.at)
                     } else {
-                        (self.original.bdev(), l.start)
+                        (self.original().bdev(), l.start)
                     };
                     if let Err(e) = parts.add_pages(bdev, store, at, &l.pages, l.sectors) {
                         error.set(Some(e));

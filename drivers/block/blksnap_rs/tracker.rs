@@ -177,10 +177,16 @@ impl Tracker {
 
     /// Stops copying when the snapshot goes away.
     pub(crate) fn stop_cow(&self) {
-        let mut cow = self.cow.lock();
-        if matches!(*cow, Cow::On(_)) {
-            *cow = Cow::Off;
-        }
+        let old = {
+            let mut cow = self.cow.lock();
+            if !matches!(*cow, Cow::On(_)) {
+                return;
+            }
+            core::mem::replace(&mut *cow, Cow::Off)
+        };
+        // Out of the spinlock: dropping the last reference to the difference
+        // area closes devices and waits for forwarded reads.
+        drop(old);
     }
 }
 

@@ -69,7 +69,7 @@ impl Bio {
         unsafe { &*ptr.cast() }
     }
 
-    fn raw(&self) -> *mut bindings::bio {
+    pub(crate) fn raw(&self) -> *mut bindings::bio {
         self.0.get()
     }
 

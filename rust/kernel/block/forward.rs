@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Forwarding bios to a block device without waiting for them.
+//!
+//! A bio-based driver that finds a bio's data on a device it holds can send a
+//! clone of the bio there and end the bio once the clone ended.  The
+//! [`Forwarder`] owns what the clones may go to and outlives every clone in
+//! flight: dropping it waits for them.  It can also hold new forwards back
+//! and wait for those in flight, for a driver that must order them against
+//! its own I/O.
+//!
+//! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
+
+use crate::{
+    bindings,
+    block::{
+        bdev::BlockDevice,
+        bio::{Bio, SubmittedBio},
+    },
+    error::to_result,
+    prelude::*,
+    sync::{new_condvar, new_spinlock_irq, CondVar, SpinLockIrq},
+    types::Opaque,
+};
+
+/// The counts of a [`Forwarder`].
+struct Counts {
+    /// Clones sent that have not ended.
+    in_flight: usize,
+    /// Pauses in force; while there is one, nothing is forwarded.
+    paused: usize,
+}
+
+/// What a clone carries in front of it, in its bio set's front pad.
+#[repr(C)]
+struct CloneInfo {
+    /// The forwarded bio, ended when the clone ends.
+    parent: *mut bindings::bio,
+    flight: *const Flight,
+}
+
+/// The part of a [`Forwarder`] that clones in flight use.
+///
+/// # Invariants
+///
+/// `bio_set` is initialised, with a front pad of one [`CloneInfo`], and
+/// is exited only by `drop`, after every clone ended.
+#[pin_data(PinnedDrop)]
+struct Flight {
+    #[pin]
+    counts: SpinLockIrq<Counts>,
+    /// Signalled when the last clone in flight ends during a pause.
+    #[pin]
+    drained: CondVar,
+    #[pin]
+    bio_set: Opaque<bindings::bio_set>,
+}
+
+// SAFETY: The bio set is only used through the C API, which locks as it
+// needs; the counts are under a lock.
+unsafe impl Send for Flight {}
+// SAFETY: As for `Send`.
+unsafe impl Sync for Flight {}
+
+impl Flight {
+    /// Counts one clone more, unless a pause is in force.
+    fn enter(&self) -> bool {
+        let mut counts = self.counts.lock();
+        if counts.paused > 0 {
+            return false;
+        }
+        counts.in_flight += 1;
+        true
+    }
+
+    /// Counts one clone less.  The caller must not touch `self` afterwards:
+    /// a pause in [`Forwarder`]'s drop may be waiting to free it.
+    fn leave(&self) {
+        let mut counts = self.counts.lock();
+        counts.in_flight -= 1;
+        if counts.in_flight == 0 && counts.paused > 0 {
+            // Under the lock: the waiter cannot go on before it is dropped.
+            self.drained.notify_all();
+        }
+    }
+
+    /// Holds new forwards back and waits until no clone is in flight.
+    fn pause(&self) {
+        let mut counts = self.counts.lock();
+        counts.paused += 1;
+        while counts.in_flight > 0 {
+            self.drained.wait(&mut counts);
+        }
+    }
+
+    fn resume(&self) {
+        self.counts.lock().paused -= 1;
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Flight {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: By the type invariant the bio set is initialised; the
+        // `Forwarder` that holds us waited for every clone, so none of its
+        // bios is in use.
+        unsafe { bindings::bioset_exit(self.bio_set.get()) };
+    }
+}
+
+/// Sends bios on, whole, to block devices that `target` holds, without
+/// waiting for them.
+///
+/// Dropping it waits until every clone it sent ended, so `target`, and the
+/// devices borrowed from it, outlive them.
+#[pin_data(PinnedDrop)]
+pub struct Forwarder<T> {
+    #[pin]
+    flight: Flight,
+    target: T,
+}
+
+/// New forwards are held back while this exists; see [`Forwarder::pause`].
+pub struct Paused<'a> {
+    flight: &'a Flight,
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.flight.resume();
+    }
+}
+
+impl<T: Send + Sync> Forwarder<T> {
+    /// Creates a forwarder whose clones go to devices that `target` holds.
+    pub fn new(target: T) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            flight <- try_pin_init!(Flight {
+                counts <- new_spinlock_irq!(Counts { in_flight: 0, paused: 0 }, "forwarder_counts"),
+                drained <- new_condvar!("forwarder_drained"),
+                // Last, so that nothing after it can fail and leak it.
+                bio_set <- Opaque::try_ffi_init(|slot: *mut bindings::bio_set| {
+                    // SAFETY: `slot` is valid, uninitialised memory for a bio
+                    // set.  `bioset_init` expects it zeroed: it leaves the
+                    // parts for flags we do not pass (bvec pool, rescuer,
+                    // per-CPU cache) alone, and they are checked later.
+                    // Clones need no bio vectors of their own.
+                    to_result(unsafe {
+                        core::ptr::write_bytes(slot, 0, 1);
+                        bindings::bioset_init(
+                            slot,
+                            bindings::BIO_POOL_SIZE,
+                            core::mem::size_of::<CloneInfo>() as u32,
+                            0,
+                        )
+                    })
+                }),
+            }),
+            target,
+        })
+    }
+
+    /// Returns what the clones go to.
+    pub fn target(&self) -> &T {
+        &self.target
+    }
+
+    /// Sends `bio` on, whole, to the device and sector that `route` picks,
+    /// and ends it with the clone's status once the clone ended.  The clone
+    /// skips the filter of its device once.
+    ///
+    /// `route` runs after the forward counts as in flight, so a pause that
+    /// begins after it waits for the clone.  The bio is given back if a pause
+    /// is in force, if `route` declines, or if there is no memory for the
+    /// clone.
+    pub fn forward(
+        &self,
+        bio: SubmittedBio,
+        route: impl for<'t> FnOnce(&'t T, &Bio) -> Option<(&'t BlockDevice, u64)>,
+    ) -> core::result::Result<(), SubmittedBio> {
+        if !self.flight.enter() {
+            return Err(bio);
+        }
+        let Some((bdev, sector)) = route(&self.target, &bio) else {
+            self.flight.leave();
+            return Err(bio);
+        };
+        let gfp = if bio.is_nowait() {
+            bindings::GFP_NOWAIT
+        } else {
+            bindings::GFP_NOIO
+        };
+        // SAFETY: The bio is valid while we own it; the bio set is
+        // initialised (type invariant of `Flight`).
+        let clone = unsafe {
+            bindings::bio_alloc_clone(bdev.as_raw(), bio.raw(), gfp, self.flight.bio_set.get())
+        };
+        if clone.is_null() {
+            self.flight.leave();
+            return Err(bio);
+        }
+        let parent = bio.into_raw();
+        // SAFETY: `clone` is a new bio we own, allocated from our bio set,
+        // so a `CloneInfo` fits in front of it.  `bdev` is borrowed from
+        // `target`, and `self` waits in its drop for this clone to end.
+        unsafe {
+            let info = clone.cast::<CloneInfo>().sub(1);
+            info.write(CloneInfo {
+                parent,
+                flight: &self.flight,
+            });
+            (*clone).bi_iter.bi_sector = sector;
+            (*clone).bi_flags |= 1u16 << bindings::BIO_FILTERED;
+            (*clone).bi_end_io = Some(forwarded_end_io);
+            bindings::submit_bio_noacct(clone);
+        }
+        Ok(())
+    }
+
+    /// Holds new forwards back, and waits until every clone in flight
+    /// ended.  Forwards resume when the returned guard is dropped.
+    pub fn pause(&self) -> Paused<'_> {
+        self.flight.pause();
+        Paused {
+            flight: &self.flight,
+        }
+    }
+}
+
+/// Ends a forwarded bio when its clone ends.
+///
+/// # Safety
+///
+/// `clone` was sent by [`Forwarder::forward`] and is ending now.
+unsafe extern "C" fn forwarded_end_io(clone: *mut bindings::bio) {
+    // SAFETY: `forward` wrote a `CloneInfo` in front of the clone; its
+    // `Forwarder` waits for this function's `leave` before going away.
+    unsafe {
+        let info = clone.cast::<CloneInfo>().sub(1).read();
+        (*info.parent).bi_status = (*clone).bi_status;
+        bindings::bio_put(clone);
+        bindings::bio_endio(info.parent);
+        (*info.flight).leave();
+    }
+}
+
+#[pinned_drop]
+impl<T> PinnedDrop for Forwarder<T> {
+    fn drop(self: Pin<&mut Self>) {
+        // Nobody else can forward any more: wait for the clones in flight.
+        self.flight.pause();
+    }
+}
