@@ -96,7 +96,8 @@ METRICS = {
     "dm_first_write": (write_mib_s, "MiB/s", "sequential first write, dm-snapshot"),
     "cow_rewrite": (write_mib_s, "MiB/s", "rewrite of copied chunks, blksnap"),
     "dm_rewrite": (write_mib_s, "MiB/s", "rewrite of copied chunks, dm-snapshot"),
-    "orig_read": (read_mib_s, "MiB/s", "sequential read, original"),
+    "orig_read": (read_mib_s, "MiB/s", "sequential read, original, no filter"),
+    "orig_read_snap": (read_mib_s, "MiB/s", "sequential read, original, snapshot taken"),
     "image_read": (read_mib_s, "MiB/s", "sequential read, blksnap image"),
     "dm_image_read": (read_mib_s, "MiB/s", "sequential read, dm-snapshot image"),
     "raw_randwrite": (write_iops, "IOPS", "random 4K write, raw original"),
@@ -130,7 +131,9 @@ def main():
         "COW first write / dm-snapshot": (
             med("cow_first_write") / med("dm_first_write"), ">= 1.00"),
         "rewrite / raw write": (med("cow_rewrite") / med("raw_write"), ">= 0.95"),
-        "image read / original read": (med("image_read") / med("orig_read"), ">= 0.90"),
+        # The original read right after the image read, with the snapshot
+        # in place: what a backup competes with, under the same host state.
+        "image read / original read": (med("image_read") / med("orig_read_snap"), ">= 0.90"),
         "random 4K / dm-snapshot": (med("cow_randwrite") / med("dm_randwrite"), ">= 1.00"),
     }
     mem = extra.get("mem", {})
@@ -193,6 +196,14 @@ def main():
     lines += ["", "| target | measured | wanted | met |", "|---|---|---|---|"]
     for what, value, rule, ok in targets:
         lines.append(f"| {what} | {value} | {rule} | {'yes' if ok else 'NO'} |")
+    if "orig_read_snap" in table and "orig_read" in table:
+        results["ratios"]["original read, snapshot taken / no filter"] = (
+            med("orig_read_snap") / med("orig_read"))
+        lines += ["", "Image reads are compared with the original read right after them, "
+                  "with the snapshot in place; the original read without any filter runs "
+                  "earlier in each round. Image read / original read without filter: "
+                  f"{med('image_read') / med('orig_read'):.2f}; original read, snapshot "
+                  f"taken / no filter: {med('orig_read_snap') / med('orig_read'):.2f}."]
     if "copy_ceiling" in table:
         ceiling = med("copy_ceiling")
         results["ratios"]["copy ceiling / raw write"] = ceiling / med("raw_write")

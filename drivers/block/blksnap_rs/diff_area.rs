@@ -19,17 +19,19 @@
 //! later write to the same chunk reaches the device.  An image write is
 //! served alone, and copies the chunks it touches first.
 //!
-//! Image reads of chunks never copied skip the worker: the submit path
-//! forwards them to the original.  A chunk is recorded as copied only while
-//! forwarding is paused, and the pause waits for forwarded reads in flight,
-//! so such a read always ends before a write to its chunk is let go.
+//! Image reads whose data lies in one place skip the worker: the submit
+//! path forwards them to the original if none of their chunks was copied,
+//! or to difference storage if all were, contiguously, and every recorded
+//! chunk is stored.  A chunk is recorded as copied only while forwarding is
+//! paused, and the pause waits for forwarded reads in flight, so a read of
+//! the original always ends before a write to its chunk is let go.
 //! The submit path itself never waits for I/O.
 
 use crate::{cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, params};
 use core::cell::{Cell, RefCell};
 use kernel::{
     block::{
-        bdev::OpenedBlockDevice,
+        bdev::{BlockDevice, OpenedBlockDevice},
         bio::{transfer_pages, transfer_parts, Bio, Operation, Status, SubmittedBio},
         forward::{Forwarder, Paused},
     },
@@ -37,8 +39,8 @@ use kernel::{
     page::Page,
     prelude::*,
     sync::{
-        atomic::{Atomic, Full, Relaxed},
-        Arc, CondVar, Mutex, SpinLock,
+        atomic::{Acquire, Atomic, Full, Relaxed, Release},
+        Arc, CondVar, Mutex, SetOnce, SpinLock,
     },
     workqueue::{self, impl_has_work, new_work, Work, WorkItem},
     xarray::{AllocKind, XArray},
@@ -69,6 +71,38 @@ fn single(bio: SubmittedBio) -> KVec<SubmittedBio> {
 
 /// Hard cap on loaded chunks waiting in memory, whatever the parameter says.
 const MAX_CHUNKS_IN_QUEUE: usize = 256;
+
+/// Storage devices whose chunks image reads can be forwarded to, per area.
+const FORWARD_DEVICES: usize = 4;
+
+/// What image reads can be forwarded to: the original, and the first few
+/// storage devices this area's chunks were copied to.  A device is kept
+/// here until the area goes away, so forwarded reads can borrow it.
+struct ReadTargets {
+    original: OpenedBlockDevice,
+    storage: [SetOnce<Arc<OpenedBlockDevice>>; FORWARD_DEVICES],
+}
+
+impl ReadTargets {
+    /// The kept storage device `device`, if it is one.
+    fn storage(&self, device: &Arc<OpenedBlockDevice>) -> Option<&BlockDevice> {
+        self.storage
+            .iter()
+            .filter_map(|slot| slot.as_ref())
+            .find(|kept| Arc::ptr_eq(kept, device))
+            .map(|kept| kept.bdev())
+    }
+
+    /// Keeps `device` for forwarded reads if there is room left.
+    fn keep(&self, device: &Arc<OpenedBlockDevice>) {
+        for slot in &self.storage {
+            let kept = slot.as_ref().is_some_and(|kept| Arc::ptr_eq(kept, device));
+            if kept || slot.populate(device.clone()) {
+                return;
+            }
+        }
+    }
+}
 
 /// Where a copied chunk lives in difference storage.
 struct Location {
@@ -147,10 +181,10 @@ impl Pending {
 
 #[pin_data]
 pub(crate) struct DiffArea {
-    /// The original device, open for copying and for image reads; image
-    /// reads of chunks never copied are forwarded to it.
+    /// The original device, open for copying and for image reads, and the
+    /// devices image reads are forwarded to.
     #[pin]
-    original: Forwarder<OpenedBlockDevice>,
+    reads: Forwarder<ReadTargets>,
     /// First sector of the original on its disk: filtered bios carry disk
     /// sectors.
     start_sector: u64,
@@ -160,6 +194,8 @@ pub(crate) struct DiffArea {
     events: Arc<EventQueue>,
     #[pin]
     copied: XArray<KBox<Location>>,
+    /// Chunks recorded as copied whose data is not in storage yet.
+    unstored: Atomic<usize>,
     /// 0 while the snapshot of this device is intact, else the negative
     /// errno that broke it.  Set once.
     error: Atomic<i32>,
@@ -197,12 +233,16 @@ impl DiffArea {
         let start_sector = bdev.start_sector();
         Arc::pin_init(
             try_pin_init!(Self {
-                original <- Forwarder::new(original),
+                reads <- Forwarder::new(ReadTargets {
+                    original,
+                    storage: Default::default(),
+                }),
                 start_sector,
                 chunks,
                 storage,
                 events,
                 copied <- XArray::new(AllocKind::Alloc),
+                unstored: Atomic::new(0),
                 error: Atomic::new(0),
                 pending <- new_spinlock!(PendingQueue::new()?, "blksnap_diff_area_pending"),
                 work <- new_work!("blksnap_diff_area"),
@@ -215,7 +255,7 @@ impl DiffArea {
     }
 
     pub(crate) fn original(&self) -> &OpenedBlockDevice {
-        self.original.target()
+        &self.reads.target().original
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -293,25 +333,46 @@ impl DiffArea {
         }
     }
 
-    /// Whether the image data of `bio` is all on the original: no chunk it
-    /// touches was copied, and the snapshot is intact.
-    fn unchanged(&self, bio: &Bio) -> bool {
-        self.error() == 0
-            && self
-                .chunks
-                .blocks_clipped(bio.sector(), bio.nr_sectors())
-                .all(|c| !self.is_copied(c))
+    /// Where a forwarded image read of `bio` goes: the original if no
+    /// chunk it touches was copied, or one stretch of difference storage if
+    /// all were, contiguously, and are stored.  `None` sends it to the
+    /// worker.  Runs while the read counts as forwarded, so no chunk is
+    /// recorded as copied meanwhile.
+    fn route<'t>(&self, to: &'t ReadTargets, bio: &Bio) -> Option<(&'t BlockDevice, u64)> {
+        if self.error() != 0 {
+            return None;
+        }
+        let sector = bio.sector();
+        let chunks = self.chunks.blocks_clipped(sector, bio.nr_sectors());
+        let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
+        let copied = self.copied.lock();
+        let Some(first) = copied.get(chunks.start) else {
+            let untouched = chunks.clone().all(|c| copied.get(c).is_none());
+            return untouched.then(|| (to.original.bdev(), sector));
+        };
+        if self.unstored.load(Acquire) != 0 {
+            return None;
+        }
+        let at = first.sector + (sector - ((chunks.start as u64) << shift));
+        let contiguous = chunks.clone().skip(1).all(|c| {
+            copied.get(c).is_some_and(|l| {
+                Arc::ptr_eq(&l.device, &first.device)
+                    && l.sector == at + (((c as u64) << shift) - sector)
+            })
+        });
+        contiguous
+            .then(|| to.storage(&first.device))
+            .flatten()
+            .map(|bdev| (bdev, at))
     }
 
-    /// The submit path of a read or write of the image.  A read of chunks
-    /// never copied goes straight to the original; the rest is queued.
+    /// The submit path of a read or write of the image.  A read whose data
+    /// lies in one place goes straight there; the rest is queued.
     pub(crate) fn image_io(self: &Arc<Self>, bio: SubmittedBio) {
         let bio = if bio.operation() == Operation::Read {
             // A pause while chunks are recorded as copied orders this
             // against writes to them: see `record`.
-            match self.original.forward(bio, |original, bio| {
-                self.unchanged(bio).then(|| (original.bdev(), bio.sector()))
-            }) {
+            match self.reads.forward(bio, |to, bio| self.route(to, bio)) {
                 Ok(()) => return,
                 Err(bio) => bio,
             }
@@ -353,6 +414,7 @@ impl DiffArea {
     /// this needs forwarding paused: the pause waits for reads in flight,
     /// and reads forwarded after it see the chunk copied.
     fn record(&self, loaded: &Loaded, _paused: &Paused<'_>) -> Result {
+        self.reads.target().keep(&loaded.device);
         let location = KBox::new(
             Location {
                 device: loaded.device.clone(),
@@ -368,8 +430,14 @@ impl DiffArea {
     fn copy_chunk(&self, chunk: usize) -> Result {
         let l = self.prepare(chunk)?;
         transfer_pages(self.original().bdev(), false, l.start, &l.pages, l.sectors)?;
-        self.record(&l, &self.original.pause())?;
-        transfer_pages(l.device.bdev(), true, l.at, &l.pages, l.sectors)
+        let paused = self.reads.pause();
+        self.unstored.add(1, Relaxed);
+        let res = self.record(&l, &paused).and_then(|()| {
+            drop(paused);
+            transfer_pages(l.device.bdev(), true, l.at, &l.pages, l.sectors)
+        });
+        self.unstored.fetch_sub(1, Release);
+        res
     }
 
     /// Waits until fewer than `limit` loaded chunks wait to be stored.
@@ -404,17 +472,22 @@ impl DiffArea {
         if let Err(e) = self.transfer_loaded(&loads, false) {
             return self.fail(e);
         }
-        let paused = self.original.pause();
+        let count = loads.len();
+        let paused = self.reads.pause();
+        // Before the chunks count as copied: a read forwarded to storage
+        // must not find them there yet.
+        self.unstored.add(count, Relaxed);
         for l in loads.iter() {
             if let Err(e) = self.record(l, &paused) {
+                self.unstored.fetch_sub(count, Release);
                 return self.fail(e);
             }
         }
         drop(paused);
         let mut stores = self.stores.lock();
-        let count = loads.len();
         if let Err(e) = stores.queue.reserve(count, GFP_NOIO) {
             drop(stores);
+            self.unstored.fetch_sub(count, Release);
             return self.fail(e.into());
         }
         for l in loads {
@@ -792,6 +865,7 @@ impl WorkItem<1> for DiffArea {
                 break;
             }
             this.store(&batch);
+            this.unstored.fetch_sub(batch.len(), Release);
             this.stores.lock().in_flight -= batch.len();
             this.stored.notify_all();
         }

@@ -267,4 +267,104 @@ TEST_F(stress, two_devices_writers_and_image_readers)
 	free(buf);
 }
 
+/*
+ * Image reads of chunks not copied yet go straight to the original; a
+ * first write to such a chunk must wait for them.  A reader follows a
+ * sequential writer closely, reading the image just ahead of it, so that
+ * its reads race the first write of each chunk: all must show the take.
+ */
+struct chase {
+	uint32_t pos;		/* next block the writer writes */
+};
+
+TEST(image_reads_race_first_writes)
+{
+	struct blksnap_sectors all = { .offset = 0, .count = (16 * MIB) >> 9 };
+	struct loopdev orig = { .fd = -1 }, store = { .fd = -1 };
+	unsigned char *buf = aligned_alloc(BLK, NR_BLOCKS * BLK);
+	unsigned long reads = 0, wrong = 0;
+	struct blksnap_snapshotinfo info;
+	struct blksnap_uuid id;
+	unsigned int len;
+	struct chase *c;
+	int ctl, img, i, status, reaped = 0;
+	char image[64];
+	struct stat st;
+	pid_t writer;
+
+	ASSERT_NE(NULL, buf);
+	c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, c);
+	ASSERT_EQ(0, run("modprobe blksnap"));
+	ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, ctl);
+	ASSERT_EQ(0, loop_create(&store, 16 * MIB));
+	ASSERT_EQ(0, loop_create(&orig, NR_BLOCKS * BLK));
+	for (i = 0; i < NR_BLOCKS; i++)
+		stamp(buf + (size_t)i * BLK, i, 0);
+	ASSERT_EQ(0, pwrite_all(orig.fd, buf, NR_BLOCKS * BLK, 0));
+	ASSERT_EQ(0, blksnap_attach(orig.fd));
+	ASSERT_EQ(0, snapshot_create(ctl, &id));
+	ASSERT_EQ(0, snapshot_add(orig.fd, &id));
+	ASSERT_EQ(0, storage_append(ctl, &id, store.path, &all, 1));
+	ASSERT_EQ(0, snapshot_take(ctl, &id));
+	ASSERT_EQ(0, fstat(orig.fd, &st));
+	snprintf(image, sizeof(image), "/dev/blksnap-image_%u:%u",
+		 major(st.st_rdev), minor(st.st_rdev));
+	img = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, img);
+
+	writer = fork();
+	ASSERT_LE(0, writer);
+	if (writer == 0) {
+		int fd = open(orig.path, O_RDWR | O_DIRECT | O_CLOEXEC);
+
+		if (fd < 0)
+			_exit(2);
+		for (i = 0; i < NR_BLOCKS; i++) {
+			stamp(buf, i, 1);
+			if (pwrite(fd, buf, BLK, (off_t)i * BLK) != BLK)
+				_exit(3);
+			__atomic_store_n(&c->pos, i + 1, __ATOMIC_RELEASE);
+		}
+		_exit(0);
+	}
+	while (!reaped) {
+		uint32_t pos = __atomic_load_n(&c->pos, __ATOMIC_ACQUIRE);
+		uint32_t blk = pos + reads % 4;
+
+		if (pos >= NR_BLOCKS)
+			break;
+		if (blk < NR_BLOCKS) {
+			ASSERT_EQ(BLK, pread(img, buf, BLK, (off_t)blk * BLK));
+			wrong += read_stamp(buf, blk) != 0;
+			reads++;
+		}
+		reaped = waitpid(writer, &status, WNOHANG) == writer;
+	}
+	if (!reaped)
+		ASSERT_EQ(writer, waitpid(writer, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	TH_LOG("%lu image reads just ahead of %d first writes", reads, NR_BLOCKS);
+	EXPECT_LT(0, reads);
+	EXPECT_EQ(0, wrong);
+
+	/* Afterwards the whole image still shows the take. */
+	ASSERT_EQ(NR_BLOCKS * BLK, pread(img, buf, NR_BLOCKS * BLK, 0));
+	for (i = 0; i < NR_BLOCKS; i++)
+		wrong += read_stamp(buf + (size_t)i * BLK, i) != 0;
+	EXPECT_EQ(0, wrong);
+	len = sizeof(info);
+	ASSERT_EQ(0, blksnap_ctl(orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len, NULL));
+	EXPECT_EQ(0, info.error_code);
+
+	close(img);
+	EXPECT_EQ(0, snapshot_destroy(ctl, &id));
+	blksnap_detach(orig.fd);
+	loop_destroy(&orig);
+	loop_destroy(&store);
+	close(ctl);
+	free(buf);
+}
+
 TEST_HARNESS_MAIN
