@@ -277,6 +277,8 @@ struct chase {
 	uint32_t pos;		/* next block the writer writes */
 };
 
+#define CHASE_ROUNDS 4
+
 TEST(image_reads_race_first_writes)
 {
 	struct blksnap_sectors all = { .offset = 0, .count = (16 * MIB) >> 9 };
@@ -287,7 +289,7 @@ TEST(image_reads_race_first_writes)
 	struct blksnap_uuid id;
 	unsigned int len;
 	struct chase *c;
-	int ctl, img, i, status, reaped = 0;
+	int ctl, img, i, round, status, reaped;
 	char image[64];
 	struct stat st;
 	pid_t writer;
@@ -304,62 +306,67 @@ TEST(image_reads_race_first_writes)
 		stamp(buf + (size_t)i * BLK, i, 0);
 	ASSERT_EQ(0, pwrite_all(orig.fd, buf, NR_BLOCKS * BLK, 0));
 	ASSERT_EQ(0, blksnap_attach(orig.fd));
-	ASSERT_EQ(0, snapshot_create(ctl, &id));
-	ASSERT_EQ(0, snapshot_add(orig.fd, &id));
-	ASSERT_EQ(0, storage_append(ctl, &id, store.path, &all, 1));
-	ASSERT_EQ(0, snapshot_take(ctl, &id));
 	ASSERT_EQ(0, fstat(orig.fd, &st));
 	snprintf(image, sizeof(image), "/dev/blksnap-image_%u:%u",
 		 major(st.st_rdev), minor(st.st_rdev));
-	img = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
-	ASSERT_LE(0, img);
 
-	writer = fork();
-	ASSERT_LE(0, writer);
-	if (writer == 0) {
-		int fd = open(orig.path, O_RDWR | O_DIRECT | O_CLOEXEC);
+	/* Round r: the image shows generation r, the writer writes r + 1. */
+	for (round = 0; round < CHASE_ROUNDS; round++) {
+		ASSERT_EQ(0, snapshot_create(ctl, &id));
+		ASSERT_EQ(0, snapshot_add(orig.fd, &id));
+		ASSERT_EQ(0, storage_append(ctl, &id, store.path, &all, 1));
+		ASSERT_EQ(0, snapshot_take(ctl, &id));
+		img = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		ASSERT_LE(0, img);
+		c->pos = 0;
+		writer = fork();
+		ASSERT_LE(0, writer);
+		if (writer == 0) {
+			int fd = open(orig.path, O_RDWR | O_DIRECT | O_CLOEXEC);
 
-		if (fd < 0)
-			_exit(2);
-		for (i = 0; i < NR_BLOCKS; i++) {
-			stamp(buf, i, 1);
-			if (pwrite(fd, buf, BLK, (off_t)i * BLK) != BLK)
-				_exit(3);
-			__atomic_store_n(&c->pos, i + 1, __ATOMIC_RELEASE);
+			if (fd < 0)
+				_exit(2);
+			for (i = 0; i < NR_BLOCKS; i++) {
+				stamp(buf, i, round + 1);
+				if (pwrite(fd, buf, BLK, (off_t)i * BLK) != BLK)
+					_exit(3);
+				__atomic_store_n(&c->pos, i + 1, __ATOMIC_RELEASE);
+			}
+			_exit(0);
 		}
-		_exit(0);
-	}
-	while (!reaped) {
-		uint32_t pos = __atomic_load_n(&c->pos, __ATOMIC_ACQUIRE);
-		uint32_t blk = pos + reads % 4;
+		for (reaped = 0; !reaped;) {
+			uint32_t pos = __atomic_load_n(&c->pos, __ATOMIC_ACQUIRE);
+			uint32_t blk = pos + reads % 4;
 
-		if (pos >= NR_BLOCKS)
-			break;
-		if (blk < NR_BLOCKS) {
-			ASSERT_EQ(BLK, pread(img, buf, BLK, (off_t)blk * BLK));
-			wrong += read_stamp(buf, blk) != 0;
-			reads++;
+			if (pos >= NR_BLOCKS)
+				break;
+			if (blk < NR_BLOCKS) {
+				ASSERT_EQ(BLK, pread(img, buf, BLK, (off_t)blk * BLK));
+				wrong += read_stamp(buf, blk) != round;
+				reads++;
+			}
+			reaped = waitpid(writer, &status, WNOHANG) == writer;
 		}
-		reaped = waitpid(writer, &status, WNOHANG) == writer;
+		if (!reaped)
+			ASSERT_EQ(writer, waitpid(writer, &status, 0));
+		EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+		/* Afterwards the whole image still shows the take. */
+		ASSERT_EQ(NR_BLOCKS * BLK, pread(img, buf, NR_BLOCKS * BLK, 0));
+		for (i = 0; i < NR_BLOCKS; i++)
+			wrong += read_stamp(buf + (size_t)i * BLK, i) != round;
+		len = sizeof(info);
+		ASSERT_EQ(0, blksnap_ctl(orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info,
+					 &len, NULL));
+		EXPECT_EQ(0, info.error_code);
+		close(img);
+		EXPECT_EQ(0, snapshot_destroy(ctl, &id));
 	}
-	if (!reaped)
-		ASSERT_EQ(writer, waitpid(writer, &status, 0));
-	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	TH_LOG("%lu image reads just ahead of %d first writes", reads, NR_BLOCKS);
+	TH_LOG("%lu image reads just ahead of %d x %d first writes", reads, CHASE_ROUNDS,
+	       NR_BLOCKS);
 	EXPECT_LT(0, reads);
 	EXPECT_EQ(0, wrong);
 
-	/* Afterwards the whole image still shows the take. */
-	ASSERT_EQ(NR_BLOCKS * BLK, pread(img, buf, NR_BLOCKS * BLK, 0));
-	for (i = 0; i < NR_BLOCKS; i++)
-		wrong += read_stamp(buf + (size_t)i * BLK, i) != 0;
-	EXPECT_EQ(0, wrong);
-	len = sizeof(info);
-	ASSERT_EQ(0, blksnap_ctl(orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len, NULL));
-	EXPECT_EQ(0, info.error_code);
-
-	close(img);
-	EXPECT_EQ(0, snapshot_destroy(ctl, &id));
 	blksnap_detach(orig.fd);
 	loop_destroy(&orig);
 	loop_destroy(&store);
