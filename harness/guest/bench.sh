@@ -106,6 +106,15 @@ for run in $(seq 1 "$repeat"); do
 	rand_write cow_randwrite "$run" $orig
 	blksnapctl destroy "$id" >/dev/null
 	blksnapctl detach $orig >/dev/null
+	# First writes again with four times the default bound on loaded
+	# chunks in memory: how much the depth of the copy pipeline matters.
+	rmmod blksnap && modprobe blksnap chunk_maximum_in_queue=64
+	blksnapctl attach $orig >/dev/null
+	id=$(snap_new)
+	seq_write cow_first_write_q64 "$run" $orig
+	blksnapctl destroy "$id" >/dev/null
+	blksnapctl detach $orig >/dev/null
+	rmmod blksnap && modprobe blksnap
 
 	wipe_store
 	dm_new
