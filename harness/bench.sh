@@ -16,6 +16,10 @@ BLKSNAP_TIMEOUT=${BLKSNAP_TIMEOUT:-3600} "$REPO/harness/run-qemu.sh" bench bench
 grep -q BLKSNAP-RUN-END "$rundir/results.log" || die "the guest did not finish; see $rundir"
 mkdir -p "$outdir"
 kernel="$(sed -n 's/^Linux version \([^ ]*\).*/\1/p' "$rundir/console.log" | head -1) (Debian linux-source-7.3 $KERNEL_VERSION_PIN + this series)"
-machine="$(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), QEMU $(qemu-system-x86_64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p') TCG, 2 vCPUs, 2 GiB"
+case "$(cat "$rundir/diskdir")" in
+/dev/shm/*) disks="disk images in host tmpfs" ;;
+*) disks="disk images in host files (no tmpfs room)" ;;
+esac
+machine="$(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), QEMU $(qemu-system-x86_64 --version | sed -n '1s/.*version \([^ ]*\).*/\1/p') TCG, 2 vCPUs, 2 GiB, $disks"
 python3 "$REPO/harness/bench.py" "$rundir/results.log" "$outdir" --machine "$machine" --kernel "$kernel"
 log "bench: logs in $rundir, results in $outdir"
