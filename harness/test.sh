@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # test.sh: the whole test suite, from a bare machine to the summary line.
-#   setup -> apply -> lint -> build the debug test kernel -> series check
+#   setup -> apply -> lint -> build the debug test kernel -> ABI check
+#   -> series check
 #   -> boot under QEMU/TCG: KUnit + kselftests + kmemleak -> splat check
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 source "$(dirname "$0")/lib.sh"
@@ -34,6 +35,7 @@ python3 "$REPO/harness/results.py" --self-test | collect
 
 if "$REPO/harness/build.sh" test; then
 	echo "OK   build:test-kernel" >>"$report"
+	"$REPO/harness/abi-check.sh" test | collect
 	"$REPO/harness/verify-series.sh" "$rundir/series" | collect
 	log "boot: QEMU/TCG, tests inside the guest"
 	"$REPO/harness/run-qemu.sh" test test "$rundir/guest"
