@@ -74,6 +74,12 @@ MK
 	for p in $progs; do
 		cp "$sout/$p" "$root/selftests/$suite/" 2>/dev/null || cp "$dir/$p" "$root/selftests/$suite/"
 	done
+	# gcc-multilib comes with setup.sh; without it the i386 tests would
+	# silently be missing from the count.
+	case " $progs " in
+	*" blksnap_tracker_32 "*) ;;
+	*) die "selftests: the i386 programs were not built (gcc -m32 -static)" ;;
+	esac
 	echo "$progs" | tr ' ' '\n' >"$root/selftests/$suite/list"
 	[ -f "$dir/settings" ] && cp "$dir/settings" "$root/selftests/$suite/"
 done

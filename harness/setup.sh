@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison
 	libelf-dev libssl-dev cpio kmod qemu-system-x86 busybox-static
 	e2fsprogs fdisk util-linux rsync python3 gcc libc6-dev make perl git xz-utils
-	curl ca-certificates fio dmsetup)
+	curl ca-certificates fio dmsetup gcc-multilib)
 
 install_apt() {
 	local missing=()
