@@ -673,12 +673,13 @@ TEST_F(snap, writable_image)
  */
 TEST_F(snap, destroy_while_image_mounted_and_written)
 {
-	char cmd[256], image[64];
-	int status;
+	char cmd[256], image[64], started;
+	int status, ready[2];
 	pid_t pid;
 
 	if (run("command -v mkfs.ext4 >/dev/null && command -v e2fsck >/dev/null"))
 		SKIP(return, "mkfs.ext4 or e2fsck missing");
+	ASSERT_EQ(0, pipe(ready));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s", self->orig[0].path);
 	ASSERT_EQ(0, run(cmd));
 	ASSERT_EQ(0, read_device(self->orig[0].path, self->now, ORIG_SIZE));
@@ -698,6 +699,7 @@ TEST_F(snap, destroy_while_image_mounted_and_written)
 		int fd = open("/tmp/snapw/data", O_CREAT | O_RDWR | O_CLOEXEC, 0644);
 		unsigned int k;
 
+		close(ready[0]);
 		if (fd < 0 || !b)
 			_exit(2);
 		alarm(120);
@@ -705,10 +707,15 @@ TEST_F(snap, destroy_while_image_mounted_and_written)
 		/* Rewrite 4 MiB over and over until the image goes away. */
 		for (k = 0;; k++) {
 			if (pwrite(fd, b, 65536, (k % 64) * 65536) != 65536 || fsync(fd))
-				_exit(0);
+				_exit(k ? 0 : 3);
+			/* Destroy only once the image is being written. */
+			if (k == 16 && write(ready[1], "w", 1) != 1)
+				_exit(4);
 		}
 	}
-	usleep(500000);
+	close(ready[1]);
+	ASSERT_EQ(1, read(ready[0], &started, 1));
+	close(ready[0]);
 	EXPECT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_TRUE(WIFEXITED(status));
