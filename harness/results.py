@@ -83,20 +83,41 @@ def parse_selftests(text, tally):
 
 
 def parse_kunit(console, tally):
-    """Leaf KUnit cases sit one level deep: four spaces, then ok/not ok."""
+    """Leaf KUnit cases sit one level deep: four spaces, then ok/not ok.
+
+    A suite built into a module runs again at every load of the module;
+    each case still counts once: failed if any run failed, skipped if every
+    run skipped, passed otherwise.
+    """
     suites = 0
+    suite = ""
+    runs = {}
     for line in console.splitlines():
         line = re.sub(r"^\[\s*\d+\.\d+\]\s?", "", line.rstrip("\r"))
-        if re.match(r"^    # Subtest: ", line):
+        m = re.match(r"^    # Subtest: (\S+)", line)
+        if m:
             suites += 1
+            suite = m.group(1)
         m = re.match(r"^    (not ok|ok) \d+ (\S+)(?:\s*#\s*(.*))?$", line)
         if m:
             status, name, directive = m.groups()
             directive = directive or ""
             if directive.upper().startswith("SKIP"):
-                tally.add("skip", f"kunit: {name}", directive)
+                outcome = "skip"
             else:
-                tally.add("ok" if status == "ok" else "fail", f"kunit: {name}")
+                outcome = "ok" if status == "ok" else "fail"
+            runs.setdefault(f"{suite}.{name}" if suite else name, []).append((outcome, directive))
+    for name, outcomes in runs.items():
+        n = len(outcomes)
+        times = f"{n} runs" if n > 1 else ""
+        failed = [d for o, d in outcomes if o == "fail"]
+        if failed:
+            tally.add("fail", f"kunit: {name}", f"failed in {len(failed)} of {n} runs "
+                      + (failed[0] or ""))
+        elif all(o == "skip" for o, _ in outcomes):
+            tally.add("skip", f"kunit: {name}", outcomes[0][1])
+        else:
+            tally.add("ok", f"kunit: {name}", times)
     return suites
 
 
@@ -110,6 +131,10 @@ def self_test():
         ("fails missing cases", "", "# selftest: s:p\n1..3\nok 1 a\n", (2, 4, 0)),
         ("fails a crash exit", "", "# selftest: s:p\n1..1\nok 1 a\n# exit: 139 s:p\nBLKSNAP-RUN-END\n", (2, 1, 0)),
         ("fails kunit case", "    # Subtest: k\n    not ok 1 t\n", ok_prog, (2, 1, 1)),
+        ("counts a kunit case once over module loads",
+         "    # Subtest: k\n    ok 1 t\n    # Subtest: k\n    ok 1 t\n", ok_prog, (3, 0, 1)),
+        ("fails a kunit case failing in one load",
+         "    # Subtest: k\n    ok 1 t\n    # Subtest: k\n    not ok 1 t\n", ok_prog, (2, 1, 1)),
         ("fails watchdog", "", ok_prog.replace("BLKSNAP-RUN-END", "BLKSNAP-WATCHDOG-TIMEOUT"), (2, 1, 1)),
     ]
     n = 0
