@@ -133,9 +133,9 @@ def main():
     def per_round(num, den):
         """The ratio within each round: both workloads ran minutes apart at
         most, so host drift between rounds cancels out."""
-        fn = METRICS[num][0]
+        top, bottom = METRICS[num][0], METRICS[den][0]
         both = sorted(set(rounds.get(num, {})) & set(rounds.get(den, {})))
-        return [fn(rounds[num][r]) / fn(rounds[den][r]) for r in both]
+        return [top(rounds[num][r]) / bottom(rounds[den][r]) for r in both]
 
     # The targets are judged on the ratio of the medians; the spread of the
     # per-round ratios shows how far one boot's verdict can be trusted.
