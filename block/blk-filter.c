@@ -216,14 +216,12 @@ static int blkfilter_ioctl_ctl(struct block_device *bdev,
 {
 	struct blkfilter_ctl ctl;
 	struct blkfilter *flt;
-	__u32 optlen;
 	int ret;
 
 	if (copy_from_user(&ctl, argp, sizeof(ctl)))
 		return -EFAULT;
 	if (!memchr(ctl.name, '\0', sizeof(ctl.name)))
 		return -EINVAL;
-	optlen = ctl.optlen;
 
 	mutex_lock(&bdev->bd_disk->open_mutex);
 	flt = bdev->bd_filter;
@@ -233,12 +231,9 @@ static int blkfilter_ioctl_ctl(struct block_device *bdev,
 		ret = -ENOTTY;
 	else
 		ret = flt->ops->ctl(flt, ctl.cmd, u64_to_user_ptr(ctl.opt),
-				    &optlen);
+				    ctl.optlen);
 	mutex_unlock(&bdev->bd_disk->open_mutex);
 
-	if (ret >= 0 && optlen != ctl.optlen &&
-	    put_user(optlen, &argp->optlen))
-		return -EFAULT;
 	return ret;
 }
 

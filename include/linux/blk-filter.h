@@ -38,7 +38,7 @@ struct blkfilter {
  * @detach: Tear down state created by @attach.  No call to @submit_bio for
  *	this attachment is in flight or will follow.
  * @ctl: Optional.  Execute filter command @cmd with the user buffer @buf of
- *	*@plen bytes; the filter may update *@plen.  Returns 0 or a negative
+ *	@len bytes.  Returns a non-negative value for user space or a negative
  *	errno.
  * @submit_bio: Look at @bio before its driver does.  Return %false to let
  *	the block layer carry on with it, or %true if the filter took over the
@@ -70,7 +70,7 @@ struct blkfilter_operations {
 	struct blkfilter *(*attach)(struct block_device *bdev);
 	void (*detach)(struct blkfilter *flt);
 	int (*ctl)(struct blkfilter *flt, unsigned int cmd, __u8 __user *buf,
-		   __u32 *plen);
+		   __u32 len);
 	bool (*submit_bio)(struct blkfilter *flt, struct bio *bio);
 };
 

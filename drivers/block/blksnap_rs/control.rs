@@ -66,8 +66,12 @@ fn create(arg: usize) -> Result<isize> {
     Ok(0)
 }
 
+/// Size of `struct blksnap_snapshot_event`: one page.
+const EVENT_SIZE: usize = 4096;
+
 /// `struct blksnap_snapshot_event`: id and timeout in; code, time label and
-/// data out.
+/// data out.  As in v3 the whole structure is written back, zero-filled
+/// past the event's data.
 fn wait_event(arg: usize) -> Result<isize> {
     let mut head = [0u8; 20];
     UserSlice::new(UserPtr::from_addr(arg), head.len())
@@ -77,11 +81,12 @@ fn wait_event(arg: usize) -> Result<isize> {
     id.copy_from_slice(&head[..UUID_SIZE]);
     let timeout_ms = u32_at(&head, 16);
     let event = snapshot::wait_event(Uuid::from_bytes(id), timeout_ms)?;
-    let mut out = [0u8; 12 + event_queue::DATA_MAX];
-    out[0..4].copy_from_slice(&event.code.to_ne_bytes());
-    out[4..12].copy_from_slice(&event.time.to_ne_bytes());
-    out[12..].copy_from_slice(&event.data);
-    UserSlice::new(UserPtr::from_addr(arg + 20), out.len())
+    let mut out = KVec::from_elem(0u8, EVENT_SIZE, GFP_KERNEL)?;
+    out[..20].copy_from_slice(&head);
+    out[20..24].copy_from_slice(&event.code.to_ne_bytes());
+    out[24..32].copy_from_slice(&event.time.to_ne_bytes());
+    out[32..32 + event_queue::DATA_MAX].copy_from_slice(&event.data);
+    UserSlice::new(UserPtr::from_addr(arg), EVENT_SIZE)
         .writer()
         .write_slice(&out)?;
     Ok(0)
@@ -100,27 +105,35 @@ fn destroy(arg: usize) -> Result<isize> {
 }
 
 /// `struct blksnap_snapshot_collect`: a count and, at offset 8, the array.
+///
+/// As in v3: without an array (`ids` 0) only the number of snapshots is
+/// stored in `count`.  With one, as many identifiers as fit are copied and
+/// `count` says how many; `ENODATA` if that was not all of them.
 fn collect(arg: usize) -> Result<isize> {
     let mut raw = [0u8; 16];
     UserSlice::new(UserPtr::from_addr(arg), raw.len())
         .reader()
         .read_slice(&mut raw)?;
-    let room = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-    let mut addr = [0u8; 8];
-    addr.copy_from_slice(&raw[8..16]);
-    let ids_addr = u64::from_ne_bytes(addr) as usize;
+    let room = u32_at(&raw, 0) as usize;
+    let ids_addr = u64_at(&raw, 8) as usize;
 
     let ids = snapshot::collect()?;
-    let count = u32::try_from(ids.len()).map_err(|_| EOVERFLOW)?;
+    let copied = if ids_addr == 0 {
+        ids.len()
+    } else {
+        let n = ids.len().min(room);
+        let mut out = UserSlice::new(UserPtr::from_addr(ids_addr), n * UUID_SIZE).writer();
+        for id in ids.iter().take(n) {
+            out.write_slice(id.as_bytes())?;
+        }
+        n
+    };
+    let count = u32::try_from(copied).map_err(|_| EOVERFLOW)?;
     UserSlice::new(UserPtr::from_addr(arg), 4)
         .writer()
         .write_slice(&count.to_ne_bytes())?;
-    if room < ids.len() {
+    if copied < ids.len() {
         return Err(ENODATA);
-    }
-    let mut out = UserSlice::new(UserPtr::from_addr(ids_addr), ids.len() * UUID_SIZE).writer();
-    for id in ids.iter() {
-        out.write_slice(id.as_bytes())?;
     }
     Ok(0)
 }
@@ -155,7 +168,8 @@ fn append_storage(arg: usize) -> Result<isize> {
     let ranges_addr = u64_at(&raw, 32) as usize;
 
     snapshot::exists(id)?;
-    if path_size == 0 || path_size > PATH_MAX || count == 0 || count > MAX_EXTENTS {
+    // No ranges is a valid, empty answer to a request, as in v3.
+    if path_size == 0 || path_size > PATH_MAX || count > MAX_EXTENTS {
         return Err(EINVAL);
     }
 
@@ -200,7 +214,7 @@ impl MiscDevice for Control {
             | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_take
             | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => 16,
             bindings::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => 40,
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => 4096,
+            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => EVENT_SIZE,
             _ => return Err(ENOTTY),
         };
         if _IOC_SIZE(cmd) != expected_size || _IOC_TYPE(cmd) != u32::from(b'V') {

@@ -2,7 +2,7 @@
 
 //! The `BLKFILTER_CTL` commands blksnap answers on a tracked device.
 
-use crate::{image, snapshot, tracker::Membership, tracker::Tracker};
+use crate::{image, snapshot, tracker::Tracker};
 use kernel::{
     bindings,
     prelude::*,
@@ -38,20 +38,15 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// Executes command `cmd` for `tracker`.
-pub(crate) fn execute(
-    tracker: &Arc<Tracker>,
-    cmd: u32,
-    buf: UserPtr,
-    len: &mut u32,
-) -> Result<i32> {
+pub(crate) fn execute(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) -> Result<i32> {
     match cmd {
         bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtinfo => cbtinfo(tracker, buf, len),
-        bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtmap => cbtmap(tracker, buf, *len),
+        bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtmap => cbtmap(tracker, buf, len),
         bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtdirty => {
-            cbtdirty(tracker, buf, *len)
+            cbtdirty(tracker, buf, len)
         }
         bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_snapshotadd => {
-            let id = Uuid::from_bytes(read_arg::<UUID_SIZE>(buf, *len)?);
+            let id = Uuid::from_bytes(read_arg::<UUID_SIZE>(buf, len)?);
             snapshot::add_device(id, tracker.clone())?;
             Ok(0)
         }
@@ -65,8 +60,8 @@ pub(crate) fn execute(
 /// `struct blksnap_cbtinfo`: 8 + 4 + 4 + 16 + 1 bytes, padded to 40.
 const CBTINFO_SIZE: usize = 40;
 
-fn cbtinfo(tracker: &Tracker, buf: UserPtr, len: &mut u32) -> Result<i32> {
-    if (*len as usize) < CBTINFO_SIZE {
+fn cbtinfo(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
+    if (len as usize) < CBTINFO_SIZE {
         return Err(EINVAL);
     }
     let geometry = tracker.geometry();
@@ -83,7 +78,6 @@ fn cbtinfo(tracker: &Tracker, buf: UserPtr, len: &mut u32) -> Result<i32> {
     UserSlice::new(buf, CBTINFO_SIZE)
         .writer()
         .write_slice(&out)?;
-    *len = CBTINFO_SIZE as u32;
     Ok(0)
 }
 
@@ -162,15 +156,13 @@ fn cbtdirty(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
 /// `struct blksnap_snapshotinfo`: a 4-byte error code and a 32-byte name.
 const SNAPSHOTINFO_SIZE: usize = 36;
 
-fn snapshotinfo(tracker: &Tracker, buf: UserPtr, len: &mut u32) -> Result<i32> {
-    if (*len as usize) < SNAPSHOTINFO_SIZE {
+/// A device in no snapshot, or in one not taken yet, reads as all zeroes: no
+/// error and no image, as in v3.
+fn snapshotinfo(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
+    if (len as usize) < SNAPSHOTINFO_SIZE {
         return Err(EINVAL);
     }
-    if tracker.membership() == Membership::Free {
-        return Err(ENODEV);
-    }
     let mut out = [0u8; SNAPSHOTINFO_SIZE];
-    // Before the snapshot is taken there is no image and nothing to break.
     if let Some(area) = tracker.diff_area() {
         out[0..4].copy_from_slice(&area.error().to_ne_bytes());
         let mut name = [0u8; 32];
@@ -180,6 +172,5 @@ fn snapshotinfo(tracker: &Tracker, buf: UserPtr, len: &mut u32) -> Result<i32> {
     UserSlice::new(buf, SNAPSHOTINFO_SIZE)
         .writer()
         .write_slice(&out)?;
-    *len = SNAPSHOTINFO_SIZE as u32;
     Ok(0)
 }

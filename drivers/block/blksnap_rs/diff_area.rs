@@ -271,8 +271,7 @@ impl DiffArea {
     pub(crate) fn fail(&self, err: Error) {
         if self.error.cmpxchg(0, err.to_errno(), Full).is_ok() {
             let bdev = self.original().bdev();
-            self.events
-                .corrupted(bdev.major(), bdev.minor(), err.to_errno());
+            self.events.corrupted(bdev.major(), bdev.minor(), err);
             pr_warn!(
                 "snapshot of {}:{} is corrupted: error {}\n",
                 self.original().bdev().major(),

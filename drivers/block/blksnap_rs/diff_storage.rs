@@ -9,6 +9,9 @@ use kernel::{block::bdev::OpenedBlockDevice, prelude::*, sync::Arc};
 /// Most ranges one snapshot can be given, over all appends.
 pub(crate) const MAX_EXTENTS: usize = 1 << 16;
 
+/// Sectors in a page: requests are judged in whole pages, as in v3.
+const PAGE_SECTORS: u64 = (kernel::page::PAGE_SIZE as u64) >> kernel::block::SECTOR_SHIFT;
+
 /// A range of sectors on a block device.
 pub(crate) struct Extent {
     pub(crate) device: Arc<OpenedBlockDevice>,
@@ -51,28 +54,38 @@ pub(crate) struct DiffStorage {
     /// Where low-space events go, and how much storage to ask for.
     events: Option<Arc<EventQueue>>,
     minimum: u64,
-    /// A request for more is out and not yet answered.
-    requested: bool,
+    /// Sectors asked for so far, over all low-space events.
+    requested: u64,
+    /// A request is out and the storage given has not caught up with
+    /// `requested`: no new request until it has.
+    waiting: bool,
 }
 
 impl DiffStorage {
-    /// Storage that asks for `minimum` sectors at once: a snapshot starts
+    /// Storage that asks for `minimum` sectors at a time: a snapshot starts
     /// with nothing, so it asks right away.
+    ///
+    /// The requests follow v3, which user space answers one for one: what is
+    /// left is counted against what was asked for, not against what was
+    /// given, so a v3 program that appends exactly what each event asks for
+    /// sees the events it expects.
     pub(crate) fn new(events: Arc<EventQueue>, minimum: u64) -> Self {
         events.low_free_space(minimum);
         Self {
             events: Some(events),
             minimum,
-            requested: true,
+            requested: minimum,
             ..Default::default()
         }
     }
 
-    /// Asks for more storage once less than half of `minimum` is left.
+    /// Asks for `minimum` more once at most half of it (in whole pages) is
+    /// left of what was asked for, unless a request is still unanswered.
     fn check_free(&mut self) {
-        let free = self.capacity - self.used;
-        if !self.requested && free < self.minimum / 2 {
-            self.requested = true;
+        let threshold = (self.minimum / 2) & !(PAGE_SECTORS - 1);
+        if !self.waiting && self.requested.saturating_sub(self.used) <= threshold {
+            self.waiting = true;
+            self.requested += self.minimum;
             if let Some(events) = &self.events {
                 events.low_free_space(self.minimum);
             }
@@ -80,14 +93,15 @@ impl DiffStorage {
     }
 
     /// Checks `(start, count)` ranges against `device` and the ranges given
-    /// before, and adds them all or none.
+    /// before, and adds them all or none.  No ranges at all is a valid,
+    /// empty answer to a request.
     pub(crate) fn append(
         &mut self,
         device: Arc<OpenedBlockDevice>,
         ranges: &[(u64, u64)],
     ) -> Result {
         let size = device.bdev().nr_sectors();
-        if ranges.is_empty() || self.extents.len() + ranges.len() > MAX_EXTENTS {
+        if self.extents.len() + ranges.len() > MAX_EXTENTS {
             return Err(EINVAL);
         }
         let mut new = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
@@ -111,9 +125,10 @@ impl DiffStorage {
             self.capacity += extent.count;
             self.extents.push(extent, GFP_KERNEL)?;
         }
-        // The request is answered; ask again if it was not enough.
-        self.requested = false;
-        self.check_free();
+        // The request is answered once all that was asked for is given.
+        if self.capacity >= self.requested {
+            self.waiting = false;
+        }
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use kernel::{
     bindings, new_condvar, new_mutex,
     prelude::*,
     sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
-    time::{msecs_to_jiffies, Instant, Monotonic},
+    time::{msecs_to_jiffies, ClockSource, Monotonic},
 };
 
 /// Bytes of event data we ever send; the ABI allows up to 4064.
@@ -14,7 +14,8 @@ pub(crate) const DATA_MAX: usize = 16;
 
 pub(crate) struct Event {
     pub(crate) code: u32,
-    /// Nanoseconds since the snapshot was created.
+    /// When it was queued: `ktime_get()`, nanoseconds of the monotonic
+    /// clock, as in v3.
     pub(crate) time: i64,
     pub(crate) data: [u8; DATA_MAX],
 }
@@ -27,7 +28,6 @@ struct Queue {
 
 #[pin_data]
 pub(crate) struct EventQueue {
-    created: Instant<Monotonic>,
     #[pin]
     queue: Mutex<Queue>,
     #[pin]
@@ -38,7 +38,6 @@ impl EventQueue {
     pub(crate) fn new() -> Result<Arc<Self>> {
         Arc::pin_init(
             try_pin_init!(Self {
-                created: Instant::now(),
                 queue <- new_mutex!(Queue { events: KVec::new(), closed: false }, "blksnap_events"),
                 cond <- new_condvar!("blksnap_events_cond"),
             }),
@@ -51,7 +50,7 @@ impl EventQueue {
     pub(crate) fn push(&self, code: u32, data: &[u8]) {
         let mut event = Event {
             code,
-            time: self.created.elapsed().as_nanos(),
+            time: Monotonic::ktime_get(),
             data: [0; DATA_MAX],
         };
         let n = data.len().min(DATA_MAX);
@@ -69,11 +68,14 @@ impl EventQueue {
         );
     }
 
-    pub(crate) fn corrupted(&self, major: u32, minor: u32, errno: i32) {
+    /// Reports a broken snapshot of device `major:minor`.  The event carries
+    /// the errno as a positive number, as in v3 (`snapshotinfo` keeps it
+    /// negative).
+    pub(crate) fn corrupted(&self, major: u32, minor: u32, err: Error) {
         let mut data = [0u8; 12];
         data[0..4].copy_from_slice(&major.to_ne_bytes());
         data[4..8].copy_from_slice(&minor.to_ne_bytes());
-        data[8..12].copy_from_slice(&errno.to_ne_bytes());
+        data[8..12].copy_from_slice(&err.to_errno().unsigned_abs().to_ne_bytes());
         self.push(
             bindings::blksnap_event_codes_blksnap_event_code_corrupted,
             &data,

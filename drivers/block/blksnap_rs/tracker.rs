@@ -23,7 +23,7 @@ use kernel::{
 /// Which snapshot a device belongs to.  A device is in at most one snapshot:
 /// joining is a transition of this state under its lock.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Membership {
+enum Membership {
     Free,
     InSnapshot(Uuid),
 }
@@ -144,10 +144,6 @@ impl Tracker {
         }
     }
 
-    pub(crate) fn membership(&self) -> Membership {
-        *self.membership.lock()
-    }
-
     /// The difference area while a snapshot is taken.
     pub(crate) fn diff_area(&self) -> Option<Arc<DiffArea>> {
         match &*self.cow.lock() {
@@ -211,7 +207,7 @@ impl filter::Operations for TrackerFilter {
         }
     }
 
-    fn ctl(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: &mut u32) -> Result<i32> {
+    fn ctl(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) -> Result<i32> {
         crate::ctl::execute(tracker, cmd, buf, len)
     }
 

@@ -25,8 +25,8 @@ struct blkfilter_name {
  * struct blkfilter_ctl - a filter-specific command for BLKFILTER_CTL
  * @name: NUL-terminated name of the filter attached to the device.
  * @cmd: Command code, defined by that filter.
- * @optlen: Size of the buffer at @opt in bytes.  The filter may store a new
- *	length here, which is copied back to user space.
+ * @optlen: Size of the buffer at @opt in bytes.  Only read: whatever the
+ *	filter answers is in that buffer or in the ioctl's return value.
  * @opt: User space address of the command's arguments.
  */
 struct blkfilter_ctl {

@@ -127,6 +127,8 @@ struct blksnap_snapshotadd {
  *	to a new snapshot.
  * @image: Name of the image block device once the snapshot is taken
  *	("blksnap-image_MAJ:MIN"), an empty string before.
+ *
+ * A device in no snapshot, or in one not taken yet, gets all zeroes.
  */
 struct blksnap_snapshotinfo {
 	__s32 error_code;
@@ -204,7 +206,7 @@ struct blksnap_version {
  * @bdev_path: User space address of the path of the block device that holds
  *	the ranges.
  * @bdev_path_size: Size of the buffer at @bdev_path, including the NUL.
- * @count: Number of elements at @ranges.
+ * @count: Number of elements at @ranges; 0 adds nothing.
  * @ranges: User space address of an array of &struct blksnap_sectors.
  */
 struct blksnap_snapshot_append_storage {
@@ -250,9 +252,10 @@ struct blksnap_snapshot_collect {
 /**
  * define IOCTL_BLKSNAP_SNAPSHOT_COLLECT - list the existing snapshots
  *
- * If @count is too small for all identifiers, nothing is copied, @count is
- * set to the number needed and the ioctl fails with -ENODATA; calling it
- * first with @count 0 asks for the size.
+ * With @ids 0, only sets @count to the number of snapshots: the size query
+ * a program makes first.  Otherwise copies as many identifiers as @count
+ * allows and sets @count to the number copied; fails with -ENODATA if that
+ * was not all of them.
  */
 #define IOCTL_BLKSNAP_SNAPSHOT_COLLECT						\
 	_IOW(BLKSNAP, blksnap_ioctl_snapshot_collect,				\
@@ -273,10 +276,14 @@ enum blksnap_event_codes {
 /**
  * struct blksnap_snapshot_event - one event of a snapshot
  * @id: In: the snapshot.
- * @timeout_ms: In: how long to wait for an event.
+ * @timeout_ms: In: how long to wait for an event, in milliseconds.
  * @code: Out: an &enum blksnap_event_codes.
- * @time_label: Out: when the event was queued.
- * @data: Out: the event's details, whose layout depends on @code.
+ * @time_label: Out: when the event was queued, in nanoseconds of
+ *	CLOCK_MONOTONIC (ktime_get()).
+ * @data: Out: the event's details, whose layout depends on @code; zeroes
+ *	past them.
+ *
+ * The whole structure is written back, @id and @timeout_ms as they were.
  */
 struct blksnap_snapshot_event {
 	struct blksnap_uuid id;
@@ -289,8 +296,9 @@ struct blksnap_snapshot_event {
 /**
  * define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT - wait for a snapshot's next event
  *
- * Fails with -ENOENT when the timeout passes without an event and with
- * -EINTR when a signal interrupts the wait.
+ * Fails with -ENOENT when the timeout passes without an event, with -EINTR
+ * when a signal interrupts the wait and with -ESRCH if there is no such
+ * snapshot or it is destroyed while waiting.
  */
 #define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT					\
 	_IOW(BLKSNAP, blksnap_ioctl_snapshot_wait_event,			\
@@ -308,7 +316,8 @@ struct blksnap_event_low_free_space {
  * struct blksnap_event_corrupted - details of a corrupted-snapshot event
  * @dev_id_mj: Major number of the original device.
  * @dev_id_mn: Minor number of the original device.
- * @err_code: The negative errno that broke the snapshot.
+ * @err_code: The errno that broke the snapshot, as a positive number
+ *	(&struct blksnap_snapshotinfo has it negative).
  */
 struct blksnap_event_corrupted {
 	__u32 dev_id_mj;

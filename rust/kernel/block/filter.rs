@@ -37,12 +37,12 @@ pub trait Operations: Sized + 'static {
     }
 
     /// Executes the filter-specific command `cmd` with the user buffer `buf`
-    /// of `*len` bytes.  Returns a non-negative value for user space.
+    /// of `len` bytes.  Returns a non-negative value for user space.
     fn ctl(
         _attachment: &Self::Attachment,
         _cmd: u32,
         _buf: UserPtr,
-        _len: &mut u32,
+        _len: u32,
     ) -> Result<i32> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -115,17 +115,15 @@ impl<T: Operations> Adapter<T> {
 
     /// # Safety
     ///
-    /// Called by the block layer with a live attachment and a valid `plen`.
+    /// Called by the block layer with a live attachment.
     unsafe extern "C" fn ctl(
         flt: *mut bindings::blkfilter,
         cmd: c_uint,
         buf: *mut u8,
-        plen: *mut u32,
+        len: u32,
     ) -> c_int {
         // SAFETY: The attachment is live while the block layer calls into it.
         let attached = unsafe { Attached::<T>::from_raw(flt) };
-        // SAFETY: `plen` points to a local variable of the caller.
-        let len = unsafe { &mut *plen };
         from_result(|| T::ctl(&attached.data, cmd, UserPtr::from_ptr(buf.cast()), len))
     }
 

@@ -146,8 +146,9 @@ static void expect_broken_snapshot(struct __test_metadata *_metadata,
 
 	ASSERT_EQ(0, blksnap_ctl(self->orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
 				 NULL));
+	/* The info says -errno, the event the positive errno (as v3). */
 	EXPECT_EQ(err, info.error_code);
-	EXPECT_EQ(err, corrupted_event(self));
+	EXPECT_EQ(-err, corrupted_event(self));
 	fd = open(self->image, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	ASSERT_LE(0, fd);
 	EXPECT_EQ(-1, pread(fd, self->buf, MIB, 0));

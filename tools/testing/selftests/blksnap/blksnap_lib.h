@@ -84,15 +84,14 @@ static inline int snapshot_add(int dev_fd, const struct blksnap_uuid *id)
 			   &len, NULL);
 }
 
-/* Number of snapshots, or -errno. */
+/* Number of snapshots, or -errno: the size query of COLLECT (no array). */
 static inline int snapshot_count(int ctl_fd)
 {
 	struct blksnap_snapshot_collect c = { .count = 0, .ids = 0 };
-	int r = ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &c);
 
-	if (r == 0)
-		return 0;
-	return errno == ENODATA ? (int)c.count : -errno;
+	if (ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &c))
+		return -errno;
+	return (int)c.count;
 }
 
 /* Gives snapshot `id` `count` ranges of the block device at `path`. */

@@ -500,8 +500,8 @@ TEST(storage_grows_on_request)
 	ASSERT_EQ(0, wait_event(ctl, &id, 100, ev));
 	ASSERT_EQ(blksnap_event_code_low_free_space, ev->code);
 	EXPECT_EQ(4096, requested(ev));
-	/* Half of what was asked: enough not to ask again at once. */
-	given = 2048;
+	/* What was asked, as a v3 agent answers: no new request at once. */
+	given = 4096;
 	ASSERT_EQ(0, append_all(ctl, &id, &store, 0, given));
 	EXPECT_EQ(ENOENT, wait_event(ctl, &id, 0, ev));
 	ASSERT_EQ(0, take(ctl, &id));
@@ -520,8 +520,8 @@ TEST(storage_grows_on_request)
 			events++;
 		}
 	}
+	/* 40 chunks of 512 sectors outgrew the first 4096 several times. */
 	EXPECT_LT(1, events);
-	EXPECT_LT(2048, 40 * 512);
 	ASSERT_EQ(0, blksnap_ctl(orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
 				 NULL));
 	EXPECT_EQ(0, info.error_code);
@@ -562,7 +562,7 @@ TEST_F(snap, overflow_event)
 		ASSERT_EQ(0, fstat(self->orig[0].fd, &st));
 		EXPECT_EQ(major(st.st_rdev), c.dev_id_mj);
 		EXPECT_EQ(minor(st.st_rdev), c.dev_id_mn);
-		EXPECT_EQ(-ENOSPC, c.err_code);
+		EXPECT_EQ(ENOSPC, c.err_code);
 	}
 	EXPECT_TRUE(found);
 	ASSERT_EQ(0, read_device(self->orig[0].path, self->scratch, ORIG_SIZE));
