@@ -168,6 +168,51 @@ static inline int module_refcnt(void)
 }
 
 /*
+ * The kernel log from now on: a descriptor of /dev/kmsg at its end, or -1.
+ * kmsg_splat() then finds what a test made the kernel report.
+ */
+static inline int kmsg_mark(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0 && lseek(fd, 0, SEEK_END) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+/*
+ * 1 if the kernel logged a splat (BUG, WARNING, a lockdep report, an oops)
+ * since kmsg_mark(); its line goes to `line`.  0 if not.
+ */
+static inline int kmsg_splat(int fd, char *line, size_t len)
+{
+	static const char *const splats[] = {
+		"BUG:", "WARNING:", "Call Trace", "Oops", "Kernel panic",
+		"possible circular locking", "rust_panic",
+	};
+	char rec[2048];
+	ssize_t n;
+	size_t i;
+
+	for (;;) {
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;	/* records overwritten: go on */
+		if (n <= 0)
+			return 0;
+		rec[n] = 0;
+		for (i = 0; i < sizeof(splats) / sizeof(splats[0]); i++) {
+			if (strstr(rec, splats[i])) {
+				snprintf(line, len, "%s", rec);
+				return 1;
+			}
+		}
+	}
+}
+
+/*
  * Self-describing 4 KiB blocks for tests with concurrent writers: each holds
  * its block number, a generation and bytes derived from both, so a block
  * read back tells which write it came from, or that it is torn.
