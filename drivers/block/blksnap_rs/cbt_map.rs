@@ -5,6 +5,10 @@
 
 use kernel::{alloc::VVec, prelude::*, uuid::Uuid};
 
+/// log2 of the largest tracking block, whatever the parameters say: its size
+/// must fit the 32-bit `block_size` of `struct blksnap_cbtinfo`.
+pub(crate) const MAX_BLOCK_SHIFT: u32 = 31;
+
 /// Geometry of a change map: how many sectors one byte covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
@@ -26,7 +30,8 @@ impl Geometry {
         max_shift: u32,
         max_count: u64,
     ) -> Result<Self> {
-        let max_shift = max_shift.clamp(kernel::block::SECTOR_SHIFT, 40);
+        // `blksnap_cbtinfo.block_size` is a `__u32`: 2 GiB blocks at most.
+        let max_shift = max_shift.clamp(kernel::block::SECTOR_SHIFT, MAX_BLOCK_SHIFT);
         let mut shift = min_shift.clamp(kernel::block::SECTOR_SHIFT, max_shift);
         let count = |shift: u32| capacity.div_ceil(1u64 << (shift - kernel::block::SECTOR_SHIFT));
         while count(shift) > max_count && shift < max_shift {
@@ -100,11 +105,9 @@ impl ActiveMap {
         mark(&mut self.map, range, self.number);
     }
 
-    /// Marks blocks on request of user space; the range must be valid.
-    pub(crate) fn mark_range(&mut self, sector: u64, count: u64) -> Result {
-        let range = self.geometry.blocks(sector, count)?;
+    /// Marks map bytes `range`, which came from this map's geometry.
+    pub(crate) fn mark_blocks(&mut self, range: core::ops::Range<usize>) {
         mark(&mut self.map, range, self.number);
-        Ok(())
     }
 }
 
@@ -149,12 +152,6 @@ impl ReadMap {
         })
     }
 
-    /// Marks a range, for changes made to the snapshot image by user space.
-    pub(crate) fn mark_range(&mut self, geometry: &Geometry, sector: u64, count: u64) -> Result {
-        self.mark_blocks(geometry.blocks(sector, count)?);
-        Ok(())
-    }
-
     /// Marks map bytes `range` with the number of the last snapshot taken.
     pub(crate) fn mark_blocks(&mut self, range: core::ops::Range<usize>) {
         // Nothing was taken yet: there is no snapshot number to record.
@@ -180,6 +177,9 @@ mod tests {
         // The maximum shift wins over the maximum count.
         let g = Geometry::for_capacity(1 << 40, 16, 26, 16)?;
         assert_eq!(g.block_shift, 26);
+        // Never beyond what `blksnap_cbtinfo.block_size` can hold.
+        let g = Geometry::for_capacity(1 << 15, 32, 40, 16)?;
+        assert_eq!((g.block_shift, g.block_count), (MAX_BLOCK_SHIFT, 1));
         Ok(())
     }
 

@@ -141,8 +141,8 @@ fn cbtdirty(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
             for r in raw[..n * 16].chunks_exact(16) {
                 let (sector, sectors) = (u64_at(r, 0), u64_at(r, 8));
                 if apply {
-                    tracker.active.lock().mark_range(sector, sectors)?;
-                    tracker.read.lock().mark_range(&geometry, sector, sectors)?;
+                    // The maps may have been replaced since the check.
+                    tracker.mark_dirty(sector, sectors)?;
                 } else {
                     geometry.blocks(sector, sectors)?;
                 }

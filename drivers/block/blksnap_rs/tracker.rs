@@ -104,13 +104,30 @@ impl Tracker {
         let active = ActiveMap::new(geometry)?;
         let fresh = ReadMap::new(&active)?;
         let mut read = self.read.lock();
-        *self.active.lock() = active;
+        // Both maps change under `read`, so that holders of `read` see them
+        // alike; the old active map is freed (vfree) out of its spinlock.
+        let old = core::mem::replace(&mut *self.active.lock(), active);
         *read = fresh;
+        drop(read);
+        drop(old);
         Ok(())
     }
 
     pub(crate) fn geometry(&self) -> Geometry {
         self.active.lock().geometry
+    }
+
+    /// Marks `count` sectors from `sector` as changed in both maps on
+    /// request of user space: `EINVAL` if they are not all on the device.
+    /// Checked against the maps as they are now, under `read`, which a
+    /// resize holds while it replaces them.
+    pub(crate) fn mark_dirty(&self, sector: u64, count: u64) -> Result {
+        let mut read = self.read.lock();
+        let mut active = self.active.lock();
+        let blocks = active.geometry.blocks(sector, count)?;
+        read.mark_blocks(blocks.clone());
+        active.mark_blocks(blocks);
+        Ok(())
     }
 
     /// Marks a change made to the snapshot image in both maps: the map of
