@@ -80,8 +80,10 @@ fn wait_event(arg: usize) -> Result<isize> {
     let mut id = [0u8; UUID_SIZE];
     id.copy_from_slice(&head[..UUID_SIZE]);
     let timeout_ms = u32_at(&head, 16);
-    let event = snapshot::wait_event(Uuid::from_bytes(id), timeout_ms)?;
+    // Allocated before the wait: an event taken from the queue is never
+    // lost to a failed allocation.
     let mut out = KVec::from_elem(0u8, EVENT_SIZE, GFP_KERNEL)?;
+    let event = snapshot::wait_event(Uuid::from_bytes(id), timeout_ms)?;
     out[..20].copy_from_slice(&head);
     out[20..24].copy_from_slice(&event.code.to_ne_bytes());
     out[24..32].copy_from_slice(&event.time.to_ne_bytes());

@@ -93,13 +93,17 @@ impl DiffStorage {
     }
 
     /// Checks `(start, count)` ranges against `device` and the ranges given
-    /// before, and adds them all or none.  No ranges at all is a valid,
-    /// empty answer to a request.
+    /// before, and adds them all or none.  No ranges at all is a valid
+    /// answer that adds nothing.
     pub(crate) fn append(
         &mut self,
         device: Arc<OpenedBlockDevice>,
         ranges: &[(u64, u64)],
     ) -> Result {
+        if ranges.is_empty() {
+            self.answered();
+            return Ok(());
+        }
         let size = device.bdev().nr_sectors();
         if self.extents.len() + ranges.len() > MAX_EXTENTS {
             return Err(EINVAL);
@@ -125,11 +129,15 @@ impl DiffStorage {
             self.capacity += extent.count;
             self.extents.push(extent, GFP_KERNEL)?;
         }
-        // The request is answered once all that was asked for is given.
+        self.answered();
+        Ok(())
+    }
+
+    /// Closes the open request once all that was asked for is given.
+    fn answered(&mut self) {
         if self.capacity >= self.requested {
             self.waiting = false;
         }
-        Ok(())
     }
 
     /// Total sectors given to the snapshot.

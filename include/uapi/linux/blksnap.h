@@ -241,7 +241,7 @@ struct blksnap_snapshot_append_storage {
 /**
  * struct blksnap_snapshot_collect - the list of existing snapshots
  * @count: In: number of elements the array at @ids can take.  Out: number of
- *	snapshots.
+ *	identifiers copied, or of snapshots if @ids is 0.
  * @ids: User space address of an array of &struct blksnap_uuid.
  */
 struct blksnap_snapshot_collect {

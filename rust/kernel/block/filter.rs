@@ -38,12 +38,7 @@ pub trait Operations: Sized + 'static {
 
     /// Executes the filter-specific command `cmd` with the user buffer `buf`
     /// of `len` bytes.  Returns a non-negative value for user space.
-    fn ctl(
-        _attachment: &Self::Attachment,
-        _cmd: u32,
-        _buf: UserPtr,
-        _len: u32,
-    ) -> Result<i32> {
+    fn ctl(_attachment: &Self::Attachment, _cmd: u32, _buf: UserPtr, _len: u32) -> Result<i32> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 

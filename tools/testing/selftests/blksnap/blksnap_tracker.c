@@ -124,7 +124,8 @@ TEST_F(control, create_collect_destroy)
 	c.ids = (uintptr_t)ids;
 	EXPECT_EQ(ENODATA, sys_errno(ioctl(self->fd, IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &c)));
 	EXPECT_EQ(1, c.count);
-	EXPECT_NE(0, memcmp(&ids[1], &a, sizeof(a)));
+	EXPECT_NE(0, ids[0].b[0] | ids[0].b[1] | ids[0].b[15]);
+	EXPECT_EQ(0, ids[1].b[0] | ids[1].b[15]);
 
 	if (base + 2 <= 4) {
 		c.count = 4;
@@ -234,7 +235,6 @@ TEST_F(tracked, cbtinfo)
 
 	memset(&info, 0xaa, sizeof(info));
 	ASSERT_EQ(0, blksnap_ctl(self->fd, blkfilter_ctl_blksnap_cbtinfo, &info, &len, NULL));
-	EXPECT_EQ(sizeof(info), len);
 	EXPECT_EQ(self->size, info.device_capacity);
 	/* Default parameters: 64 KiB blocks unless that makes over 2 Mi. */
 	EXPECT_EQ(65536, info.block_size);
