@@ -128,6 +128,10 @@ impl Snapshot {
             }
         };
 
+        // Devices are frozen in list order: make it the global order.
+        parts
+            .devices
+            .sort_unstable_by_key(|tracker| tracker.freeze_order());
         let result = Self::switch_on(&mut parts, &self.events);
         let mut state = self.state.lock();
         let destroyed = matches!(*state, State::Destroyed);
@@ -177,7 +181,9 @@ impl Snapshot {
         };
 
         // Freeze every device before switching any, so that the point in
-        // time is the same for all of them.
+        // time is the same for all of them.  `take` sorted the devices by
+        // `Tracker::freeze_order`, so two takes never freeze in opposite
+        // orders.
         let mut frozen = 0;
         let mut result = Ok(());
         for area in areas.iter() {

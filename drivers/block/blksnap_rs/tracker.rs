@@ -42,6 +42,8 @@ pub(crate) enum Cow {
 pub(crate) struct Tracker {
     /// Device number of the tracked device.
     devt: u32,
+    /// Device number of its whole disk, whose queue a take freezes.
+    disk_devt: u32,
     pub(crate) major: u32,
     pub(crate) minor: u32,
     /// First sector of the device on its disk: bios reach the filter with
@@ -73,6 +75,7 @@ impl Tracker {
         Arc::pin_init(
             try_pin_init!(Self {
                 devt: bdev.devt(),
+                disk_devt: bdev.disk_devt(),
                 major: bdev.major(),
                 minor: bdev.minor(),
                 start_sector: bdev.start_sector(),
@@ -87,6 +90,13 @@ impl Tracker {
 
     pub(crate) fn devt(&self) -> u32 {
         self.devt
+    }
+
+    /// Where the device stands in the one order every take freezes devices
+    /// in: by disk, then by device, so that two takes never freeze the same
+    /// queues in opposite orders.
+    pub(crate) fn freeze_order(&self) -> (u32, u32) {
+        (self.disk_devt, self.devt)
     }
 
     /// Starts the change maps over, in a new generation, if the device

@@ -77,6 +77,14 @@ impl BlockDevice {
         unsafe { (*self.as_raw()).bd_start_sect }
     }
 
+    /// Returns the device number of the whole disk: the device's own for a
+    /// disk, its disk's for a partition.
+    pub fn disk_devt(&self) -> u32 {
+        // SAFETY: `bd_disk` and the disk's `part0` are set before the device is
+        // visible and stay until it is freed; `bd_dev` never changes.
+        unsafe { (*(*(*self.as_raw()).bd_disk).part0).bd_dev }
+    }
+
     /// Returns true if this is a partition rather than a whole disk.
     pub fn is_partition(&self) -> bool {
         // SAFETY: `bd_disk` and the disk's `part0` are set before the device is
