@@ -118,7 +118,8 @@ append+=" brd.rd_size=65536"
 # A 1 TiB null_blk without memory backing, for the memory measurement.
 [ "$mode" = bench ] && append+=" null_blk.gb=1024"
 append+=" loglevel=7"
-# BLKSNAP_ONLY=PROGRAM runs just that selftest program (for debugging).
+# BLKSNAP_ONLY=PROGRAM[,PROGRAM...] runs just those selftest programs (for
+# debugging), in the order of the suite.
 [ -n "${BLKSNAP_ONLY:-}" ] && append+=" blksnap_rs_only=$BLKSNAP_ONLY"
 set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
