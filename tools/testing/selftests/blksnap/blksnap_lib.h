@@ -205,7 +205,9 @@ static inline int kmsg_splat(int fd, char *line, size_t len)
 		rec[n] = 0;
 		for (i = 0; i < sizeof(splats) / sizeof(splats[0]); i++) {
 			if (strstr(rec, splats[i])) {
-				snprintf(line, len, "%s", rec);
+				n = strnlen(rec, len - 1);
+				memcpy(line, rec, n);
+				line[n] = 0;
 				return 1;
 			}
 		}
