@@ -127,7 +127,7 @@ struct dirtier {
 	unsigned long calls;
 };
 
-/* Marks many ranges at the end of a 64 MiB device, over and over. */
+/* Marks many ranges in [12 MiB, 16 MiB) of the device, over and over. */
 static void *dirty_loop(void *arg)
 {
 	enum { N = 16384 };
@@ -140,7 +140,7 @@ static void *dirty_loop(void *arg)
 	if (!r)
 		return NULL;
 	for (i = 0; i < N; i++)
-		r[i] = (struct blksnap_sectors){ .offset = (64 * MIB >> 9) - 8 - (i % 64) * 8,
+		r[i] = (struct blksnap_sectors){ .offset = (16 * MIB >> 9) - 8 - (i % 1024) * 8,
 						 .count = 8 };
 	while (!__atomic_load_n(&d->stop, __ATOMIC_RELAXED)) {
 		len = sizeof(c);
@@ -154,30 +154,80 @@ static void *dirty_loop(void *arg)
 }
 
 /*
+ * With at most 300 tracking blocks, 16 MiB is 256 blocks of 64 KiB and
+ * 24 MiB 192 blocks of 128 KiB: growing the device makes the map shorter.
+ */
+FIXTURE(few_blocks) {
+	struct _test_data_resize r;
+};
+
+FIXTURE_SETUP(few_blocks)
+{
+	struct _test_data_resize *r = &self->r;
+
+	r->ctl = r->kmsg = -1;
+	r->orig.fd = r->store.fd = -1;
+	run("rmmod blksnap 2>/dev/null");
+	ASSERT_EQ(0, run("modprobe blksnap tracking_block_maximum_count=300"));
+	r->kmsg = kmsg_mark();
+	ASSERT_LE(0, r->kmsg);
+	r->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, r->ctl);
+	ASSERT_EQ(0, loop_create(&r->orig, 16 * MIB));
+	ASSERT_EQ(0, loop_create(&r->store, 16 * MIB));
+	ASSERT_EQ(0, blksnap_attach(r->orig.fd));
+}
+
+FIXTURE_TEARDOWN(few_blocks)
+{
+	struct _test_data_resize *r = &self->r;
+	char line[256];
+
+	if (r->orig.fd >= 0)
+		blksnap_detach(r->orig.fd);
+	loop_destroy(&r->orig);
+	loop_destroy(&r->store);
+	if (r->ctl >= 0)
+		close(r->ctl);
+	EXPECT_EQ(0, run("rmmod blksnap && modprobe blksnap"));
+	if (r->kmsg >= 0 && kmsg_splat(r->kmsg, line, sizeof(line))) {
+		TH_LOG("kernel log: %s", line);
+		_metadata->exit_code = KSFT_FAIL;
+	}
+	close(r->kmsg);
+}
+
+/*
  * Item 9: cbtdirty checked its ranges against the geometry it saw first
  * and marked the map of the last snapshot with it, while a take could
- * replace that map with a smaller one: an index beyond the map.
+ * replace that map with a shorter one: an index beyond the map.
  */
-TEST_F(resize, cbtdirty_racing_a_take_that_shrinks_the_maps)
+TEST_F(few_blocks, cbtdirty_racing_a_take_that_shortens_the_maps)
 {
-	struct dirtier d = { .fd = self->orig.fd };
+	struct _test_data_resize *r = &self->r;
+	struct dirtier d = { .fd = r->orig.fd };
+	struct blksnap_cbtinfo ci;
 	struct blksnap_uuid id;
 	pthread_t th;
 	int round;
 
-	for (round = 0; round < 6; round++) {
-		ASSERT_EQ(0, loop_resize(&self->orig, 64 * MIB));
-		ASSERT_EQ(0, snapshot_of(self->ctl, &self->orig, &self->store, &id));
-		ASSERT_EQ(0, snapshot_destroy(self->ctl, &id));
+	for (round = 0; round < 10; round++) {
+		ASSERT_EQ(0, loop_resize(&r->orig, 16 * MIB));
+		ASSERT_EQ(0, snapshot_of(r->ctl, &r->orig, &r->store, &id));
+		ASSERT_EQ(0, snapshot_destroy(r->ctl, &id));
+		ASSERT_EQ(0, cbtinfo(r->orig.fd, &ci));
+		ASSERT_EQ(256, ci.block_count);
 		__atomic_store_n(&d.stop, 0, __ATOMIC_RELAXED);
 		ASSERT_EQ(0, pthread_create(&th, NULL, dirty_loop, &d));
-		usleep(20000);
-		ASSERT_EQ(0, loop_resize(&self->orig, 4 * MIB));
-		ASSERT_EQ(0, snapshot_of(self->ctl, &self->orig, &self->store, &id));
+		usleep(5000 + round * 3000);
+		ASSERT_EQ(0, loop_resize(&r->orig, 24 * MIB));
+		ASSERT_EQ(0, snapshot_of(r->ctl, &r->orig, &r->store, &id));
 		usleep(20000);
 		__atomic_store_n(&d.stop, 1, __ATOMIC_RELAXED);
 		ASSERT_EQ(0, pthread_join(th, NULL));
-		ASSERT_EQ(0, snapshot_destroy(self->ctl, &id));
+		ASSERT_EQ(0, cbtinfo(r->orig.fd, &ci));
+		ASSERT_EQ(192, ci.block_count);
+		ASSERT_EQ(0, snapshot_destroy(r->ctl, &id));
 	}
 	TH_LOG("%lu cbtdirty calls", d.calls);
 	EXPECT_EQ(0, d.bad);
