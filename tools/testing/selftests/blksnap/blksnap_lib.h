@@ -21,6 +21,10 @@
 
 #define BLKSNAP_CONTROL "/dev/" BLKSNAP_CTL
 
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
 static inline int sys_errno(int ret)
 {
 	return ret < 0 ? errno : 0;
@@ -203,7 +207,7 @@ static inline int kmsg_splat(int fd, char *line, size_t len)
 		if (n <= 0)
 			return 0;
 		rec[n] = 0;
-		for (i = 0; i < sizeof(splats) / sizeof(splats[0]); i++) {
+		for (i = 0; i < ARRAY_SIZE(splats); i++) {
 			if (strstr(rec, splats[i])) {
 				n = strnlen(rec, len - 1);
 				memcpy(line, rec, n);

@@ -258,12 +258,13 @@ TEST_F(huge_blocks, cbtinfo_with_tracking_blocks_of_4_gib)
 {
 	struct loopdev orig = { .fd = -1 };
 	struct blksnap_cbtinfo ci;
+	const char *load =
+		"modprobe blksnap tracking_block_minimum_shift=32 tracking_block_maximum_shift=40";
 	int kmsg = self->kmsg;
 	char line[256];
 
 	run("rmmod blksnap 2>/dev/null");
-	ASSERT_EQ(0, run("modprobe blksnap tracking_block_minimum_shift=32 "
-			 "tracking_block_maximum_shift=40"));
+	ASSERT_EQ(0, run(load));
 	ASSERT_EQ(0, loop_create(&orig, 16 * MIB));
 	ASSERT_EQ(0, blksnap_attach(orig.fd));
 	ASSERT_EQ(0, cbtinfo(orig.fd, &ci));
