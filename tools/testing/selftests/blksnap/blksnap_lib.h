@@ -305,4 +305,42 @@ static inline void loop_destroy(struct loopdev *l)
 	l->fd = -1;
 }
 
+/*
+ * Writes an MBR with two 8 MiB partitions (from sector 2048 and 18432) to
+ * loop device `l` and lets the kernel scan it: /dev/loopNp1 and p2.
+ */
+static inline int loop_partition(struct loopdev *l)
+{
+	struct loop_info64 info;
+	unsigned char *mbr = aligned_alloc(4096, 4096);
+	uint32_t start[2] = { 2048, 2048 + 16384 }, count = 16384;
+	char path[48];
+	int i, err = -1;
+
+	if (!mbr)
+		return -1;
+	memset(mbr, 0, 4096);
+	for (i = 0; i < 2; i++) {
+		unsigned char *e = mbr + 446 + 16 * i;
+
+		e[4] = 0x83;
+		memcpy(e + 8, &start[i], 4);
+		memcpy(e + 12, &count, 4);
+	}
+	mbr[510] = 0x55;
+	mbr[511] = 0xaa;
+	if (pwrite_all(l->fd, mbr, 4096, 0) || ioctl(l->fd, LOOP_GET_STATUS64, &info))
+		goto out;
+	info.lo_flags |= LO_FLAGS_PARTSCAN;
+	if (ioctl(l->fd, LOOP_SET_STATUS64, &info))
+		goto out;
+	snprintf(path, sizeof(path), "%sp2", l->path);
+	for (i = 0; i < 200 && access(path, F_OK); i++)
+		usleep(10000);
+	err = access(path, F_OK);
+out:
+	free(mbr);
+	return err;
+}
+
 #endif /* BLKSNAP_LIB_H */

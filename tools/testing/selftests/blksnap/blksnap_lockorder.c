@@ -18,41 +18,6 @@
 
 #define MIB (1ULL << 20)
 
-/* Writes an MBR with two 8 MiB partitions and lets the kernel scan it. */
-static int partition(struct loopdev *l)
-{
-	struct loop_info64 info;
-	unsigned char *mbr = aligned_alloc(4096, 4096);
-	uint32_t start[2] = { 2048, 2048 + 16384 }, count = 16384;
-	char path[48];
-	int i, err = -1;
-
-	if (!mbr)
-		return -1;
-	memset(mbr, 0, 4096);
-	for (i = 0; i < 2; i++) {
-		unsigned char *e = mbr + 446 + 16 * i;
-
-		e[4] = 0x83;
-		memcpy(e + 8, &start[i], 4);
-		memcpy(e + 12, &count, 4);
-	}
-	mbr[510] = 0x55;
-	mbr[511] = 0xaa;
-	if (pwrite_all(l->fd, mbr, 4096, 0) || ioctl(l->fd, LOOP_GET_STATUS64, &info))
-		goto out;
-	info.lo_flags |= LO_FLAGS_PARTSCAN;
-	if (ioctl(l->fd, LOOP_SET_STATUS64, &info))
-		goto out;
-	snprintf(path, sizeof(path), "%sp2", l->path);
-	for (i = 0; i < 200 && access(path, F_OK); i++)
-		usleep(10000);
-	err = access(path, F_OK);
-out:
-	free(mbr);
-	return err;
-}
-
 /* The open partition `part` (1 or 2) of loop device `l`, or -1. */
 static int open_part(struct loopdev *l, int part)
 {
@@ -85,7 +50,7 @@ FIXTURE_SETUP(order)
 	for (d = 0; d < 2; d++) {
 		self->disk[d].fd = -1;
 		ASSERT_EQ(0, loop_create(&self->disk[d], 40 * MIB));
-		ASSERT_EQ(0, partition(&self->disk[d]));
+		ASSERT_EQ(0, loop_partition(&self->disk[d]));
 		for (p = 0; p < 2; p++) {
 			self->part[d][p] = open_part(&self->disk[d], p + 1);
 			ASSERT_LE(0, self->part[d][p]);
