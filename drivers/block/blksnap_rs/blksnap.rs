@@ -13,12 +13,14 @@ use kernel::{
 };
 
 mod cbt_map;
+mod claims;
 mod control;
 mod ctl;
 mod diff_area;
 mod diff_storage;
 mod event_queue;
 mod image;
+mod live_areas;
 mod params;
 mod snapshot;
 mod tracker;
@@ -80,8 +82,10 @@ struct Blksnap {
 impl kernel::InPlaceModule for Blksnap {
     fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
         // SAFETY: Called once, before the filter and the control device that
-        // use the registry are registered.
+        // use the registries are registered.
         unsafe { snapshot::SNAPSHOTS.init() };
+        // SAFETY: As above.
+        unsafe { claims::CLAIMS.init() };
         try_pin_init!(Self {
             filter <- filter::Registration::new(c_str!("blksnap"), module),
             control <- MiscDeviceRegistration::register(MiscDeviceOptions {

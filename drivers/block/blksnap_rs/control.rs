@@ -38,6 +38,7 @@ fn require_admin() -> Result {
 }
 
 fn version(arg: usize) -> Result<isize> {
+    require_admin()?;
     let mut out = [0u8; 8];
     for (i, v) in VERSION.iter().enumerate() {
         out[i * 2..i * 2 + 2].copy_from_slice(&v.to_ne_bytes());
@@ -73,6 +74,8 @@ const EVENT_SIZE: usize = 4096;
 /// data out.  As in v3 the whole structure is written back, zero-filled
 /// past the event's data.
 fn wait_event(arg: usize) -> Result<isize> {
+    // Taking an event consumes it: only the agent may.
+    require_admin()?;
     let mut head = [0u8; 20];
     UserSlice::new(UserPtr::from_addr(arg), head.len())
         .reader()
@@ -112,6 +115,7 @@ fn destroy(arg: usize) -> Result<isize> {
 /// stored in `count`.  With one, as many identifiers as fit are copied and
 /// `count` says how many; `ENODATA` if that was not all of them.
 fn collect(arg: usize) -> Result<isize> {
+    require_admin()?;
     let mut raw = [0u8; 16];
     UserSlice::new(UserPtr::from_addr(arg), raw.len())
         .reader()

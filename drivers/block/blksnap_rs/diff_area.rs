@@ -27,7 +27,10 @@
 //! the original always ends before a write to its chunk is let go.
 //! The submit path itself never waits for I/O.
 
-use crate::{cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, params};
+use crate::{
+    cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, live_areas::LiveArea,
+    params,
+};
 use core::cell::{Cell, RefCell};
 use kernel::{
     block::{
@@ -210,6 +213,9 @@ pub(crate) struct DiffArea {
     stored: CondVar,
     #[pin]
     store_work: Work<DiffArea, 1>,
+    /// Counts this area among its snapshot's until it is gone.  Last, so
+    /// that it goes after everything else.
+    _live: LiveArea,
 }
 
 impl_has_work! {
@@ -222,6 +228,7 @@ impl DiffArea {
         original: OpenedBlockDevice,
         storage: Arc<Mutex<DiffStorage>>,
         events: Arc<EventQueue>,
+        live: LiveArea,
     ) -> Result<Arc<Self>> {
         let bdev = original.bdev();
         let chunks = Geometry::for_capacity(
@@ -249,6 +256,7 @@ impl DiffArea {
                 stores <- new_mutex!(StoreQueue::default(), "blksnap_diff_area_stores"),
                 stored <- new_condvar!("blksnap_diff_area_stored"),
                 store_work <- new_work!("blksnap_diff_area_store"),
+                _live: live,
             }),
             GFP_KERNEL,
         )

@@ -3,7 +3,10 @@
 //! Difference storage: the sector ranges where a snapshot keeps the data
 //! that writes to its original devices are about to overwrite.
 
-use crate::event_queue::EventQueue;
+use crate::{
+    claims::{self, Claim},
+    event_queue::EventQueue,
+};
 use kernel::{block::bdev::OpenedBlockDevice, prelude::*, sync::Arc};
 
 /// Most ranges one snapshot can be given, over all appends.
@@ -20,6 +23,18 @@ pub(crate) struct Extent {
 }
 
 impl Extent {
+    /// The sectors of the whole disk the extent covers, as recorded across
+    /// snapshots: ranges given on a partition and on its disk compare.
+    fn claim(&self) -> Claim {
+        let bdev = self.device.bdev();
+        let start = bdev.start_sector() + self.start;
+        Claim {
+            devt: bdev.disk_devt(),
+            start,
+            end: start + self.count,
+        }
+    }
+
     /// (device, first sector, end): sorts ranges of one device together.
     fn key(&self) -> (u32, u64, u64) {
         // `start + count` was checked when the extent was made.
@@ -41,7 +56,9 @@ fn any_overlap<'a>(extents: impl Iterator<Item = &'a Extent>) -> Result<bool> {
     Ok(keys.windows(2).any(|w| w[0].0 == w[1].0 && w[0].2 > w[1].1))
 }
 
-/// The storage of one snapshot: what was given and how much of it.
+/// The storage of one snapshot: what was given and how much of it.  Its
+/// ranges stay claimed (see `claims`) until it is dropped, when nothing can
+/// write to them any more.
 #[derive(Default)]
 pub(crate) struct DiffStorage {
     extents: KVec<Extent>,
@@ -125,9 +142,15 @@ impl DiffStorage {
             return Err(EINVAL);
         }
         self.extents.reserve(new.len(), GFP_KERNEL)?;
+        let mut claims = KVec::with_capacity(new.len(), GFP_KERNEL)?;
+        for extent in new.iter() {
+            claims.push(extent.claim(), GFP_KERNEL)?;
+        }
+        claims::claim(&claims)?;
         for extent in new {
             self.capacity += extent.count;
-            self.extents.push(extent, GFP_KERNEL)?;
+            // Cannot fail: the room was reserved.
+            let _ = self.extents.push(extent, GFP_NOWAIT);
         }
         self.answered();
         Ok(())
@@ -165,5 +188,11 @@ impl DiffStorage {
             self.used_in_next = 0;
         }
         Err(ENOSPC)
+    }
+}
+
+impl Drop for DiffStorage {
+    fn drop(&mut self) {
+        claims::release(self.extents.iter().map(Extent::claim));
     }
 }

@@ -7,7 +7,7 @@
 //! files it does not want before reading the image.  What is written lands
 //! in difference storage only, and marks the change map.
 
-use crate::{diff_area::DiffArea, tracker::Tracker};
+use crate::{claims, diff_area::DiffArea, tracker::Tracker};
 use kernel::{
     block::{
         bio::{Operation, Status, SubmittedBio},
@@ -49,7 +49,16 @@ impl bio_disk::Operations for ImageOps {
     }
 }
 
-pub(crate) type Image = BioDisk<ImageOps>;
+/// An image disk.  While it exists it is recorded in `claims`, so that no
+/// snapshot takes it as difference storage.
+pub(crate) struct Image(BioDisk<ImageOps>);
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // Before the disk goes: a new disk may get its number at once.
+        claims::remove_image(self.0.devt());
+    }
+}
 
 /// Writes the image name of device `major:minor` into `buf`; returns its
 /// length.
@@ -81,5 +90,7 @@ pub(crate) fn create(tracker: Arc<Tracker>, area: Arc<DiffArea>) -> Result<Image
     let mut buf = [0u8; 32];
     let len = name(tracker.major, tracker.minor, &mut buf);
     let sectors = area.capacity();
-    BioDisk::new(&buf[..len], sectors, false, Target { tracker, area })
+    let disk = BioDisk::new(&buf[..len], sectors, false, Target { tracker, area })?;
+    claims::add_image(disk.devt())?;
+    Ok(Image(disk))
 }

@@ -11,6 +11,7 @@ use crate::{
     diff_storage::DiffStorage,
     event_queue::{Event, EventQueue},
     image::{self, Image},
+    live_areas::LiveAreas,
     params,
     tracker::Tracker,
 };
@@ -54,6 +55,8 @@ enum State {
 pub(crate) struct Snapshot {
     pub(crate) id: Uuid,
     events: Arc<EventQueue>,
+    /// The difference areas made for this snapshot that still exist.
+    areas: Arc<LiveAreas>,
     #[pin]
     state: Mutex<State>,
 }
@@ -66,6 +69,7 @@ impl Snapshot {
             try_pin_init!(Self {
                 id,
                 events,
+                areas: LiveAreas::new()?,
                 state <- new_mutex!(
                     State::Created(Parts {
                         devices: KVec::new(),
@@ -132,7 +136,7 @@ impl Snapshot {
         parts
             .devices
             .sort_unstable_by_key(|tracker| tracker.freeze_order());
-        let result = Self::switch_on(&mut parts, &self.events);
+        let result = Self::switch_on(&mut parts, &self.events, &self.areas);
         let mut state = self.state.lock();
         let destroyed = matches!(*state, State::Destroyed);
         match result {
@@ -154,12 +158,11 @@ impl Snapshot {
             result => {
                 // Destroyed while being taken: finish the destruction here.
                 drop(state);
-                if let Ok((images, _)) = result {
+                if let Ok((images, storage)) = result {
                     Self::switch_off(&parts.devices, images);
+                    drop(storage);
                 }
-                for tracker in parts.devices.iter() {
-                    tracker.leave(self.id);
-                }
+                self.release(&parts.devices);
                 Err(ESRCH)
             }
         }
@@ -170,9 +173,10 @@ impl Snapshot {
     fn switch_on(
         parts: &mut Parts,
         events: &Arc<EventQueue>,
+        live: &Arc<LiveAreas>,
     ) -> Result<(KVec<Image>, Arc<Mutex<DiffStorage>>)> {
         let storage = diff_area::shared_storage(core::mem::take(&mut parts.storage))?;
-        let (areas, images) = match Self::prepare(&parts.devices, &storage, events) {
+        let (areas, images) = match Self::prepare(&parts.devices, &storage, events, live) {
             Ok(prepared) => prepared,
             Err(e) => {
                 parts.storage = core::mem::take(&mut *storage.lock());
@@ -203,6 +207,10 @@ impl Snapshot {
             Ok(()) => Ok((images, storage)),
             Err(e) => {
                 Self::switch_off(&parts.devices, images);
+                // The storage goes back to the snapshot for the next take:
+                // nothing may store into it any more.
+                drop(areas);
+                live.wait_all_gone();
                 parts.storage = core::mem::take(&mut *storage.lock());
                 Err(e)
             }
@@ -247,13 +255,14 @@ impl Snapshot {
         devices: &[Arc<Tracker>],
         storage: &Arc<Mutex<DiffStorage>>,
         events: &Arc<EventQueue>,
+        live: &Arc<LiveAreas>,
     ) -> Result<(KVec<Arc<DiffArea>>, KVec<Image>)> {
         let mut areas = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
         let mut images = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
         for tracker in devices {
             let original = OpenedBlockDevice::open_by_devt(tracker.devt())?;
             tracker.resize_if_needed(original.bdev().nr_sectors())?;
-            let area = DiffArea::new(original, storage.clone(), events.clone())?;
+            let area = DiffArea::new(original, storage.clone(), events.clone(), live.enter())?;
             images.push(image::create(tracker.clone(), area.clone())?, GFP_KERNEL)?;
             areas.push(area, GFP_KERNEL)?;
         }
@@ -276,7 +285,15 @@ impl Snapshot {
             // The task taking it finishes the destruction.
             State::Taking | State::Destroyed => return,
         };
-        for tracker in devices.iter() {
+        self.release(&devices);
+    }
+
+    /// Lets the devices go once the retired difference areas are gone: until
+    /// then they may still release writes they held and store chunks, so no
+    /// device may be in a new snapshot and no storage given to one before.
+    fn release(&self, devices: &[Arc<Tracker>]) {
+        self.areas.wait_all_gone();
+        for tracker in devices {
             tracker.leave(self.id);
         }
     }
