@@ -9,10 +9,10 @@
 //! `DiffStorage`'s; these are the ones across snapshots, made and recorded
 //! in one step under one lock, so that two appends cannot both pass.
 
-use kernel::{prelude::*, sync::Mutex};
+use kernel::prelude::*;
 
-/// A range of sectors `start..end` on device `devt`.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// A range of sectors `start..end` of the whole disk `devt`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Claim {
     pub(crate) devt: u32,
     pub(crate) start: u64,
@@ -26,8 +26,24 @@ impl Claim {
 }
 
 pub(crate) struct Claims {
+    /// Sorted, and disjoint: a claim is checked with its neighbours only.
     ranges: KVec<Claim>,
+    /// Image devices; one may be listed twice for a moment (see `image`).
     images: KVec<u32>,
+}
+
+impl Claims {
+    /// Whether `new` overlaps a recorded range.
+    fn taken(&self, new: &Claim) -> bool {
+        // The first recorded range that starts at or after `new`, and the
+        // one before it: being disjoint and sorted, only they can overlap.
+        let at = self.ranges.partition_point(|c| c < new);
+        let before = at.checked_sub(1).and_then(|i| self.ranges.get(i));
+        [before, self.ranges.get(at)]
+            .into_iter()
+            .flatten()
+            .any(|c| c.overlaps(new))
+    }
 }
 
 kernel::sync::global_lock! {
@@ -39,17 +55,17 @@ kernel::sync::global_lock! {
     };
 }
 
-/// Records `ranges` as difference storage: `EINVAL` if they are on an image,
-/// `EBUSY` if any overlaps storage already recorded (another snapshot's:
-/// a snapshot's own ranges were checked against each other before).
-/// Records all or none.
+/// Records `ranges`, which do not overlap each other, as difference storage:
+/// `EINVAL` if one is on an image, `EBUSY` if one overlaps storage recorded
+/// before (another snapshot's: a snapshot's own ranges were checked against
+/// each other before).  Records all or none.
 pub(crate) fn claim(ranges: &[Claim]) -> Result {
     let mut claims = CLAIMS.lock();
     for new in ranges {
         if claims.images.contains(&new.devt) {
             return Err(EINVAL);
         }
-        if claims.ranges.iter().any(|old| old.overlaps(new)) {
+        if claims.taken(new) {
             return Err(EBUSY);
         }
     }
@@ -58,26 +74,51 @@ pub(crate) fn claim(ranges: &[Claim]) -> Result {
         // Cannot fail: the room was reserved.
         let _ = claims.ranges.push(*new, GFP_NOWAIT);
     }
+    claims.ranges.sort_unstable();
     Ok(())
 }
 
 /// Forgets `ranges`, once nothing writes to them any more.
-pub(crate) fn release(ranges: impl Iterator<Item = Claim>) {
-    let mut claims = CLAIMS.lock();
-    for gone in ranges {
-        if let Some(i) = claims.ranges.iter().position(|c| *c == gone) {
-            let _ = claims.ranges.remove(i);
+pub(crate) fn release(ranges: impl ExactSizeIterator<Item = Claim>) {
+    let mut gone = KVec::new();
+    if gone.reserve(ranges.len(), GFP_KERNEL).is_err() {
+        // One search and removal each: slower, but it needs no memory.
+        let mut claims = CLAIMS.lock();
+        for c in ranges {
+            if let Ok(i) = claims.ranges.binary_search(&c) {
+                let _ = claims.ranges.remove(i);
+            }
         }
+        return;
     }
+    for c in ranges {
+        // Cannot fail: the room was reserved.
+        let _ = gone.push(c, GFP_NOWAIT);
+    }
+    gone.sort_unstable();
+    CLAIMS
+        .lock()
+        .ranges
+        .retain(|c| gone.binary_search(c).is_err());
 }
 
-/// Records image device `devt`, which storage may not be on.
+/// Records image device `devt`, which storage may not be on: `EBUSY` if
+/// storage was claimed on it while it was being added.
 pub(crate) fn add_image(devt: u32) -> Result {
-    CLAIMS.lock().images.push(devt, GFP_KERNEL)?;
+    let mut claims = CLAIMS.lock();
+    let all = Claim {
+        devt,
+        start: 0,
+        end: u64::MAX,
+    };
+    if claims.taken(&all) {
+        return Err(EBUSY);
+    }
+    claims.images.push(devt, GFP_KERNEL)?;
     Ok(())
 }
 
-/// Forgets image device `devt`.
+/// Forgets image device `devt`, once it is gone.
 pub(crate) fn remove_image(devt: u32) {
     let mut claims = CLAIMS.lock();
     if let Some(i) = claims.images.iter().position(|&d| d == devt) {

@@ -89,10 +89,15 @@ impl DiffStorage {
     pub(crate) fn new(events: Arc<EventQueue>, minimum: u64) -> Self {
         events.low_free_space(minimum);
         Self {
+            extents: KVec::new(),
+            capacity: 0,
+            used: 0,
+            next: 0,
+            used_in_next: 0,
             events: Some(events),
             minimum,
             requested: minimum,
-            ..Default::default()
+            waiting: false,
         }
     }
 

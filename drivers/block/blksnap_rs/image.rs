@@ -50,13 +50,20 @@ impl bio_disk::Operations for ImageOps {
 }
 
 /// An image disk.  While it exists it is recorded in `claims`, so that no
-/// snapshot takes it as difference storage.
-pub(crate) struct Image(BioDisk<ImageOps>);
+/// snapshot takes it as difference storage: from before anyone can claim
+/// storage on it until after it is gone.
+pub(crate) struct Image {
+    /// `None` only while it is dropped.
+    disk: Option<BioDisk<ImageOps>>,
+    devt: u32,
+}
 
 impl Drop for Image {
     fn drop(&mut self) {
-        // Before the disk goes: a new disk may get its number at once.
-        claims::remove_image(self.0.devt());
+        drop(self.disk.take());
+        // A new image may have this number already: it is listed twice
+        // until now, and one of the two goes.
+        claims::remove_image(self.devt);
     }
 }
 
@@ -91,6 +98,11 @@ pub(crate) fn create(tracker: Arc<Tracker>, area: Arc<DiffArea>) -> Result<Image
     let len = name(tracker.major, tracker.minor, &mut buf);
     let sectors = area.capacity();
     let disk = BioDisk::new(&buf[..len], sectors, false, Target { tracker, area })?;
-    claims::add_image(disk.devt())?;
-    Ok(Image(disk))
+    let devt = disk.devt();
+    // Storage claimed on it in the moment since it was added: fail the take.
+    claims::add_image(devt)?;
+    Ok(Image {
+        disk: Some(disk),
+        devt,
+    })
 }
