@@ -125,3 +125,36 @@ pub(crate) fn remove_image(devt: u32) {
         let _ = claims.images.remove(i);
     }
 }
+
+#[kunit_tests(blksnap_claims)]
+mod tests {
+    use super::*;
+
+    fn c(devt: u32, start: u64, end: u64) -> Claim {
+        Claim { devt, start, end }
+    }
+
+    #[test]
+    fn the_two_neighbours_decide() -> Result {
+        let mut claims = Claims {
+            ranges: KVec::new(),
+            images: KVec::new(),
+        };
+        for r in [c(2, 5, 6), c(1, 20, 30), c(1, 0, 10)] {
+            claims.ranges.push(r, GFP_KERNEL)?;
+        }
+        claims.ranges.sort_unstable();
+        // Inside, across and between recorded ranges.
+        assert!(claims.taken(&c(1, 5, 6)));
+        assert!(claims.taken(&c(1, 0, 1)));
+        assert!(claims.taken(&c(1, 9, 21)));
+        assert!(!claims.taken(&c(1, 10, 20)));
+        assert!(claims.taken(&c(1, 25, 26)));
+        assert!(!claims.taken(&c(1, 30, 40)));
+        // Other disks do not count; a whole disk overlaps all of it.
+        assert!(!claims.taken(&c(2, 0, 5)));
+        assert!(claims.taken(&c(2, 0, u64::MAX)));
+        assert!(!claims.taken(&c(3, 0, u64::MAX)));
+        Ok(())
+    }
+}
