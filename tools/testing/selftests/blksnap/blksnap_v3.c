@@ -443,25 +443,34 @@ TEST_F(v3_small, low_space_requests_follow_what_was_asked)
 	ASSERT_EQ(0, wait_ev(t->ctl, &t->id, 1000, t->ev));
 	ASSERT_EQ(blksnap_event_code_low_free_space, t->ev->code);
 	EXPECT_EQ(4096, requested(t->ev));
-	/* Twice what was asked: v3 still counts against the 4096 asked. */
-	ASSERT_EQ(0, give(t, 0, 8192));
+	/* Half of what was asked; the first request does not stay open. */
+	ASSERT_EQ(0, give(t, 0, 2048));
 	ASSERT_EQ(0, snapshot_take(t->ctl, &t->id));
 
-	/* 3 chunks, 2560 of the 4096 asked left; the 4th leaves 2048. */
+	/* 2048 of the 4096 asked left after 4 chunks: the second request. */
 	no_request_up_to(_metadata, t, &chunk, 3);
 	request_at(_metadata, t, &chunk);
 
-	/* Answered in full: 8192 asked, 12288 given; 2048 left at 12. */
-	ASSERT_EQ(0, give(t, 8192, 4096));
+	/* 8192 asked, 4096 given: the request stays open, however low. */
+	ASSERT_EQ(0, give(t, 2048, 2048));
+	no_request_up_to(_metadata, t, &chunk, 8);
+	/* All given: 2048 of the 8192 left after 12 chunks. */
+	ASSERT_EQ(0, give(t, 4096, 4096));
 	no_request_up_to(_metadata, t, &chunk, 11);
 	request_at(_metadata, t, &chunk);
 
-	/* 16384 asked; answered in part (13312 given): the request stays open. */
-	ASSERT_EQ(0, give(t, 12288, 1024));
-	no_request_up_to(_metadata, t, &chunk, 20);
-	/* The rest of the answer: 2048 of the 16384 left at chunk 28. */
-	ASSERT_EQ(0, give(t, 13312, 3072));
-	no_request_up_to(_metadata, t, &chunk, 27);
+	/*
+	 * Twice what was asked (16384 given, 12288 asked): counted against
+	 * what was asked, 2048 left after 20 chunks though 6144 are free.
+	 */
+	ASSERT_EQ(0, give(t, 8192, 8192));
+	no_request_up_to(_metadata, t, &chunk, 19);
+	request_at(_metadata, t, &chunk);
+
+	/* Not answered (16384 asked and given): no request up to the end. */
+	no_request_up_to(_metadata, t, &chunk, 31);
+	/* An empty answer closes it: given is all that was asked. */
+	ASSERT_EQ(0, storage_append(t->ctl, &t->id, t->store.path, NULL, 0));
 	request_at(_metadata, t, &chunk);
 }
 
