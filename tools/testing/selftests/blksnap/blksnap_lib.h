@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/blk-filter.h>
@@ -342,5 +343,63 @@ out:
 	free(mbr);
 	return err;
 }
+
+/* null_blk devices made through configfs. */
+#define NULLB_DIR "/sys/kernel/config/nullb/"
+
+static inline int nullb_set(const char *name, const char *attr, const char *val)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), NULLB_DIR "%s/%s", name, attr);
+	return write_str(path, val);
+}
+
+/*
+ * A memory-backed null_blk disk /dev/NAME of `mb` MiB; with `nsec`, every
+ * bio completes that many nanoseconds late.
+ */
+static inline int nullb_create(const char *name, int mb, const char *nsec)
+{
+	char path[128], size[16];
+
+	snprintf(path, sizeof(path), NULLB_DIR "%s", name);
+	snprintf(size, sizeof(size), "%d", mb);
+	if (mkdir(path, 0755) && errno != EEXIST)
+		return -1;
+	if (nullb_set(name, "size", size) || nullb_set(name, "memory_backed", "1"))
+		return -1;
+	if (nsec && (nullb_set(name, "irqmode", "2") ||
+		     nullb_set(name, "completion_nsec", nsec)))
+		return -1;
+	return nullb_set(name, "power", "1");
+}
+
+/* Deletes the disk (power off), then its configfs entry. */
+static inline void nullb_delete(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), NULLB_DIR "%s", name);
+	if (access(path, F_OK))
+		return;
+	nullb_set(name, "power", "0");
+	rmdir(path);
+}
+
+/*
+ * Fails the running case if the kernel logged a splat since kmsg_mark()
+ * gave `kmsg`, and closes it; for fixture teardowns.
+ */
+#define EXPECT_NO_SPLAT(kmsg) do {						\
+	char __line[256];							\
+										\
+	if ((kmsg) >= 0 && kmsg_splat((kmsg), __line, sizeof(__line))) {	\
+		TH_LOG("kernel log: %s", __line);				\
+		_metadata->exit_code = KSFT_FAIL;				\
+	}									\
+	if ((kmsg) >= 0)							\
+		close(kmsg);							\
+} while (0)
 
 #endif /* BLKSNAP_LIB_H */

@@ -61,7 +61,6 @@ FIXTURE_SETUP(order)
 
 FIXTURE_TEARDOWN(order)
 {
-	char line[256];
 	int d, p;
 
 	for (d = 0; d < 2; d++) {
@@ -75,11 +74,7 @@ FIXTURE_TEARDOWN(order)
 	}
 	loop_destroy(&self->store);
 	close(self->ctl);
-	if (kmsg_splat(self->kmsg, line, sizeof(line))) {
-		TH_LOG("kernel log: %s", line);
-		_metadata->exit_code = KSFT_FAIL;
-	}
-	close(self->kmsg);
+	EXPECT_NO_SPLAT(self->kmsg);
 }
 
 /* A snapshot of fds[0] and fds[1], added in that order, taken. */

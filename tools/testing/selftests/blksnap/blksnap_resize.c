@@ -78,18 +78,12 @@ FIXTURE_SETUP(resize)
 
 FIXTURE_TEARDOWN(resize)
 {
-	char line[256];
-
 	if (self->orig.fd >= 0)
 		blksnap_detach(self->orig.fd);
 	loop_destroy(&self->orig);
 	loop_destroy(&self->store);
 	close(self->ctl);
-	if (kmsg_splat(self->kmsg, line, sizeof(line))) {
-		TH_LOG("kernel log: %s", line);
-		_metadata->exit_code = KSFT_FAIL;
-	}
-	close(self->kmsg);
+	EXPECT_NO_SPLAT(self->kmsg);
 }
 
 /*
@@ -181,7 +175,6 @@ FIXTURE_SETUP(few_blocks)
 FIXTURE_TEARDOWN(few_blocks)
 {
 	struct _test_data_resize *r = &self->r;
-	char line[256];
 
 	if (r->orig.fd >= 0)
 		blksnap_detach(r->orig.fd);
@@ -190,11 +183,7 @@ FIXTURE_TEARDOWN(few_blocks)
 	if (r->ctl >= 0)
 		close(r->ctl);
 	EXPECT_EQ(0, run("rmmod blksnap && modprobe blksnap"));
-	if (r->kmsg >= 0 && kmsg_splat(r->kmsg, line, sizeof(line))) {
-		TH_LOG("kernel log: %s", line);
-		_metadata->exit_code = KSFT_FAIL;
-	}
-	close(r->kmsg);
+	EXPECT_NO_SPLAT(r->kmsg);
 }
 
 /*

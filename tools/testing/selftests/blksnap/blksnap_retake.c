@@ -24,43 +24,6 @@
 #define DEV_SIZE (DEV_MB * MIB)
 #define CHUNK (256 * 1024)	/* blksnap's chunk for a 16 MiB device */
 #define WRITERS 20
-#define NULLB_DIR "/sys/kernel/config/nullb/"
-
-static int nullb_set(const char *name, const char *attr, const char *val)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), NULLB_DIR "%s/%s", name, attr);
-	return write_str(path, val);
-}
-
-/* A memory-backed null_blk disk /dev/NAME that completes after `nsec`. */
-static int nullb_create(const char *name, const char *nsec)
-{
-	char path[128], size[16];
-
-	snprintf(path, sizeof(path), NULLB_DIR "%s", name);
-	snprintf(size, sizeof(size), "%d", DEV_MB);
-	if (mkdir(path, 0755) && errno != EEXIST)
-		return -1;
-	if (nullb_set(name, "size", size) || nullb_set(name, "memory_backed", "1"))
-		return -1;
-	if (nsec && (nullb_set(name, "irqmode", "2") ||
-		     nullb_set(name, "completion_nsec", nsec)))
-		return -1;
-	return nullb_set(name, "power", "1");
-}
-
-static void nullb_delete(const char *name)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), NULLB_DIR "%s", name);
-	if (access(path, F_OK))
-		return;
-	nullb_set(name, "power", "0");
-	rmdir(path);
-}
 
 struct writer {
 	int fd;
@@ -92,8 +55,8 @@ FIXTURE_SETUP(retake)
 		run("mount -t configfs none /sys/kernel/config");
 	if (access(NULLB_DIR, W_OK))
 		SKIP(return, "null_blk configfs is not available");
-	ASSERT_EQ(0, nullb_create("bsnap_rt_orig", NULL));
-	ASSERT_EQ(0, nullb_create("bsnap_rt_slow", "50000000"));
+	ASSERT_EQ(0, nullb_create("bsnap_rt_orig", DEV_MB, NULL));
+	ASSERT_EQ(0, nullb_create("bsnap_rt_slow", DEV_MB, "50000000"));
 	ASSERT_EQ(0, run("modprobe blksnap"));
 	self->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, self->ctl);

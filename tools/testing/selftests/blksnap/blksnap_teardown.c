@@ -29,41 +29,7 @@
 #define DEV_SIZE (DEV_MB * MIB)
 #define NR_BLOCKS (DEV_SIZE / BLK)
 #define CHUNK (256 * 1024)	/* blksnap's chunk for a 16 MiB device */
-#define NULLB_DIR "/sys/kernel/config/nullb/"
 #define RACES 8
-
-static int nullb_set(const char *name, const char *attr, const char *val)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), NULLB_DIR "%s/%s", name, attr);
-	return write_str(path, val);
-}
-
-/* A memory-backed null_blk disk /dev/NAME of DEV_MB MiB. */
-static int nullb_create(const char *name)
-{
-	char path[128], size[16];
-
-	snprintf(path, sizeof(path), NULLB_DIR "%s", name);
-	snprintf(size, sizeof(size), "%d", DEV_MB);
-	if (mkdir(path, 0755) && errno != EEXIST)
-		return -1;
-	return nullb_set(name, "size", size) || nullb_set(name, "memory_backed", "1") ||
-	       nullb_set(name, "power", "1");
-}
-
-/* Deletes the disk (power off), then its configfs entry. */
-static void nullb_delete(const char *name)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), NULLB_DIR "%s", name);
-	if (access(path, F_OK))
-		return;
-	nullb_set(name, "power", "0");
-	rmdir(path);
-}
 
 FIXTURE(gone) {
 	int ctl, orig;
@@ -84,8 +50,8 @@ FIXTURE_SETUP(gone)
 		run("mount -t configfs none /sys/kernel/config");
 	if (access(NULLB_DIR, W_OK))
 		SKIP(return, "null_blk configfs is not available");
-	ASSERT_EQ(0, nullb_create("bsnap_orig"));
-	ASSERT_EQ(0, nullb_create("bsnap_store"));
+	ASSERT_EQ(0, nullb_create("bsnap_orig", DEV_MB, NULL));
+	ASSERT_EQ(0, nullb_create("bsnap_store", DEV_MB, NULL));
 	ASSERT_EQ(0, run("modprobe blksnap"));
 	self->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, self->ctl);
