@@ -57,8 +57,10 @@ kernel::sync::global_lock! {
 
 /// Records `ranges`, which do not overlap each other, as difference storage:
 /// `EINVAL` if one is on an image, `EBUSY` if one overlaps storage recorded
-/// before (another snapshot's: a snapshot's own ranges were checked against
-/// each other before).  Records all or none.
+/// before: another snapshot's, or the same snapshot's given through another
+/// device of the same disk (a partition and the whole disk; ranges given
+/// through one device were checked against each other before).  Records all
+/// or none.
 pub(crate) fn claim(ranges: &[Claim]) -> Result {
     let mut claims = CLAIMS.lock();
     for new in ranges {
@@ -80,6 +82,9 @@ pub(crate) fn claim(ranges: &[Claim]) -> Result {
 
 /// Forgets `ranges`, once nothing writes to them any more.
 pub(crate) fn release(ranges: impl ExactSizeIterator<Item = Claim>) {
+    if ranges.len() == 0 {
+        return;
+    }
     let mut gone = KVec::new();
     if gone.reserve(ranges.len(), GFP_KERNEL).is_err() {
         // One search and removal each: slower, but it needs no memory.

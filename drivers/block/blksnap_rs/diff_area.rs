@@ -213,6 +213,9 @@ pub(crate) struct DiffArea {
     stored: CondVar,
     #[pin]
     store_work: Work<DiffArea, 1>,
+    /// Drops the last reference in a worker, see `DiffArea::put_in_submit`.
+    #[pin]
+    last_put: Work<DiffArea, 2>,
     /// Counts this area among its snapshot's until it is gone.  Last, so
     /// that it goes after everything else.
     _live: LiveArea,
@@ -221,6 +224,7 @@ pub(crate) struct DiffArea {
 impl_has_work! {
     impl HasWork<Self, 0> for DiffArea { self.work }
     impl HasWork<Self, 1> for DiffArea { self.store_work }
+    impl HasWork<Self, 2> for DiffArea { self.last_put }
 }
 
 impl DiffArea {
@@ -256,6 +260,7 @@ impl DiffArea {
                 stores <- new_mutex!(StoreQueue::default(), "blksnap_diff_area_stores"),
                 stored <- new_condvar!("blksnap_diff_area_stored"),
                 store_work <- new_work!("blksnap_diff_area_store"),
+                last_put <- new_work!("blksnap_diff_area_last_put"),
                 _live: live,
             }),
             GFP_KERNEL,
@@ -264,6 +269,16 @@ impl DiffArea {
 
     pub(crate) fn original(&self) -> &OpenedBlockDevice {
         &self.reads.target().original
+    }
+
+    /// Drops a reference taken in the original's submit path, where the
+    /// queue is entered.  If it is the last one, the area goes in a worker:
+    /// going waits for reads forwarded to the original, which may wait
+    /// behind a freeze of that queue, which waits for this submitter.
+    pub(crate) fn put_in_submit(this: Arc<Self>) {
+        if let Some(last) = Arc::into_unique_or_drop(this) {
+            let _ = workqueue::system_unbound().enqueue::<_, 2>(Arc::from(last));
+        }
     }
 
     pub(crate) fn capacity(&self) -> u64 {
@@ -859,6 +874,13 @@ impl WorkItem<0> for DiffArea {
             this.pending.lock().give_back(batch);
         }
     }
+}
+
+impl WorkItem<2> for DiffArea {
+    type Pointer = Arc<DiffArea>;
+
+    /// Nothing to do: the last reference goes when this returns.
+    fn run(_this: Arc<DiffArea>) {}
 }
 
 impl WorkItem<1> for DiffArea {

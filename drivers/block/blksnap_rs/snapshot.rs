@@ -226,16 +226,7 @@ impl Snapshot {
         }
         drop(images);
         for tracker in devices {
-            let Some(area) = tracker.diff_area() else {
-                continue;
-            };
-            // The frozen queue waits for submitters inside the filter: none
-            // of them can be left holding the area, and drop the last
-            // reference to it with the queue entered (dropping it waits
-            // for reads forwarded to that queue).
-            let frozen = area.original().freeze_queue();
             tracker.stop_cow();
-            drop(frozen);
         }
     }
 

@@ -244,7 +244,11 @@ impl filter::Operations for TrackerFilter {
             tracker.active.lock().mark_io(sector, bio.nr_sectors());
         }
         match tracker.diff_area() {
-            Some(area) => area.write(bio),
+            Some(area) => {
+                let passed = area.write(bio);
+                DiffArea::put_in_submit(area);
+                passed
+            }
             None => Some(bio),
         }
     }
