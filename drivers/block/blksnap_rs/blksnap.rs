@@ -99,5 +99,6 @@ impl kernel::InPlaceModule for Blksnap {
 impl PinnedDrop for Blksnap {
     fn drop(self: Pin<&mut Self>) {
         snapshot::destroy_all();
+        claims::clear();
     }
 }

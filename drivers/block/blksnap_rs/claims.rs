@@ -107,6 +107,16 @@ pub(crate) fn release(ranges: impl ExactSizeIterator<Item = Claim>) {
         .retain(|c| gone.binary_search(c).is_err());
 }
 
+/// Frees the registry's memory when the module goes (a static is never
+/// dropped); every snapshot, and so every claim and image, is gone by then.
+pub(crate) fn clear() {
+    let mut claims = CLAIMS.lock();
+    let ranges = core::mem::take(&mut claims.ranges);
+    let images = core::mem::take(&mut claims.images);
+    drop(claims);
+    drop((ranges, images));
+}
+
 /// Records image device `devt`, which storage may not be on: `EBUSY` if
 /// storage was claimed on it while it was being added.
 pub(crate) fn add_image(devt: u32) -> Result {
