@@ -19,9 +19,9 @@
 #include <linux/mutex.h>
 #include <linux/uaccess.h>
 #include <kunit/visibility.h>
+#include <trace/events/block.h>
 
 #include "blk.h"
-#include "blk-throttle.h"
 
 static LIST_HEAD(blkfilters);
 static DEFINE_MUTEX(blkfilters_lock);
@@ -79,22 +79,27 @@ VISIBLE_IF_KUNIT void blkfilter_put(const struct blkfilter_operations *ops)
 }
 EXPORT_SYMBOL_IF_KUNIT(blkfilter_put);
 
+/* Does a partition of @disk carry a filter?  Called with open_mutex held. */
+static bool blkfilter_on_partition(struct gendisk *disk)
+{
+	struct block_device *part;
+	unsigned long idx;
+
+	xa_for_each_start(&disk->part_tbl, idx, part, 1)
+		if (part->bd_filter)
+			return true;
+	return false;
+}
+
 /*
  * A bio passes at most one filter: the one on its partition or the one on
  * the whole disk.  Refuse attachments that would stack the two.
  */
 static bool blkfilter_stacked(struct block_device *bdev)
 {
-	struct block_device *part;
-	unsigned long idx;
-
 	if (bdev_is_partition(bdev))
 		return bdev_whole(bdev)->bd_filter != NULL;
-
-	xa_for_each_start(&bdev->bd_disk->part_tbl, idx, part, 1)
-		if (part->bd_filter)
-			return true;
-	return false;
+	return blkfilter_on_partition(bdev->bd_disk);
 }
 
 /* Is @bdev still part of a live disk?  Called with open_mutex held. */
@@ -115,6 +120,13 @@ static void blkfilter_publish(struct block_device *bdev, struct blkfilter *flt)
 
 	memflags = blk_mq_freeze_queue(q);
 	WRITE_ONCE(bdev->bd_filter, flt);
+	/* Writes to the whole disk then look for partitions' filters. */
+	if (bdev_is_partition(bdev)) {
+		if (blkfilter_on_partition(bdev->bd_disk))
+			bdev_set_flag(bdev_whole(bdev), BD_FILTERED_PARTS);
+		else
+			bdev_clear_flag(bdev_whole(bdev), BD_FILTERED_PARTS);
+	}
 	blk_mq_unfreeze_queue(q, memflags);
 }
 
@@ -264,51 +276,132 @@ int blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
 	}
 }
 
+/* Splits of whole-disk writes at the edges of filtered partitions. */
+static struct bio_set blkfilter_bio_set;
+
+/*
+ * The filter of the partition a bio sent to the whole disk writes into, if
+ * it has one.  A bio that reaches into a filtered partition but does not lie
+ * wholly in one partition is split at the last partition edge inside it:
+ * the front goes around again (and is split further if need be), the rest
+ * is in one partition or in none.
+ *
+ * Return: the filter, NULL, or an error pointer if the bio could not be
+ * split and has been completed.
+ */
+static struct blkfilter *blkfilter_of_partition(struct bio *bio)
+{
+	struct gendisk *disk = bio->bi_bdev->bd_disk;
+	sector_t start = bio->bi_iter.bi_sector;
+	sector_t end = bio_end_sector(bio);
+	struct blkfilter *flt = NULL;
+	struct block_device *part;
+	sector_t edge = start;
+	unsigned long idx;
+	struct bio *front;
+
+	if (!op_is_write(bio_op(bio)) || !bio_sectors(bio))
+		return NULL;
+
+	/*
+	 * RCU keeps partitions without a filter while we look at them.  The
+	 * filter found is kept by the caller's queue reference: a partition
+	 * detaches its filter, with the queue frozen, before it goes.
+	 */
+	rcu_read_lock();
+	xa_for_each_start(&disk->part_tbl, idx, part, 1) {
+		sector_t first = part->bd_start_sect;
+		sector_t last = first + bdev_nr_sectors(part);
+
+		if (!READ_ONCE(part->bd_filter) || last <= start || first >= end)
+			continue;
+		if (first > start)
+			edge = max(edge, first);
+		if (last < end)
+			edge = max(edge, last);
+	}
+	rcu_read_unlock();
+
+	if (edge > start) {
+		/* As blk-mq does: a bio that must wait is not split. */
+		if (bio->bi_opf & REQ_NOWAIT) {
+			bio_wouldblock_error(bio);
+			return ERR_PTR(-EAGAIN);
+		}
+		front = bio_split(bio, edge - start, GFP_NOIO, &blkfilter_bio_set);
+		if (IS_ERR(front)) {
+			bio_endio_status(bio, errno_to_blk_status(PTR_ERR(front)));
+			return ERR_CAST(front);
+		}
+		/* Polling a bio that was split may never see it end. */
+		bio_clear_polled(bio);
+		bio_clear_polled(front);
+		bio_chain(front, bio);
+		trace_block_split(front, bio->bi_iter.bi_sector);
+		submit_bio_noacct_nocheck(front, true);
+		start = edge;
+	}
+
+	rcu_read_lock();
+	xa_for_each_start(&disk->part_tbl, idx, part, 1) {
+		flt = READ_ONCE(part->bd_filter);
+		if (flt && start >= part->bd_start_sect &&
+		    start < part->bd_start_sect + bdev_nr_sectors(part))
+			break;
+		flt = NULL;
+	}
+	rcu_read_unlock();
+	return flt;
+}
+
 /**
  * __blkfilter_submit_bio() - offer a bio to the filter of its device
- * @bio: The bio, checked and remapped by submit_bio_noacct().
+ * @bio: The bio, about to be dispatched to the driver.
  *
- * Called when the bio's device, or the whole disk it belongs to, may have a
- * filter attached.
+ * Called with the queue entered, when the bio's device, the whole disk it
+ * belongs to, or a partition it may write into, has a filter attached.  The
+ * caller keeps the queue entered until the bio is dispatched, so the filter
+ * pointers cannot change under it and a freeze of the queue waits for every
+ * bio the filter let pass.
  *
- * Return: %true if the bio must not go on: the filter took it over, or the
- * queue could not be entered and the bio has been completed.
+ * Return: %true if the filter took the bio over, or if the bio has been
+ * completed because it could not be split.
  */
 bool __blkfilter_submit_bio(struct bio *bio)
 {
 	struct block_device *bdev = bio->bi_bdev;
-	struct request_queue *q = bdev_get_queue(bdev);
 	struct blkfilter *flt;
-	bool taken = false;
 
-	if (bio_queue_enter(bio))
-		return true;
-
-	/* Re-read with the queue entered: only now is the pointer stable. */
 	flt = READ_ONCE(bdev->bd_filter);
 	if (!flt)
 		flt = READ_ONCE(bdev_whole(bdev)->bd_filter);
-	if (flt)
-		taken = flt->ops->submit_bio(flt, bio);
-
-	/* @bio may be gone already: use the queue looked up before. */
-	blk_queue_exit(q);
-	return taken;
+	if (!flt && bdev_test_flag(bdev, BD_FILTERED_PARTS)) {
+		flt = blkfilter_of_partition(bio);
+		if (IS_ERR(flt))
+			return true;
+	}
+	return flt && flt->ops->submit_bio(flt, bio);
 }
 
 /**
  * blkfilter_resubmit_bio() - send a bio on to its driver, past the filter
  * @bio: A bio the filter took over in &blkfilter_operations.submit_bio.
  *
- * The bio has been checked and, for a partition, remapped already: pass it
- * on without repeating that and without offering it to the filter again.
+ * The bio has been checked, remapped and throttled already: pass it on
+ * without repeating that and without offering it to the filter again.
  */
 void blkfilter_resubmit_bio(struct bio *bio)
 {
-	if (!blk_throtl_bio(bio))
-		submit_bio_noacct_nocheck(bio, false);
+	bio_set_flag(bio, BIO_FILTERED);
+	submit_bio_noacct_nocheck(bio, false);
 }
 EXPORT_SYMBOL_GPL(blkfilter_resubmit_bio);
+
+static int __init blkfilter_init(void)
+{
+	return bioset_init(&blkfilter_bio_set, BIO_POOL_SIZE, 0, 0);
+}
+subsys_initcall(blkfilter_init);
 
 /**
  * blkfilter_register() - make a filter available for attaching

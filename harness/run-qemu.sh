@@ -19,6 +19,7 @@ mkdir -p "$root"/{bin,sbin,dev,proc,sys,tmp,etc,selftests}
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 cp "$REPO/harness/guest/init" "$root/init"
+cp "$REPO/harness/guest/budgets" "$root/budgets"
 cp "$REPO/harness/guest/demo.sh" "$root/demo.sh"
 cp "$REPO/harness/guest/bench.sh" "$root/bench.sh"
 # The benchmark's knobs travel into the guest in a file it sources.
@@ -40,16 +41,14 @@ for tool in /usr/sbin/mke2fs /usr/sbin/e2fsck; do
 	done
 done
 cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
-# The benchmark also needs fio and dmsetup.
-if [ "$mode" = bench ]; then
-	mkdir -p "$root/usr/bin"
-	for tool in /usr/bin/fio /sbin/dmsetup; do
-		cp "$tool" "$root/usr/bin/"
-		for lib in $(ldd "$tool" | awk '$3 ~ /^\// {print $3}'); do
-			cp -L "$lib" "$root/lib/x86_64-linux-gnu/"
-		done
+# fio and dmsetup: the benchmark, and the tests' device-mapper stacks.
+mkdir -p "$root/usr/bin"
+for tool in /usr/bin/fio /sbin/dmsetup; do
+	cp "$tool" "$root/usr/bin/"
+	for lib in $(ldd "$tool" | awk '$3 ~ /^\// {print $3}'); do
+		cp -L "$lib" "$root/lib/x86_64-linux-gnu/"
 	done
-fi
+done
 ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
 ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 
@@ -121,6 +120,10 @@ append+=" loglevel=7"
 # BLKSNAP_ONLY=PROGRAM[,PROGRAM...] runs just those selftest programs (for
 # debugging), in the order of the suite.
 [ -n "${BLKSNAP_ONLY:-}" ] && append+=" blksnap_rs_only=$BLKSNAP_ONLY"
+# BLKSNAP_SKIP=PROGRAM[,...] leaves programs out; BLKSNAP_APPEND adds kernel
+# parameters (a program that needs its own boot runs in a second one).
+[ -n "${BLKSNAP_SKIP:-}" ] && append+=" blksnap_rs_skip=$BLKSNAP_SKIP"
+[ -n "${BLKSNAP_APPEND:-}" ] && append+=" $BLKSNAP_APPEND"
 set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-machine q35 -accel tcg -cpu max -smp 2 -m 2G \

@@ -25,6 +25,8 @@ collect() {
 	done
 }
 stage_failed() { echo "FAIL $1  # $2" >>"$report"; }
+# Selftest programs that need a boot of their own.
+OWN_BOOT=blksnap_writemounted
 
 "$REPO/harness/setup.sh"
 "$REPO/harness/apply.sh"
@@ -38,9 +40,15 @@ if "$REPO/harness/build.sh" test; then
 	"$REPO/harness/abi-check.sh" test | collect
 	"$REPO/harness/verify-series.sh" "$rundir/series" | collect
 	log "boot: QEMU/TCG, tests inside the guest"
-	"$REPO/harness/run-qemu.sh" test test "$rundir/guest"
+	BLKSNAP_SKIP=$OWN_BOOT "$REPO/harness/run-qemu.sh" test test "$rundir/guest"
 	python3 "$REPO/harness/results.py" --expect-kunit 1 "$rundir/guest" >"$rundir/guest.txt"
 	grep -v '^RESULT ' "$rundir/guest.txt" >>"$report"
+	# Originals of mounted file systems, with writers to them refused.
+	log "boot: again, with bdev_allow_write_mounted=0"
+	BLKSNAP_ONLY=$OWN_BOOT BLKSNAP_APPEND="bdev_allow_write_mounted=0 kunit.enable=0" \
+		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-ro"
+	python3 "$REPO/harness/results.py" "$rundir/guest-ro" >"$rundir/guest-ro.txt"
+	grep -v '^RESULT ' "$rundir/guest-ro.txt" >>"$report"
 else
 	stage_failed build:test-kernel "see the build output above"
 fi

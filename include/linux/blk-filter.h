@@ -48,14 +48,21 @@ struct blkfilter {
  * serialised against each other and against partition and disk removal; they
  * must not open the disk they are called for.
  *
- * @submit_bio is called from submit_bio_noacct() for each bio, once, after the
- * bio has been checked and before it is throttled or split.  It runs in the
- * submitter's context with the device's queue entered, so freezing the queue
- * waits for it.  It may sleep, but it must not wait for bios it submitted
- * itself: those may only be dispatched after it returns.
+ * @submit_bio is called for each bio when the block layer dispatches it to
+ * the driver: after it has been checked, throttled, taken off
+ * current->bio_list and, by blk-mq, split to the device's limits (each part
+ * is offered once).  The device's queue is entered and stays entered until a
+ * bio the filter lets pass has been dispatched, so a freeze of the queue
+ * waits for those bios too.  @submit_bio runs in the context that issues the
+ * bio.  It may sleep, but it must not wait for bios it submitted
+ * itself, which may only be dispatched after it returns, nor for anything
+ * that waits for a freeze of this queue.
  *
  * A filter attached to a whole disk also sees the bios sent to its
- * partitions; a partition and its disk cannot both have a filter.  A bio sent
+ * partitions; a partition and its disk cannot both have a filter.  A filter
+ * attached to a partition also sees the writes sent to the whole disk that
+ * land in the partition, split at its edges; their @bi_bdev is the whole
+ * disk.  A bio sent
  * to a partition has already been remapped: its sectors count from the start
  * of the whole disk and %BIO_REMAPPED is set.
  *

@@ -12,6 +12,7 @@ use kernel::{
     prelude::*,
 };
 
+mod buffers;
 mod cbt_map;
 mod claims;
 mod control;
@@ -24,6 +25,7 @@ mod live_areas;
 mod params;
 mod snapshot;
 mod tracker;
+mod workers;
 
 module! {
     type: Blksnap,
@@ -35,38 +37,47 @@ module! {
         tracking_block_minimum_shift: u32 {
             default: 16,
             description: "log2 of the smallest change-tracking block in bytes",
+            perm: 0o644,
         },
         tracking_block_maximum_count: u32 {
             default: 2097152,
             description: "Most change-tracking blocks per device",
+            perm: 0o644,
         },
         tracking_block_maximum_shift: u32 {
             default: 26,
             description: "log2 of the largest change-tracking block in bytes",
+            perm: 0o644,
         },
         chunk_minimum_shift: u32 {
             default: 18,
             description: "log2 of the smallest copy-on-write chunk in bytes",
+            perm: 0o644,
         },
         chunk_maximum_count: u32 {
             default: 2097152,
             description: "Most copy-on-write chunks per device",
+            perm: 0o644,
         },
         chunk_maximum_shift: u32 {
             default: 26,
             description: "log2 of the largest copy-on-write chunk in bytes",
+            perm: 0o644,
         },
         chunk_maximum_in_queue: u32 {
             default: 16,
             description: "Most chunks held in memory waiting to be stored",
+            perm: 0o644,
         },
         free_diff_buffer_pool_size: u32 {
             default: 128,
             description: "Chunk buffers kept for reuse",
+            perm: 0o644,
         },
         diff_storage_minimum: u32 {
             default: 2097152,
             description: "Sectors of difference storage requested at a time",
+            perm: 0o644,
         },
     },
 }
@@ -77,6 +88,8 @@ struct Blksnap {
     filter: filter::Registration<tracker::TrackerFilter>,
     #[pin]
     control: MiscDeviceRegistration<control::Control>,
+    /// Last: goes once nothing can queue work any more.
+    workers: workers::Workers,
 }
 
 impl kernel::InPlaceModule for Blksnap {
@@ -86,7 +99,10 @@ impl kernel::InPlaceModule for Blksnap {
         unsafe { snapshot::SNAPSHOTS.init() };
         // SAFETY: As above.
         unsafe { claims::CLAIMS.init() };
+        // SAFETY: As above.
+        unsafe { workers::QUEUE.init() };
         try_pin_init!(Self {
+            workers: workers::Workers::start()?,
             filter <- filter::Registration::new(c_str!("blksnap"), module),
             control <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c_str!("blksnap-control"),

@@ -11,25 +11,28 @@
 
 use kernel::prelude::*;
 
-/// A range of sectors `start..end` of the whole disk `devt`.
+/// A range of sectors `start..end` of a whole disk.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Claim {
-    pub(crate) devt: u32,
+    /// The disk's sequence number: unlike its device number, which a disk
+    /// made later may get while the first is still held open, no other
+    /// disk ever has it.
+    pub(crate) disk: u64,
     pub(crate) start: u64,
     pub(crate) end: u64,
 }
 
 impl Claim {
     fn overlaps(&self, other: &Claim) -> bool {
-        self.devt == other.devt && self.start < other.end && other.start < self.end
+        self.disk == other.disk && self.start < other.end && other.start < self.end
     }
 }
 
 pub(crate) struct Claims {
     /// Sorted, and disjoint: a claim is checked with its neighbours only.
     ranges: KVec<Claim>,
-    /// Image devices; one may be listed twice for a moment (see `image`).
-    images: KVec<u32>,
+    /// Image disks, by sequence number.
+    images: KVec<u64>,
 }
 
 impl Claims {
@@ -46,6 +49,8 @@ impl Claims {
     }
 }
 
+// The registry is updated under the storage mutex of a taken snapshot, and
+// released from the copy path: it allocates only with GFP_NOIO.
 kernel::sync::global_lock! {
     // SAFETY: Initialised in the module's init function before anything else
     // can reach it.
@@ -64,14 +69,14 @@ kernel::sync::global_lock! {
 pub(crate) fn claim(ranges: &[Claim]) -> Result {
     let mut claims = CLAIMS.lock();
     for new in ranges {
-        if claims.images.contains(&new.devt) {
+        if claims.images.contains(&new.disk) {
             return Err(EINVAL);
         }
         if claims.taken(new) {
             return Err(EBUSY);
         }
     }
-    claims.ranges.reserve(ranges.len(), GFP_KERNEL)?;
+    claims.ranges.reserve(ranges.len(), GFP_NOIO)?;
     for new in ranges {
         // Cannot fail: the room was reserved.
         let _ = claims.ranges.push(*new, GFP_NOWAIT);
@@ -86,7 +91,7 @@ pub(crate) fn release(ranges: impl ExactSizeIterator<Item = Claim>) {
         return;
     }
     let mut gone = KVec::new();
-    if gone.reserve(ranges.len(), GFP_KERNEL).is_err() {
+    if gone.reserve(ranges.len(), GFP_NOIO).is_err() {
         // One search and removal each: slower, but it needs no memory.
         let mut claims = CLAIMS.lock();
         for c in ranges {
@@ -117,26 +122,31 @@ pub(crate) fn clear() {
     drop((ranges, images));
 }
 
-/// Records image device `devt`, which storage may not be on: `EBUSY` if
-/// storage was claimed on it while it was being added.
-pub(crate) fn add_image(devt: u32) -> Result {
+/// Records image disk `disk` (its sequence number), which storage may not
+/// be on: `EBUSY` if storage was claimed on it while it was being added.
+pub(crate) fn add_image(disk: u64) -> Result {
     let mut claims = CLAIMS.lock();
     let all = Claim {
-        devt,
+        disk,
         start: 0,
         end: u64::MAX,
     };
     if claims.taken(&all) {
         return Err(EBUSY);
     }
-    claims.images.push(devt, GFP_KERNEL)?;
+    claims.images.push(disk, GFP_NOIO)?;
     Ok(())
 }
 
-/// Forgets image device `devt`, once it is gone.
-pub(crate) fn remove_image(devt: u32) {
+/// Whether `disk` (a sequence number) is an image.
+pub(crate) fn is_image(disk: u64) -> bool {
+    CLAIMS.lock().images.contains(&disk)
+}
+
+/// Forgets image disk `disk`, once it is gone.
+pub(crate) fn remove_image(disk: u64) {
     let mut claims = CLAIMS.lock();
-    if let Some(i) = claims.images.iter().position(|&d| d == devt) {
+    if let Some(i) = claims.images.iter().position(|&d| d == disk) {
         let _ = claims.images.remove(i);
     }
 }
@@ -145,8 +155,8 @@ pub(crate) fn remove_image(devt: u32) {
 mod tests {
     use super::*;
 
-    fn c(devt: u32, start: u64, end: u64) -> Claim {
-        Claim { devt, start, end }
+    fn c(disk: u64, start: u64, end: u64) -> Claim {
+        Claim { disk, start, end }
     }
 
     #[test]
@@ -156,7 +166,7 @@ mod tests {
             images: KVec::new(),
         };
         for r in [c(2, 5, 6), c(1, 20, 30), c(1, 0, 10)] {
-            claims.ranges.push(r, GFP_KERNEL)?;
+            claims.ranges.push(r, GFP_NOIO)?;
         }
         claims.ranges.sort_unstable();
         // Inside, across and between recorded ranges.

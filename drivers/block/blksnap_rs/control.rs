@@ -5,7 +5,7 @@
 use crate::{diff_storage::MAX_EXTENTS, event_queue, snapshot};
 use kernel::{
     bindings,
-    block::bdev::OpenedBlockDevice,
+    block::bdev::{Access, OpenedBlockDevice},
     capability::{capable, Capability},
     fs::File,
     ioctl::{_IOC_NR, _IOC_SIZE, _IOC_TYPE},
@@ -192,7 +192,10 @@ fn append_storage(arg: usize) -> Result<isize> {
         ranges.push((u64_at(r, 0), u64_at(r, 8)), GFP_KERNEL)?;
     }
 
-    let device = Arc::new(OpenedBlockDevice::open_by_path(path)?, GFP_KERNEL)?;
+    let device = Arc::new(
+        OpenedBlockDevice::open_by_path(path, Access::ReadWrite)?,
+        GFP_KERNEL,
+    )?;
     snapshot::append_storage(id, device, &ranges)?;
     Ok(0)
 }

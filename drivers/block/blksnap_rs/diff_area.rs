@@ -12,12 +12,14 @@
 //! writes run in parallel with the stores, and at most
 //! `chunk_maximum_in_queue` loaded chunks wait in memory.
 //!
-//! The copy worker handles image I/O and writes in order, and lets image I/O
-//! start only once every loaded chunk is stored.  Image reads queued in a
-//! row go out in parallel, and the worker waits for them before it handles
-//! what follows: an image read of the original always completes before a
-//! later write to the same chunk reaches the device.  An image write is
-//! served alone, and copies the chunks it touches first.
+//! The copy worker takes what was queued, serves the image I/O first and
+//! then the writes, each in the order queued, and lets image I/O start only
+//! once every loaded chunk is stored.  Image reads queued in a row go out in
+//! parallel, and the worker waits for them before it goes on: an image read
+//! of the original always completes before a write it took along reaches
+//! the device.  An image write is served alone, and copies the chunks it
+//! touches first.  The queues are linked through the bios: the submit path
+//! never allocates to queue, so it never fails for want of memory.
 //!
 //! Image reads whose data lies in one place skip the worker: the submit
 //! path forwards them to the original if none of their chunks was copied,
@@ -28,14 +30,20 @@
 //! The submit path itself never waits for I/O.
 
 use crate::{
-    cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue, live_areas::LiveArea,
-    params,
+    buffers::{self, BufferPool},
+    cbt_map::Geometry,
+    diff_storage::DiffStorage,
+    event_queue::EventQueue,
+    live_areas::LiveArea,
+    params, workers,
 };
 use core::cell::{Cell, RefCell};
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
-        bio::{transfer_pages, transfer_parts, Bio, Operation, Status, SubmittedBio},
+        bio::{
+            transfer_pages, transfer_parts, Bio, BioList, BioSet, Operation, Status, SubmittedBio,
+        },
         forward::{Forwarder, Paused},
     },
     new_condvar, new_mutex, new_spinlock,
@@ -45,7 +53,7 @@ use kernel::{
         atomic::{Acquire, Atomic, Full, Relaxed, Release},
         Arc, CondVar, Mutex, SetOnce, SpinLock,
     },
-    workqueue::{self, impl_has_work, new_work, Work, WorkItem},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
     xarray::{AllocKind, XArray},
 };
 
@@ -71,6 +79,10 @@ fn single(bio: SubmittedBio) -> KVec<SubmittedBio> {
     let _ = v.push(bio, GFP_NOIO);
     v
 }
+
+/// Bios each device keeps for its copies, stores and image I/O when memory
+/// is short.
+const BIO_RESERVE: u32 = 16;
 
 /// Hard cap on loaded chunks waiting in memory, whatever the parameter says.
 const MAX_CHUNKS_IN_QUEUE: usize = 256;
@@ -133,51 +145,25 @@ struct StoreQueue {
     in_flight: usize,
 }
 
-/// The queue of the copy worker.  The worker swaps the two vectors, so that
-/// their room is kept and queueing in the submit path does not allocate
-/// unless more bios wait at once than ever before.
+/// The queues of the copy worker: writes to the original that wait for
+/// their chunks, and image I/O.  Linked through the bios, so queueing in a
+/// submit path never allocates and never fails.
+///
+/// The worker serves the image I/O queued before the writes.  Either order
+/// gives the image its point-in-time data: a write goes on only once its
+/// chunks are copied, and an image read reads a chunk from the original
+/// only while it is not.  Writes keep their order, which a zoned original
+/// needs.
 struct PendingQueue {
-    items: KVec<Pending>,
-    /// Empty; what the worker gave back after a batch, room included.
-    spare: KVec<Pending>,
+    writes: BioList,
+    images: BioList,
 }
-
-/// Room queued bios start with, per device and vector.
-const PENDING_ROOM: usize = 256;
 
 impl PendingQueue {
-    fn new() -> Result<Self> {
-        Ok(Self {
-            items: KVec::with_capacity(PENDING_ROOM, GFP_KERNEL)?,
-            spare: KVec::with_capacity(PENDING_ROOM, GFP_KERNEL)?,
-        })
-    }
-
-    /// Takes the queued items, leaving the spare vector's room for more.
-    fn take(&mut self) -> KVec<Pending> {
-        let spare = core::mem::take(&mut self.spare);
-        core::mem::replace(&mut self.items, spare)
-    }
-
-    /// Gives an emptied vector back as the spare, keeping the larger room.
-    fn give_back(&mut self, empty: KVec<Pending>) {
-        if empty.capacity() > self.spare.capacity() {
-            self.spare = empty;
-        }
-    }
-}
-
-enum Pending {
-    /// A write to the original that needs chunks copied first.
-    Write(SubmittedBio),
-    /// A read or write of the snapshot image.
-    Image(SubmittedBio),
-}
-
-impl Pending {
-    fn into_bio(self) -> SubmittedBio {
-        match self {
-            Self::Write(bio) | Self::Image(bio) => bio,
+    const fn new() -> Self {
+        Self {
+            writes: BioList::new(true),
+            images: BioList::new(false),
         }
     }
 }
@@ -191,6 +177,8 @@ pub(crate) struct DiffArea {
     /// First sector of the original on its disk: filtered bios carry disk
     /// sectors.
     start_sector: u64,
+    /// The original is zoned: its writes must stay in order.
+    zoned: bool,
     /// Chunk geometry: `block_shift` is the chunk size.
     chunks: Geometry,
     storage: Arc<Mutex<DiffStorage>>,
@@ -211,11 +199,21 @@ pub(crate) struct DiffArea {
     /// Signalled each time a chunk leaves `stores`.
     #[pin]
     stored: CondVar,
+    /// Chunk buffers for copies, see `buffers`.
+    #[pin]
+    buffers: Mutex<BufferPool>,
+    /// Bios for copies, stores and image I/O: the module's own, so that
+    /// they come back to it when memory is short.
+    #[pin]
+    bios: BioSet,
     #[pin]
     store_work: Work<DiffArea, 1>,
     /// Drops the last reference in a worker, see `DiffArea::put_in_submit`.
     #[pin]
     last_put: Work<DiffArea, 2>,
+    /// Where the work above runs: the module's queues, which the module
+    /// destroys only once every area is gone.
+    queues: Arc<workers::Queues>,
     /// Counts this area among its snapshot's until it is gone.  Last, so
     /// that it goes after everything else.
     _live: LiveArea,
@@ -242,6 +240,10 @@ impl DiffArea {
             params::chunk_maximum_count(),
         )?;
         let start_sector = bdev.start_sector();
+        let zoned = bdev.is_zoned();
+        let sectors_per_page = (kernel::page::PAGE_SIZE >> kernel::block::SECTOR_SHIFT) as u64;
+        let chunk_sectors = 1u64 << (chunks.block_shift - kernel::block::SECTOR_SHIFT);
+        let chunk_pages = chunk_sectors.div_ceil(sectors_per_page) as usize;
         Arc::pin_init(
             try_pin_init!(Self {
                 reads <- Forwarder::new(ReadTargets {
@@ -249,18 +251,22 @@ impl DiffArea {
                     storage: Default::default(),
                 }),
                 start_sector,
+                zoned,
                 chunks,
                 storage,
                 events,
                 copied <- XArray::new(AllocKind::Alloc),
                 unstored: Atomic::new(0),
                 error: Atomic::new(0),
-                pending <- new_spinlock!(PendingQueue::new()?, "blksnap_diff_area_pending"),
+                pending <- new_spinlock!(PendingQueue::new(), "blksnap_diff_area_pending"),
                 work <- new_work!("blksnap_diff_area"),
                 stores <- new_mutex!(StoreQueue::default(), "blksnap_diff_area_stores"),
                 stored <- new_condvar!("blksnap_diff_area_stored"),
+                buffers <- new_mutex!(BufferPool::new(chunk_pages)?, "blksnap_diff_area_buffers"),
+                bios <- BioSet::new(BIO_RESERVE),
                 store_work <- new_work!("blksnap_diff_area_store"),
                 last_put <- new_work!("blksnap_diff_area_last_put"),
+                queues: workers::queues()?,
                 _live: live,
             }),
             GFP_KERNEL,
@@ -277,7 +283,8 @@ impl DiffArea {
     /// behind a freeze of that queue, which waits for this submitter.
     pub(crate) fn put_in_submit(this: Arc<Self>) {
         if let Some(last) = Arc::into_unique_or_drop(this) {
-            let _ = workqueue::system_unbound().enqueue::<_, 2>(Arc::from(last));
+            let queues = last.queues.clone();
+            let _ = queues.store.enqueue::<_, 2>(Arc::from(last));
         }
     }
 
@@ -291,8 +298,12 @@ impl DiffArea {
     }
 
     /// Marks the snapshot of this device broken; the first error stays.
+    /// From then on writes go on without copies, so this waits for the
+    /// image reads forwarded to the original: one still in flight must not
+    /// see such a write.  Later ones are not forwarded (see `route`).
     pub(crate) fn fail(&self, err: Error) {
         if self.error.cmpxchg(0, err.to_errno(), Full).is_ok() {
+            drop(self.reads.pause());
             let bdev = self.original().bdev();
             self.events.corrupted(bdev.major(), bdev.minor(), err);
             pr_warn!(
@@ -305,54 +316,52 @@ impl DiffArea {
     }
 
     /// Ends the snapshot of this device on purpose (destroyed, detached):
-    /// queued image I/O fails, queued writes go on without copying.
+    /// queued image I/O fails, queued writes go on without copying, once
+    /// the image reads forwarded to the original have ended (see `fail`).
     pub(crate) fn retire(&self) {
-        let _ = self.error.cmpxchg(0, ENODEV.to_errno(), Full);
+        if self.error.cmpxchg(0, ENODEV.to_errno(), Full).is_ok() {
+            drop(self.reads.pause());
+        }
     }
 
     fn is_copied(&self, chunk: usize) -> bool {
         self.copied.lock().get(chunk).is_some()
     }
 
-    /// Queues `item` for the worker.  Gives the bio back if that is
-    /// impossible.
-    fn queue(self: &Arc<Self>, item: Pending) -> core::result::Result<(), Pending> {
-        {
-            let mut pending = self.pending.lock();
-            // Only allocates when more than ever before are queued at once.
-            if pending.items.reserve(1, GFP_NOWAIT).is_err() {
-                return Err(item);
-            }
-            // Cannot fail: room was reserved.
-            let _ = pending.items.push(item, GFP_NOWAIT);
-        }
-        let _ = workqueue::system_unbound().enqueue::<_, 0>(self.clone());
-        Ok(())
+    /// Queues a write to the original for the worker.
+    fn queue_write(self: &Arc<Self>, bio: SubmittedBio) {
+        self.pending.lock().writes.push(bio);
+        let _ = self.queues.copy.enqueue::<_, 0>(self.clone());
+    }
+
+    /// Queues image I/O for the worker.
+    fn queue_image(self: &Arc<Self>, bio: SubmittedBio) {
+        self.pending.lock().images.push(bio);
+        let _ = self.queues.copy.enqueue::<_, 0>(self.clone());
     }
 
     /// The submit path of a write to the original: returns the bio if it may
     /// go on now, or keeps it until its chunks are copied.
     pub(crate) fn write(self: &Arc<Self>, bio: SubmittedBio) -> Option<SubmittedBio> {
-        if !bio.operation().changes_data() || bio.nr_sectors() == 0 || self.error() != 0 {
+        let Some((sector, count)) = bio.changed_sectors() else {
+            return Some(bio);
+        };
+        if self.error() != 0 {
             return Some(bio);
         }
-        let sector = bio.sector().saturating_sub(self.start_sector);
-        let range = self.chunks.blocks_clipped(sector, bio.nr_sectors());
-        if range.clone().all(|c| self.is_copied(c)) {
+        let sector = sector.saturating_sub(self.start_sector);
+        let range = self.chunks.blocks_clipped(sector, count);
+        // A zone is written in order: once one write to it waits for the
+        // worker, the ones after it must too, so on a zoned device all do.
+        if !self.zoned && range.clone().all(|c| self.is_copied(c)) {
             return Some(bio);
         }
         if bio.is_nowait() {
             bio.end(Status::Again);
             return None;
         }
-        match self.queue(Pending::Write(bio)) {
-            Ok(()) => None,
-            Err(item) => {
-                // The write must go on even if its old data cannot be saved.
-                self.fail(ENOMEM);
-                Some(item.into_bio())
-            }
-        }
+        self.queue_write(bio);
+        None
     }
 
     /// Where a forwarded image read of `bio` goes: the original if no
@@ -401,9 +410,7 @@ impl DiffArea {
         } else {
             bio
         };
-        if let Err(item) = self.queue(Pending::Image(bio)) {
-            item.into_bio().end(Status::IoError);
-        }
+        self.queue_image(bio);
     }
 
     /// Makes room for the old data of chunk `chunk`: its place in
@@ -412,13 +419,8 @@ impl DiffArea {
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let start = (chunk as u64) << shift;
         let sectors = (1u64 << shift).min(self.chunks.capacity - start);
+        let pages = self.buffer()?;
         let (device, at) = self.storage.lock().alloc(sectors)?;
-        let sectors_per_page = (kernel::page::PAGE_SIZE >> kernel::block::SECTOR_SHIFT) as u64;
-        let count = sectors.div_ceil(sectors_per_page) as usize;
-        let mut pages = KVec::with_capacity(count, GFP_NOIO)?;
-        for _ in 0..count {
-            pages.push(Page::alloc_page(GFP_NOIO)?, GFP_NOIO)?;
-        }
         Ok(Loaded {
             chunk,
             start,
@@ -427,6 +429,32 @@ impl DiffArea {
             device,
             at,
         })
+    }
+
+    /// A chunk buffer: from the pool, or new, or, when memory is short, the
+    /// next one a store gives back.  Fails only if none can come back.
+    fn buffer(&self) -> Result<KVec<Page>> {
+        loop {
+            if let Some(buffer) = self.buffers.lock().take() {
+                return Ok(buffer);
+            }
+            let pages = self.buffers.lock().pages();
+            let err = match buffers::alloc(pages, GFP_NOIO | __GFP_NOWARN) {
+                Ok(buffer) => return Ok(buffer),
+                Err(e) => e,
+            };
+            // Stores give their buffers back before they count themselves
+            // done under this lock: a buffer is in the pool by now, or the
+            // wait ends when one is.
+            let mut stores = self.stores.lock();
+            if !self.buffers.lock().is_empty() {
+                continue;
+            }
+            if stores.in_flight == 0 {
+                return Err(err);
+            }
+            self.stored.wait(&mut stores);
+        }
     }
 
     /// Records where a chunk whose old data is in memory goes.  From here on
@@ -451,12 +479,19 @@ impl DiffArea {
     /// Copies chunk `chunk` of the original to difference storage, and waits.
     fn copy_chunk(&self, chunk: usize) -> Result {
         let l = self.prepare(chunk)?;
-        transfer_pages(self.original().bdev(), false, l.start, &l.pages, l.sectors)?;
+        transfer_pages(
+            &self.bios,
+            self.original().bdev(),
+            false,
+            l.start,
+            &l.pages,
+            l.sectors,
+        )?;
         let paused = self.reads.pause();
         self.unstored.add(1, Relaxed);
         let res = self.record(&l, &paused).and_then(|()| {
             drop(paused);
-            transfer_pages(l.device.bdev(), true, l.at, &l.pages, l.sectors)
+            transfer_pages(&self.bios, l.device.bdev(), true, l.at, &l.pages, l.sectors)
         });
         self.unstored.fetch_sub(1, Release);
         res
@@ -518,7 +553,7 @@ impl DiffArea {
         }
         stores.in_flight += count;
         drop(stores);
-        let _ = workqueue::system_unbound().enqueue::<_, 1>(self.clone());
+        let _ = self.queues.store.enqueue::<_, 1>(self.clone());
     }
 
     /// Adds the chunks that `bio` is about to change, and that are neither
@@ -532,8 +567,11 @@ impl DiffArea {
         batch: usize,
         loaded: &mut impl FnMut(),
     ) {
-        let sector = bio.sector().saturating_sub(self.start_sector);
-        for chunk in self.chunks.blocks_clipped(sector, bio.nr_sectors()) {
+        let Some((sector, count)) = bio.changed_sectors() else {
+            return;
+        };
+        let sector = sector.saturating_sub(self.start_sector);
+        for chunk in self.chunks.blocks_clipped(sector, count) {
             if self.error() != 0 {
                 return;
             }
@@ -692,6 +730,7 @@ impl DiffArea {
         }
         let owners = RefCell::new(owners);
         let sent = transfer_parts(
+            &self.bios,
             |parts| {
                 for t in plan.iter().filter(|t| !failed[t.bio].get()) {
                     let (bdev, at) = match &t.source {
@@ -803,6 +842,7 @@ impl DiffArea {
     fn transfer_loaded(&self, batch: &[Loaded], store: bool) -> Result {
         let error = Cell::new(None);
         transfer_parts(
+            &self.bios,
             |parts| {
                 for l in batch {
                     let (bdev, at) = if store {
@@ -828,50 +868,46 @@ impl DiffArea {
 impl WorkItem<0> for DiffArea {
     type Pointer = Arc<DiffArea>;
 
-    /// Handles queued writes and image I/O in order.  Writes in a row, and
-    /// image reads in a row, are handled together; an image write alone.
+    /// Handles queued image I/O, then queued writes, each in order.  Image
+    /// reads in a row, and writes in a row, are handled together; an image
+    /// write alone.
     fn run(this: Arc<DiffArea>) {
         // Without memory for these, everything goes one at a time.
         let mut reads = KVec::with_capacity(MAX_TOGETHER, GFP_NOIO).unwrap_or_default();
         let mut writes = KVec::with_capacity(MAX_TOGETHER, GFP_NOIO).unwrap_or_default();
         loop {
-            let mut batch = this.pending.lock().take();
-            if batch.is_empty() {
-                this.pending.lock().give_back(batch);
+            let (mut images, mut queued) = {
+                let mut pending = this.pending.lock();
+                (pending.images.take(), pending.writes.take())
+            };
+            if images.is_empty() && queued.is_empty() {
                 break;
             }
-            for item in batch.drain_all() {
-                match item {
-                    Pending::Write(bio) => {
-                        this.serve_reads(&mut reads);
-                        if writes.len() == writes.capacity() {
-                            this.release_writes(&mut writes);
-                        }
-                        if let Err(e) = writes.push_within_capacity(bio) {
-                            let bio = e.0;
-                            this.handle_writes(core::slice::from_ref(&bio));
-                            bio.resubmit();
-                        }
-                    }
-                    Pending::Image(bio) if bio.operation() == Operation::Read => {
-                        this.release_writes(&mut writes);
-                        if reads.len() == reads.capacity() {
-                            this.serve_reads(&mut reads);
-                        }
-                        if let Err(e) = reads.push_within_capacity(bio) {
-                            this.handle_image_io(single(e.0));
-                        }
-                    }
-                    Pending::Image(bio) => {
-                        this.release_writes(&mut writes);
-                        this.serve_reads(&mut reads);
-                        this.handle_image_io(single(bio));
-                    }
+            while let Some(bio) = images.pop() {
+                if bio.operation() != Operation::Read {
+                    this.serve_reads(&mut reads);
+                    this.handle_image_io(single(bio));
+                    continue;
+                }
+                if reads.len() == reads.capacity() {
+                    this.serve_reads(&mut reads);
+                }
+                if let Err(e) = reads.push_within_capacity(bio) {
+                    this.handle_image_io(single(e.0));
                 }
             }
             this.serve_reads(&mut reads);
+            while let Some(bio) = queued.pop() {
+                if writes.len() == writes.capacity() {
+                    this.release_writes(&mut writes);
+                }
+                if let Err(e) = writes.push_within_capacity(bio) {
+                    let bio = e.0;
+                    this.handle_writes(core::slice::from_ref(&bio));
+                    bio.resubmit();
+                }
+            }
             this.release_writes(&mut writes);
-            this.pending.lock().give_back(batch);
         }
     }
 }
@@ -895,7 +931,14 @@ impl WorkItem<1> for DiffArea {
             }
             this.store(&batch);
             this.unstored.fetch_sub(batch.len(), Release);
-            this.stores.lock().in_flight -= batch.len();
+            let count = batch.len();
+            {
+                let mut pool = this.buffers.lock();
+                for loaded in batch {
+                    pool.give(loaded.pages);
+                }
+            }
+            this.stores.lock().in_flight -= count;
             this.stored.notify_all();
         }
     }

@@ -29,7 +29,7 @@ impl Extent {
         let bdev = self.device.bdev();
         let start = bdev.start_sector() + self.start;
         Claim {
-            devt: bdev.disk_devt(),
+            disk: bdev.diskseq(),
             start,
             end: start + self.count,
         }
@@ -50,7 +50,7 @@ impl Extent {
 fn any_overlap<'a>(extents: impl Iterator<Item = &'a Extent>) -> Result<bool> {
     let mut keys = KVec::new();
     for e in extents {
-        keys.push(e.key(), GFP_KERNEL)?;
+        keys.push(e.key(), GFP_NOIO)?;
     }
     keys.sort_unstable();
     Ok(keys.windows(2).any(|w| w[0].0 == w[1].0 && w[0].2 > w[1].1))
@@ -117,6 +117,10 @@ impl DiffStorage {
     /// Checks `(start, count)` ranges against `device` and the ranges given
     /// before, and adds them all or none.  No ranges at all is a valid
     /// answer that adds nothing.
+    ///
+    /// Runs under the storage mutex of a taken snapshot, which the copy
+    /// worker needs: every allocation here is no-I/O, or reclaim writing back
+    /// to an original could wait for the worker that waits for us.
     pub(crate) fn append(
         &mut self,
         device: Arc<OpenedBlockDevice>,
@@ -130,7 +134,7 @@ impl DiffStorage {
         if self.extents.len() + ranges.len() > MAX_EXTENTS {
             return Err(EINVAL);
         }
-        let mut new = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
+        let mut new = KVec::with_capacity(ranges.len(), GFP_NOIO)?;
         for &(start, count) in ranges {
             let end = start.checked_add(count).ok_or(EINVAL)?;
             if count == 0 || end > size {
@@ -141,15 +145,15 @@ impl DiffStorage {
                 start,
                 count,
             };
-            new.push(extent, GFP_KERNEL)?;
+            new.push(extent, GFP_NOIO)?;
         }
         if any_overlap(Iterator::chain(self.extents.iter(), new.iter()))? {
             return Err(EINVAL);
         }
-        self.extents.reserve(new.len(), GFP_KERNEL)?;
-        let mut claims = KVec::with_capacity(new.len(), GFP_KERNEL)?;
+        self.extents.reserve(new.len(), GFP_NOIO)?;
+        let mut claims = KVec::with_capacity(new.len(), GFP_NOIO)?;
         for extent in new.iter() {
-            claims.push(extent.claim(), GFP_KERNEL)?;
+            claims.push(extent.claim(), GFP_NOIO)?;
         }
         claims::claim(&claims)?;
         for extent in new {

@@ -43,7 +43,11 @@ impl bio_disk::Operations for ImageOps {
                 target.tracker.mark_both(bio.sector(), bio.nr_sectors());
                 target.area.image_io(bio)
             }
-            // The image offers no discard or write-zeroes.
+            // The image announces the original's discard limits, so that
+            // tools see the same device; a discard leaves the data as it is,
+            // which is one of the outcomes it allows.
+            Operation::Discard => bio.end(Status::Ok),
+            // The image offers no write-zeroes.
             _ => bio.end(Status::IoError),
         }
     }
@@ -55,15 +59,14 @@ impl bio_disk::Operations for ImageOps {
 pub(crate) struct Image {
     /// `None` only while it is dropped.
     disk: Option<BioDisk<ImageOps>>,
-    devt: u32,
+    /// The disk's sequence number, under which `claims` knows it.
+    diskseq: u64,
 }
 
 impl Drop for Image {
     fn drop(&mut self) {
         drop(self.disk.take());
-        // A new image may have this number already: it is listed twice
-        // until now, and one of the two goes.
-        claims::remove_image(self.devt);
+        claims::remove_image(self.diskseq);
     }
 }
 
@@ -92,17 +95,27 @@ impl core::fmt::Write for Writer<'_> {
 }
 
 /// Creates the image of the device `tracker` tracks, whose snapshot lives
-/// in `area`.
+/// in `area`.  Only once copy-on-write is on: from the moment the image
+/// exists, what it shows must be the point in time.
 pub(crate) fn create(tracker: Arc<Tracker>, area: Arc<DiffArea>) -> Result<Image> {
     let mut buf = [0u8; 32];
     let len = name(tracker.major, tracker.minor, &mut buf);
     let sectors = area.capacity();
-    let disk = BioDisk::new(&buf[..len], sectors, false, Target { tracker, area })?;
-    let devt = disk.devt();
+    // The original's geometry: a program that reads the image as it would
+    // the original meets the same block size and alignment.
+    let geometry = area.original().bdev().io_geometry();
+    let disk = BioDisk::new(
+        &buf[..len],
+        sectors,
+        false,
+        &geometry,
+        Target { tracker, area },
+    )?;
+    let diskseq = disk.diskseq();
     // Storage claimed on it in the moment since it was added: fail the take.
-    claims::add_image(devt)?;
+    claims::add_image(diskseq)?;
     Ok(Image {
         disk: Some(disk),
-        devt,
+        diskseq,
     })
 }

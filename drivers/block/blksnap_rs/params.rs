@@ -45,3 +45,8 @@ pub(crate) fn diff_storage_minimum() -> u64 {
 pub(crate) fn chunk_maximum_in_queue() -> u32 {
     p::chunk_maximum_in_queue.value()
 }
+
+/// Chunk buffers a device keeps for reuse.
+pub(crate) fn free_diff_buffer_pool_size() -> u32 {
+    p::free_diff_buffer_pool_size.value()
+}

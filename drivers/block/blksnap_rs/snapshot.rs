@@ -16,7 +16,7 @@ use crate::{
     tracker::Tracker,
 };
 use kernel::{
-    block::bdev::OpenedBlockDevice,
+    block::bdev::{Access, BlockDevice, OpenedBlockDevice},
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
@@ -176,7 +176,7 @@ impl Snapshot {
         live: &Arc<LiveAreas>,
     ) -> Result<(KVec<Image>, Arc<Mutex<DiffStorage>>)> {
         let storage = diff_area::shared_storage(core::mem::take(&mut parts.storage))?;
-        let (areas, images) = match Self::prepare(&parts.devices, &storage, events, live) {
+        let areas = match Self::prepare(&parts.devices, &storage, events, live) {
             Ok(prepared) => prepared,
             Err(e) => {
                 parts.storage = core::mem::take(&mut *storage.lock());
@@ -202,6 +202,12 @@ impl Snapshot {
         }
         for area in areas.iter().take(frozen) {
             let _ = area.original().thaw();
+        }
+        // Images only now: a reader who opens one the moment it appears, or
+        // a partition scan, must not see the original before the switch.
+        let mut images = KVec::new();
+        if result.is_ok() {
+            result = Self::create_images(&parts.devices, &areas, &mut images);
         }
         match result {
             Ok(()) => Ok((images, storage)),
@@ -239,6 +245,9 @@ impl Snapshot {
             // Cannot fail: the room was reserved.
             let _ = queues.push(area.original().freeze_queue(), GFP_NOIO);
         }
+        for area in areas {
+            wait_dispatched(area.original().bdev());
+        }
         let mut result = Ok(());
         for (tracker, area) in devices.iter().zip(areas.iter()) {
             if let Err(e) = tracker.start_cow(area.clone()) {
@@ -250,23 +259,37 @@ impl Snapshot {
         result
     }
 
-    /// Opens the originals and creates the difference areas and images.
+    /// Creates the images of `devices`, switched to copy-on-write into
+    /// `areas`.
+    fn create_images(
+        devices: &[Arc<Tracker>],
+        areas: &[Arc<DiffArea>],
+        images: &mut KVec<Image>,
+    ) -> Result {
+        images.reserve(devices.len(), GFP_KERNEL)?;
+        for (tracker, area) in devices.iter().zip(areas.iter()) {
+            images.push(image::create(tracker.clone(), area.clone())?, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the originals and creates the difference areas.
     fn prepare(
         devices: &[Arc<Tracker>],
         storage: &Arc<Mutex<DiffStorage>>,
         events: &Arc<EventQueue>,
         live: &Arc<LiveAreas>,
-    ) -> Result<(KVec<Arc<DiffArea>>, KVec<Image>)> {
+    ) -> Result<KVec<Arc<DiffArea>>> {
         let mut areas = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
-        let mut images = KVec::with_capacity(devices.len(), GFP_KERNEL)?;
         for tracker in devices {
-            let original = OpenedBlockDevice::open_by_devt(tracker.devt())?;
+            // Read only: the module never writes to an original, and a
+            // mounted one refuses writers with bdev_allow_write_mounted=0.
+            let original = OpenedBlockDevice::open_by_devt(tracker.devt(), Access::Read)?;
             tracker.resize_if_needed(original.bdev().nr_sectors())?;
             let area = DiffArea::new(original, storage.clone(), events.clone(), live.enter())?;
-            images.push(image::create(tracker.clone(), area.clone())?, GFP_KERNEL)?;
             areas.push(area, GFP_KERNEL)?;
         }
-        Ok((areas, images))
+        Ok(areas)
     }
 
     /// Releases the devices; they keep being tracked.  Images go first:
@@ -341,6 +364,26 @@ pub(crate) fn destroy_all() {
     for snapshot in all.iter() {
         snapshot.destroy();
     }
+}
+
+/// Waits, with the queue of `bdev` frozen, for the writes its driver sent on
+/// before the freeze.  The freeze waits for every bio of a blk-mq disk; a
+/// bio-based driver (device mapper, md) holds the queue only while it
+/// passes a bio down, so what it sent may still be on its way below.  At
+/// most five seconds: a lower device frozen by the same take (a snapshot of
+/// a device and of one under it) holds such writes until the thaw.
+fn wait_dispatched(bdev: &BlockDevice) {
+    for _ in 0..5000 {
+        if bdev.bios_in_flight() == 0 {
+            return;
+        }
+        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+    }
+    pr_warn!(
+        "{}:{}: I/O still in flight below the device at the take\n",
+        bdev.major(),
+        bdev.minor()
+    );
 }
 
 /// Returns the identifiers of all snapshots.

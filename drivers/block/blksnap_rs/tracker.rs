@@ -221,6 +221,11 @@ impl filter::Operations for TrackerFilter {
     type Attachment = Arc<Tracker>;
 
     fn attach(bdev: &BlockDevice) -> Result<Arc<Tracker>> {
+        // An image is the module's own device: its writes are tracked on
+        // the original, and copying them would store into itself.
+        if crate::claims::is_image(bdev.diskseq()) {
+            return Err(EINVAL);
+        }
         let tracker = Tracker::new(bdev)?;
         pr_debug!("tracking {}:{}\n", tracker.major, tracker.minor);
         Ok(tracker)
@@ -239,9 +244,9 @@ impl filter::Operations for TrackerFilter {
     }
 
     fn submit_bio(tracker: &Arc<Tracker>, bio: SubmittedBio) -> Option<SubmittedBio> {
-        if bio.operation().changes_data() && bio.nr_sectors() != 0 {
-            let sector = bio.sector().saturating_sub(tracker.start_sector);
-            tracker.active.lock().mark_io(sector, bio.nr_sectors());
+        if let Some((sector, count)) = bio.changed_sectors() {
+            let sector = sector.saturating_sub(tracker.start_sector);
+            tracker.active.lock().mark_io(sector, count);
         }
         match tracker.diff_area() {
             Some(area) => {

@@ -85,11 +85,96 @@ impl BlockDevice {
         unsafe { (*(*(*self.as_raw()).bd_disk).part0).bd_dev }
     }
 
+    /// Returns the sequence number of the device's disk.  Unlike a device
+    /// number, which a disk made later may get while this one is still held
+    /// open, no other disk ever has it; a disk's partitions share it.
+    pub fn diskseq(&self) -> u64 {
+        // SAFETY: `bd_disk` is set before the device is visible and stays
+        // until it is freed; `diskseq` is set when the disk is allocated.
+        unsafe { (*(*self.as_raw()).bd_disk).diskseq }
+    }
+
     /// Returns true if this is a partition rather than a whole disk.
     pub fn is_partition(&self) -> bool {
         // SAFETY: `bd_disk` and the disk's `part0` are set before the device is
         // visible and stay until it is freed.
         unsafe { (*(*self.as_raw()).bd_disk).part0 != self.as_raw() }
+    }
+
+    /// Returns the number of bios in flight on the device, as a bio-based
+    /// driver that accounts its I/O (device mapper, md) counts them; always
+    /// 0 for other drivers, whose requests are not counted here.
+    pub fn bios_in_flight(&self) -> u32 {
+        // SAFETY: The device is valid by the type invariant.
+        unsafe { bindings::bdev_count_inflight(self.as_raw()) }
+    }
+
+    /// Returns true if the device is zoned: each of its zones is written in
+    /// order, at its write pointer.
+    pub fn is_zoned(&self) -> bool {
+        // SAFETY: `bd_queue` is set when the device is created and the queue
+        // lives as long as the device; being zoned is set up before the disk
+        // is added and never changes.
+        let features = unsafe { (*(*self.as_raw()).bd_queue).limits.features };
+        features & bindings::BLK_FEAT_ZONED != 0
+    }
+
+    /// Returns the I/O geometry of the device's disk, as its queue limits
+    /// hold it now.
+    pub fn io_geometry(&self) -> IoGeometry {
+        // SAFETY: `bd_queue` is set when the device is created and the queue
+        // lives as long as the device.  The limits change only under a queue
+        // freeze; each field is read once, as the `bdev_*()` helpers do.
+        let lim = unsafe { &raw const (*(*self.as_raw()).bd_queue).limits };
+        // SAFETY: `lim` points at the live limits, see above.
+        unsafe {
+            IoGeometry {
+                logical_block_size: (*lim).logical_block_size,
+                physical_block_size: (*lim).physical_block_size,
+                io_min: (*lim).io_min,
+                io_opt: (*lim).io_opt,
+                discard_granularity: (*lim).discard_granularity,
+                max_discard_sectors: (*lim).max_discard_sectors,
+            }
+        }
+    }
+}
+
+/// How a disk is best read and written: the part of its queue limits that
+/// a disk showing the same data (a snapshot image, say) announces too, so
+/// that its users see the same constraints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoGeometry {
+    /// Smallest unit the disk can address, in bytes.
+    pub logical_block_size: u32,
+    /// Smallest unit the disk writes without a read-modify-write, in bytes.
+    pub physical_block_size: u32,
+    /// Preferred minimum I/O size, in bytes.
+    pub io_min: u32,
+    /// Optimal I/O size, in bytes.
+    pub io_opt: u32,
+    /// Unit of discards, in bytes.
+    pub discard_granularity: u32,
+    /// Largest discard, in 512-byte sectors; 0 if the disk takes none.
+    pub max_discard_sectors: u32,
+}
+
+/// What an [`OpenedBlockDevice`] is opened for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// Reading only: the open also succeeds where writers are refused, such
+    /// as on a mounted file system's device with `bdev_allow_write_mounted=0`.
+    Read,
+    /// Reading and writing.
+    ReadWrite,
+}
+
+impl Access {
+    fn mode(self) -> bindings::blk_mode_t {
+        match self {
+            Access::Read => bindings::BLK_OPEN_READ,
+            Access::ReadWrite => bindings::BLK_OPEN_READ | bindings::BLK_OPEN_WRITE,
+        }
     }
 }
 
@@ -112,18 +197,17 @@ unsafe impl Send for OpenedBlockDevice {}
 unsafe impl Sync for OpenedBlockDevice {}
 
 impl OpenedBlockDevice {
-    /// Opens the block device at `path` for reading and writing.
+    /// Opens the block device at `path` with `access`.
     ///
     /// Fails with `ENOENT` if there is no such file and `ENOTBLK` if it is not
     /// a block device.
-    pub fn open_by_path(path: &CStr) -> Result<Self> {
-        let mode = bindings::BLK_OPEN_READ | bindings::BLK_OPEN_WRITE;
+    pub fn open_by_path(path: &CStr, access: Access) -> Result<Self> {
         // SAFETY: `path` is NUL-terminated.  A non-exclusive open takes no
         // holder and no holder operations.
         let file = from_err_ptr(unsafe {
             bindings::bdev_file_open_by_path(
                 path.as_char_ptr(),
-                mode,
+                access.mode(),
                 core::ptr::null_mut(),
                 core::ptr::null(),
             )
@@ -134,14 +218,18 @@ impl OpenedBlockDevice {
         })
     }
 
-    /// Opens the block device with device number `devt` for reading and
-    /// writing; `ENODEV` if there is none.
-    pub fn open_by_devt(devt: u32) -> Result<Self> {
-        let mode = bindings::BLK_OPEN_READ | bindings::BLK_OPEN_WRITE;
+    /// Opens the block device with device number `devt` with `access`;
+    /// `ENODEV` if there is none.
+    pub fn open_by_devt(devt: u32, access: Access) -> Result<Self> {
         // SAFETY: A non-exclusive open takes no holder and no holder
         // operations.
         let file = from_err_ptr(unsafe {
-            bindings::bdev_file_open_by_dev(devt, mode, core::ptr::null_mut(), core::ptr::null())
+            bindings::bdev_file_open_by_dev(
+                devt,
+                access.mode(),
+                core::ptr::null_mut(),
+                core::ptr::null(),
+            )
         })?;
         // INVARIANT: `file` comes from `bdev_file_open_by_dev()`.
         Ok(Self {

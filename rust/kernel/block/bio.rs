@@ -33,17 +33,23 @@ pub enum Operation {
     WriteZeroes,
     /// A cache flush without data.
     Flush,
-    /// Anything else (zone management, driver-private operations).
+    /// Write data at the write pointer of a zone.
+    ZoneAppend,
+    /// Move a zone's write pointer to its end: the rest of it reads as
+    /// unwritten.
+    ZoneFinish,
+    /// Empty a zone.
+    ZoneReset,
+    /// Empty every zone of the device.
+    ZoneResetAll,
+    /// Anything else (opening and closing zones, driver-private operations).
     Other,
 }
 
 impl Operation {
     /// Returns true for operations that change the content of the device.
     pub fn changes_data(self) -> bool {
-        matches!(
-            self,
-            Self::Write | Self::Discard | Self::SecureErase | Self::WriteZeroes
-        )
+        !matches!(self, Self::Read | Self::Flush | Self::Other)
     }
 }
 
@@ -84,7 +90,41 @@ impl Bio {
             bindings::req_op_REQ_OP_SECURE_ERASE => Operation::SecureErase,
             bindings::req_op_REQ_OP_WRITE_ZEROES => Operation::WriteZeroes,
             bindings::req_op_REQ_OP_FLUSH => Operation::Flush,
+            bindings::req_op_REQ_OP_ZONE_APPEND => Operation::ZoneAppend,
+            bindings::req_op_REQ_OP_ZONE_FINISH => Operation::ZoneFinish,
+            bindings::req_op_REQ_OP_ZONE_RESET => Operation::ZoneReset,
+            bindings::req_op_REQ_OP_ZONE_RESET_ALL => Operation::ZoneResetAll,
             _ => Operation::Other,
+        }
+    }
+
+    /// Returns the sectors whose content the bio may change, as the first
+    /// and the count, or `None` if it changes none.  A zone append, finish
+    /// or reset may change any sector of its zone (where an append lands is
+    /// known only once it completes); a reset of all zones, the whole device.
+    /// Sectors count as [`Bio::sector`] does.
+    pub fn changed_sectors(&self) -> Option<(u64, u64)> {
+        let op = self.operation();
+        if !op.changes_data() {
+            return None;
+        }
+        // SAFETY: The bio is valid by the type invariant, and so are its
+        // device and the device's queue.
+        let (zone, capacity) = unsafe {
+            let bdev = (*self.raw()).bi_bdev;
+            (
+                u64::from((*(*bdev).bd_queue).limits.chunk_sectors),
+                core::ptr::read_volatile(&raw const (*bdev).bd_nr_sectors),
+            )
+        };
+        match op {
+            Operation::ZoneResetAll => Some((0, capacity)),
+            Operation::ZoneAppend | Operation::ZoneFinish | Operation::ZoneReset
+                if zone.is_power_of_two() =>
+            {
+                Some((self.sector() & !(zone - 1), zone))
+            }
+            _ => (self.nr_sectors() != 0).then(|| (self.sector(), self.nr_sectors())),
         }
     }
 
@@ -117,6 +157,7 @@ impl Bio {
     /// outlives the call.  It skips the filter of `bdev` once.
     pub fn transfer_part(
         &self,
+        bios: &BioSet,
         offset: u64,
         sectors: u64,
         bdev: &BlockDevice,
@@ -125,15 +166,10 @@ impl Bio {
         if offset.checked_add(sectors).ok_or(EINVAL)? > self.nr_sectors() || sectors == 0 {
             return Err(EINVAL);
         }
-        // SAFETY: The source bio is valid; `fs_bio_set` is initialised at
-        // boot and never freed.
+        // SAFETY: The source bio is valid; `bios` outlives the clone, which
+        // is put before this returns.
         let clone = unsafe {
-            bindings::bio_alloc_clone(
-                bdev.as_raw(),
-                self.raw(),
-                bindings::GFP_NOIO,
-                &raw mut bindings::fs_bio_set,
-            )
+            bindings::bio_alloc_clone(bdev.as_raw(), self.raw(), bindings::GFP_NOIO, bios.as_raw())
         };
         let clone = NonNull::new(clone).ok_or(ENOMEM)?;
         let clone = clone.as_ptr();
@@ -267,6 +303,150 @@ impl Drop for SubmittedBio {
     }
 }
 
+/// A queue of bios handed to us, oldest first, linked through the bios
+/// themselves as `struct bio_list` does: queueing never allocates, so it
+/// cannot fail in a submit path.  Bios left on it when it is dropped end
+/// with an I/O error.
+///
+/// # Invariants
+///
+/// `head` starts a chain through `bi_next` of bios whose completion the
+/// list owns, ending at `tail`; both are null when it is empty.  Every bio
+/// on it came from a filter if `filtered` is true, and from no filter if it
+/// is false.
+pub struct BioList {
+    head: *mut bindings::bio,
+    tail: *mut bindings::bio,
+    filtered: bool,
+}
+
+// SAFETY: The list owns its bios, which may be ended or resubmitted from any
+// task.
+unsafe impl Send for BioList {}
+
+impl BioList {
+    /// An empty list for bios that came from a filter (`filtered`) or for
+    /// bios of a driver's own disk.
+    pub const fn new(filtered: bool) -> Self {
+        Self {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            filtered,
+        }
+    }
+
+    /// Returns true if no bio is queued.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Queues `bio` last.  A bio of the other kind than the list's is ended
+    /// with an I/O error.
+    pub fn push(&mut self, bio: SubmittedBio) {
+        if bio.filtered != self.filtered {
+            return bio.end(Status::IoError);
+        }
+        let raw = bio.into_raw();
+        // SAFETY: `raw` is ours now; `tail`, if any, is the last bio of the
+        // chain, which the list owns.
+        unsafe {
+            (*raw).bi_next = core::ptr::null_mut();
+            if self.tail.is_null() {
+                self.head = raw;
+            } else {
+                (*self.tail).bi_next = raw;
+            }
+        }
+        // INVARIANT: `raw` is owned by the list and ends the chain.
+        self.tail = raw;
+    }
+
+    /// Takes the oldest bio off the list.
+    pub fn pop(&mut self) -> Option<SubmittedBio> {
+        let raw = self.head;
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: `raw` heads the chain and is owned by the list.
+        unsafe {
+            self.head = (*raw).bi_next;
+            (*raw).bi_next = core::ptr::null_mut();
+        }
+        if self.head.is_null() {
+            self.tail = core::ptr::null_mut();
+        }
+        // SAFETY: The list owned the completion of `raw` and hands it over;
+        // it came from a filter exactly if `filtered` says so.
+        Some(unsafe { SubmittedBio::from_raw(raw, self.filtered) })
+    }
+
+    /// Takes every queued bio, leaving the list empty.
+    pub fn take(&mut self) -> Self {
+        core::mem::replace(self, Self::new(self.filtered))
+    }
+}
+
+impl Drop for BioList {
+    fn drop(&mut self) {
+        while let Some(bio) = self.pop() {
+            drop(bio);
+        }
+    }
+}
+
+/// A driver's own pool of bios (`struct bio_set`), for the I/O it makes:
+/// [`transfer_pages`] and [`transfer_parts`] take their bios from it.  With
+/// `GFP_NOIO` an allocation waits for a bio of the pool to come back rather
+/// than fail, so the driver's I/O goes on when memory is short, without
+/// taking from a pool that other code counts on, such as `fs_bio_set`.
+///
+/// # Invariants
+///
+/// `set` is initialised with bio vectors, and is exited only by `drop`,
+/// after every bio from it was put (the transfer functions put theirs
+/// before they return).
+#[pin_data(PinnedDrop)]
+pub struct BioSet {
+    #[pin]
+    set: Opaque<bindings::bio_set>,
+}
+
+// SAFETY: A bio set is used through the C API, which locks as it needs.
+unsafe impl Send for BioSet {}
+// SAFETY: As for `Send`.
+unsafe impl Sync for BioSet {}
+
+impl BioSet {
+    /// A bio set that keeps `reserve` bios for when memory is short.
+    pub fn new(reserve: u32) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            set <- Opaque::try_ffi_init(move |slot: *mut bindings::bio_set| {
+                // SAFETY: `slot` is valid, uninitialised memory for a bio set,
+                // which `bioset_init` expects zeroed.
+                to_result(unsafe {
+                    core::ptr::write_bytes(slot, 0, 1);
+                    // The enum constant is unsigned, the argument a C `int`.
+                    let flags = bindings::BIOSET_NEED_BVECS as crate::ffi::c_int;
+                    bindings::bioset_init(slot, reserve, 0, flags)
+                })
+            }),
+        })
+    }
+
+    fn as_raw(&self) -> *mut bindings::bio_set {
+        self.set.get()
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for BioSet {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Initialised by the type invariant, and no bio from it is in
+        // use any more.
+        unsafe { bindings::bioset_exit(self.set.get()) };
+    }
+}
+
 /// Largest number of pages one bio carries.
 const BIO_MAX_PAGES: usize = bindings::BIO_MAX_VECS as usize;
 
@@ -280,6 +460,7 @@ const SECTORS_PER_PAGE: u64 = (bindings::PAGE_SIZE >> crate::block::SECTOR_SHIFT
 ///
 /// The caller must keep `pages` and `bdev` alive until the bio ends.
 fn page_bio(
+    bios: &BioSet,
     bdev: &BlockDevice,
     write: bool,
     sector: u64,
@@ -295,14 +476,15 @@ fn page_bio(
     } else {
         bindings::req_op_REQ_OP_READ
     };
-    // SAFETY: `bdev` is valid; `fs_bio_set` lives forever.
+    // SAFETY: `bdev` is valid; `bios` outlives the bio, which the callers
+    // put before they return.
     let bio = NonNull::new(unsafe {
         bindings::bio_alloc_bioset(
             bdev.as_raw(),
             npages as u16,
             op,
             bindings::GFP_NOIO,
-            &raw mut bindings::fs_bio_set,
+            bios.as_raw(),
         )
     })
     .ok_or(ENOMEM)?;
@@ -330,9 +512,11 @@ fn page_bio(
 }
 
 /// Reads (`write == false`) or writes the first `sectors` sectors of `pages`
-/// at `sector` of `bdev`, and waits for the I/O.  The I/O skips the filter of
-/// `bdev`: this is for a filter's own reads and writes.
+/// at `sector` of `bdev`, and waits for the I/O, with bios from `bios`.  The
+/// I/O skips the filter of `bdev`: this is for a filter's own reads and
+/// writes.
 pub fn transfer_pages(
+    bios: &BioSet,
     bdev: &BlockDevice,
     write: bool,
     sector: u64,
@@ -343,7 +527,7 @@ pub fn transfer_pages(
     let mut page = 0;
     while done < sectors {
         let rest = pages.get(page..).ok_or(EINVAL)?;
-        let (bio, n) = page_bio(bdev, write, sector + done, rest, sectors - done)?;
+        let (bio, n) = page_bio(bios, bdev, write, sector + done, rest, sectors - done)?;
         // SAFETY: `bio` is ours until `bio_put`; its pages and device outlive
         // the wait.
         let ret = unsafe {
@@ -380,6 +564,7 @@ struct PartsInFlight {
 /// swapped with the `Parts` of another call.
 pub struct Parts<'b> {
     state: *const PartsInFlight,
+    bios: &'b BioSet,
     clones: RefCell<KVec<Option<NonNull<bindings::bio>>>>,
     _bios: PhantomData<&'b Bio>,
 }
@@ -404,7 +589,7 @@ impl<'b> Parts<'b> {
         // this cannot fail, and `try_` keeps panics out of the I/O path.
         let mut clones = self.clones.try_borrow_mut().map_err(|_| EBUSY)?;
         clones.reserve(1, GFP_NOIO)?;
-        let clone = Self::start(self.state, bio, offset, sectors, bdev, sector);
+        let clone = Self::start(self.state, self.bios, bio, offset, sectors, bdev, sector);
         // Cannot fail: room was reserved above.
         let _ = clones.push(clone, GFP_NOIO);
         Ok(clones.len() - 1)
@@ -433,7 +618,7 @@ impl<'b> Parts<'b> {
         while done < sectors {
             clones.reserve(1, GFP_NOIO)?;
             let rest = pages.get(page..).ok_or(EINVAL)?;
-            let (bio, n) = page_bio(bdev, write, sector + done, rest, sectors - done)?;
+            let (bio, n) = page_bio(self.bios, bdev, write, sector + done, rest, sectors - done)?;
             Self::send(self.state, bio);
             // Cannot fail: room was reserved above.
             let _ = clones.push(Some(bio), GFP_NOIO);
@@ -460,6 +645,7 @@ impl<'b> Parts<'b> {
 
     fn start(
         state: *const PartsInFlight,
+        bios: &BioSet,
         bio: &Bio,
         offset: u64,
         sectors: u64,
@@ -469,15 +655,10 @@ impl<'b> Parts<'b> {
         if offset.checked_add(sectors)? > bio.nr_sectors() || sectors == 0 {
             return None;
         }
-        // SAFETY: The source bio is valid for `'b`; `fs_bio_set` lives
-        // forever.
+        // SAFETY: The source bio is valid for `'b`; `bios` outlives the
+        // clone, which `transfer_parts` puts before it returns.
         let clone = NonNull::new(unsafe {
-            bindings::bio_alloc_clone(
-                bdev.as_raw(),
-                bio.raw(),
-                bindings::GFP_NOIO,
-                &raw mut bindings::fs_bio_set,
-            )
+            bindings::bio_alloc_clone(bdev.as_raw(), bio.raw(), bindings::GFP_NOIO, bios.as_raw())
         })?;
         let c = clone.as_ptr();
         // SAFETY: `c` is a new clone we own, not submitted; the range was
@@ -507,13 +688,15 @@ unsafe extern "C" fn part_end_io(bio: *mut bindings::bio) {
     }
 }
 
-/// Sends parts of bios in parallel and waits for all of them.
+/// Sends parts of bios in parallel, with bios from `bios`, and waits for all
+/// of them.
 ///
 /// `send` adds the parts with [`Parts::add`]; they start as they are added.
 /// Once all ended, `ended` is called with each part's number and whether
 /// it succeeded.  The bios and devices are borrowed for `'b`, which outlives
 /// the call, so nothing they own can go away while a part is in flight.
 pub fn transfer_parts<'b>(
+    bios: &'b BioSet,
     send: impl FnOnce(&Parts<'b>),
     mut ended: impl FnMut(usize, bool),
 ) -> Result {
@@ -526,6 +709,7 @@ pub fn transfer_parts<'b>(
     )?;
     let parts = Parts {
         state: &*state,
+        bios,
         clones: RefCell::new(KVec::new()),
         _bios: PhantomData,
     };

@@ -7,7 +7,7 @@
 
 use crate::{
     bindings,
-    block::bio::SubmittedBio,
+    block::{bdev::IoGeometry, bio::SubmittedBio},
     error::{from_err_ptr, to_result},
     module::this_module,
     prelude::*,
@@ -53,9 +53,16 @@ impl<T: Operations> BioDisk<T> {
     };
 
     /// Creates and adds a disk called `name` (without a NUL, shorter than
-    /// `DISK_NAME_LEN`) of `sectors` 512-byte sectors, with a dynamic device
-    /// number and no partitions.
-    pub fn new(name: &[u8], sectors: u64, read_only: bool, data: T::Data) -> Result<Self> {
+    /// `DISK_NAME_LEN`) of `sectors` 512-byte sectors with `geometry`, with a
+    /// dynamic device number and no partitions: none are scanned for when it
+    /// is added, so no I/O reaches it before its creator returns.
+    pub fn new(
+        name: &[u8],
+        sectors: u64,
+        read_only: bool,
+        geometry: &IoGeometry,
+        data: T::Data,
+    ) -> Result<Self> {
         if name.is_empty() || name.len() >= bindings::DISK_NAME_LEN as usize {
             return Err(EINVAL);
         }
@@ -67,6 +74,12 @@ impl<T: Operations> BioDisk<T> {
         lim.max_hw_sectors = u32::MAX;
         lim.max_segments = u16::MAX;
         lim.max_segment_size = u32::MAX;
+        lim.logical_block_size = geometry.logical_block_size;
+        lim.physical_block_size = geometry.physical_block_size;
+        lim.io_min = geometry.io_min;
+        lim.io_opt = geometry.io_opt;
+        lim.discard_granularity = geometry.discard_granularity;
+        lim.max_hw_discard_sectors = geometry.max_discard_sectors;
         // SAFETY: `lim` is a valid limits structure (zero means default); the
         // lock class key is static.
         let disk = from_err_ptr(unsafe {
@@ -81,6 +94,8 @@ impl<T: Operations> BioDisk<T> {
             (*disk).major = 0;
             (*disk).first_minor = 0;
             (*disk).minors = 0;
+            // The enum constant is unsigned, the field a C `int`.
+            (*disk).flags |= bindings::GENHD_FL_NO_PART as crate::ffi::c_int;
             (*disk).fops = &Self::FOPS;
             for (i, &b) in name.iter().enumerate() {
                 (*disk).disk_name[i] = b as crate::ffi::c_char;
@@ -118,6 +133,16 @@ impl<T: Operations> BioDisk<T> {
     pub fn devt(&self) -> u32 {
         // SAFETY: The disk is live by the type invariant.
         unsafe { (*(*self.disk.as_ptr()).part0).bd_dev }
+    }
+
+    /// Returns the disk's sequence number, which no other disk ever gets
+    /// (see [`BlockDevice::diskseq`]).
+    ///
+    /// [`BlockDevice::diskseq`]: crate::block::bdev::BlockDevice::diskseq
+    pub fn diskseq(&self) -> u64 {
+        // SAFETY: The disk is live by the type invariant; `diskseq` is set
+        // when it is allocated.
+        unsafe { (*self.disk.as_ptr()).diskseq }
     }
 
     /// # Safety

@@ -19,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <linux/fs.h>
+#include <linux/loop.h>
 
 #include "../kselftest_harness.h"
 #include "blksnap_lib.h"
@@ -278,14 +279,49 @@ static void destroy_all(int ctl)
 	free(ids);
 }
 
+/*
+ * Opens the control device and `f->dev`, attaches, and runs the fuzz
+ * threads while `side` (a writer, a resizer) runs beside them until they
+ * are done and `*side_stop` is set.
+ */
+static void fuzz_run(struct __test_metadata *_metadata, struct fuzz *f, unsigned int seed,
+		     void *(*side)(void *), void *side_arg, int *side_stop)
+{
+	struct worker workers[THREADS];
+	pthread_t threads[THREADS], side_thread;
+	int i;
+
+	f->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, f->ctl);
+	f->fd = open(f->dev, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, f->fd);
+	f->page = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	ASSERT_NE(MAP_FAILED, f->page);
+	f->unmapped = f->page + 2 * 4096;
+	ASSERT_EQ(0, munmap(f->page + 4096, 2 * 4096));
+	ASSERT_EQ(0, blksnap_attach(f->fd));
+
+	ASSERT_EQ(0, pthread_create(&side_thread, NULL, side, side_arg));
+	for (i = 0; i < THREADS; i++) {
+		workers[i].f = f;
+		workers[i].seed = seed + i;
+		ASSERT_EQ(0, pthread_create(&threads[i], NULL, fuzz_thread, &workers[i]));
+	}
+	for (i = 0; i < THREADS; i++)
+		pthread_join(threads[i], NULL);
+	__atomic_store_n(side_stop, 1, __ATOMIC_RELEASE);
+	pthread_join(side_thread, NULL);
+	TH_LOG("%d calls, %d unexpected errnos", f->calls, f->bad_errno);
+	EXPECT_EQ(0, f->bad_errno);
+	EXPECT_EQ(THREADS * CALLS_PER_THREAD, f->calls);
+}
+
 TEST(fuzz_every_command)
 {
 	struct fuzz f = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct worker workers[THREADS];
-	pthread_t threads[THREADS], writer;
 	unsigned int seed;
 	const char *env;
-	int i;
 
 	f.dev = getenv("BLKSNAP_TEST_RAM");
 	f.store = getenv("BLKSNAP_TEST_STORAGE");
@@ -297,29 +333,7 @@ TEST(fuzz_every_command)
 	       THREADS, CALLS_PER_THREAD, seed);
 
 	ASSERT_EQ(0, run("modprobe blksnap"));
-	f.ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
-	ASSERT_LE(0, f.ctl);
-	f.fd = open(f.dev, O_RDWR | O_CLOEXEC);
-	ASSERT_LE(0, f.fd);
-	f.page = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, f.page);
-	f.unmapped = f.page + 2 * 4096;
-	ASSERT_EQ(0, munmap(f.page + 4096, 2 * 4096));
-	ASSERT_EQ(0, blksnap_attach(f.fd));
-
-	ASSERT_EQ(0, pthread_create(&writer, NULL, writer_thread, &f));
-	for (i = 0; i < THREADS; i++) {
-		workers[i].f = &f;
-		workers[i].seed = seed + i;
-		ASSERT_EQ(0, pthread_create(&threads[i], NULL, fuzz_thread, &workers[i]));
-	}
-	for (i = 0; i < THREADS; i++)
-		pthread_join(threads[i], NULL);
-	__atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
-	pthread_join(writer, NULL);
-	TH_LOG("%d calls, %d unexpected errnos", f.calls, f.bad_errno);
-	EXPECT_EQ(0, f.bad_errno);
-	EXPECT_EQ(THREADS * CALLS_PER_THREAD, f.calls);
+	fuzz_run(_metadata, &f, seed, writer_thread, &f, &f.stop);
 
 	destroy_all(f.ctl);
 	EXPECT_EQ(0, snapshot_count(f.ctl));
@@ -372,6 +386,67 @@ TEST(valid_snapshot_after_fuzzing)
 	close(ctl);
 	free(before);
 	free(buf);
+}
+
+struct resizer {
+	struct loopdev *l;
+	int stop;	/* atomic */
+};
+
+/* Grows and shrinks the loop device under the fuzz, as LOOP_SET_CAPACITY does. */
+static void *resizer_thread(void *p)
+{
+	struct resizer *r = p;
+	int i = 0;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		if (truncate(r->l->img, (i++ % 2 ? 96 : 64) * MIB) ||
+		    ioctl(r->l->fd, LOOP_SET_CAPACITY, 0))
+			break;
+		usleep(2000);
+	}
+	return NULL;
+}
+
+/*
+ * Issue 12 item 9: the same fuzz on a loop device that is resized all the
+ * time (so takes resize the maps under cbtdirty and cbtinfo), with the
+ * module loaded with tracking blocks of 2^32 bytes and more.  Last: it
+ * reloads the module.
+ */
+TEST(fuzz_with_resizes_and_huge_blocks)
+{
+	struct fuzz f = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	struct loopdev l = { .fd = -1 };
+	struct resizer r = { .l = &l };
+	unsigned int seed;
+	char cmd[160];
+	const char *env;
+
+	f.store = getenv("BLKSNAP_TEST_STORAGE");
+	if (!f.store)
+		SKIP(return, "BLKSNAP_TEST_STORAGE not set");
+	env = getenv("BLKSNAP_FUZZ_SEED");
+	seed = env ? strtoul(env, NULL, 0) : (unsigned int)time(NULL);
+	TH_LOG("seed %u (BLKSNAP_FUZZ_SEED=%u repeats it)", seed, seed);
+
+	run("rmmod blksnap");
+	/* Tracking blocks of 2^33 bytes and more: beyond the __u32 block size. */
+	snprintf(cmd, sizeof(cmd), "modprobe blksnap %s %s %s", "tracking_block_minimum_shift=33",
+		 "tracking_block_maximum_shift=40", "tracking_block_maximum_count=1");
+	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, loop_create(&l, 64 * MIB));
+	f.dev = l.path;
+	fuzz_run(_metadata, &f, seed, resizer_thread, &r, &r.stop);
+
+	destroy_all(f.ctl);
+	blksnap_detach(f.fd);
+	close(f.fd);
+	close(f.ctl);
+	munmap(f.page, 4096);
+	loop_destroy(&l);
+	EXPECT_EQ(0, run("rmmod blksnap"));
+	EXPECT_EQ(0, run("modprobe blksnap"));
 }
 
 TEST_HARNESS_MAIN

@@ -99,6 +99,50 @@ static inline int snapshot_count(int ctl_fd)
 	return (int)c.count;
 }
 
+/*
+ * The /dev path of the device-mapper device `name`, found through sysfs:
+ * without udev, /dev/mapper may not get its nodes.  0 if found.
+ */
+static inline int dm_path(const char *name, char *path, size_t len)
+{
+	char attr[64], buf[128];
+	int i, fd, n;
+
+	for (i = 0; i < 64; i++) {
+		snprintf(attr, sizeof(attr), "/sys/block/dm-%d/dm/name", i);
+		fd = open(attr, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (!strcmp(buf, name)) {
+			snprintf(path, len, "/dev/dm-%d", i);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Destroys every snapshot there is: for teardowns, so that a case that
+ * stopped half-way leaves no snapshot holding devices for the next one.
+ */
+static inline void snapshot_destroy_all(int ctl_fd)
+{
+	struct blksnap_uuid ids[64];
+	struct blksnap_snapshot_collect c = { .count = 64, .ids = (uintptr_t)ids };
+	unsigned int i;
+
+	if (ctl_fd < 0 || ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &c))
+		return;
+	for (i = 0; i < c.count && i < 64; i++)
+		snapshot_destroy(ctl_fd, &ids[i]);
+}
+
 /* Gives snapshot `id` `count` ranges of the block device at `path`. */
 static inline int storage_append(int ctl_fd, const struct blksnap_uuid *id, const char *path,
 				 const struct blksnap_sectors *ranges, unsigned int count)
@@ -117,6 +161,34 @@ static inline int storage_append(int ctl_fd, const struct blksnap_uuid *id, cons
 static inline int snapshot_take(int ctl_fd, const struct blksnap_uuid *id)
 {
 	return sys_errno(ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_TAKE, id));
+}
+
+/* Reads the first `len` bytes of block device `path`, with O_DIRECT. */
+static inline int read_whole(const char *path, unsigned char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	int ok;
+
+	if (fd < 0)
+		return -1;
+	ok = pread(fd, buf, len, 0) == (ssize_t)len;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+/*
+ * Creates snapshot `id` of the device open as `fd`, gives it the first
+ * `sectors` sectors of block device `store`, and takes it.
+ */
+static inline int snapshot_simple(int ctl_fd, int fd, struct blksnap_uuid *id,
+				  const char *store, unsigned long long sectors)
+{
+	struct blksnap_sectors all = { .offset = 0, .count = sectors };
+
+	if (snapshot_create(ctl_fd, id) || snapshot_add(fd, id) ||
+	    storage_append(ctl_fd, id, store, &all, 1))
+		return -1;
+	return snapshot_take(ctl_fd, id);
 }
 
 /* Reproducible data: the same seed gives the same bytes. */

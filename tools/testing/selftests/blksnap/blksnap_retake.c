@@ -7,6 +7,9 @@
  *
  * The storage is a memory-backed null_blk disk that completes every bio
  * after 50 ms; the original is a memory-backed null_blk disk too.
+ *
+ * The same setup, then destroy, detach and unload at once: no work item of
+ * the module may still run when its code is gone.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -91,28 +94,6 @@ FIXTURE_TEARDOWN(retake)
 	free(self->buf);
 }
 
-static int snapshot_on_slow_storage(struct _test_data_retake *self, struct blksnap_uuid *id)
-{
-	struct blksnap_sectors all = { .offset = 0, .count = DEV_SIZE >> 9 };
-
-	if (snapshot_create(self->ctl, id) || snapshot_add(self->orig, id) ||
-	    storage_append(self->ctl, id, "/dev/bsnap_rt_slow", &all, 1))
-		return -1;
-	return snapshot_take(self->ctl, id);
-}
-
-static int read_image(const char *path, unsigned char *buf)
-{
-	int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-	int ok;
-
-	if (fd < 0)
-		return -1;
-	ok = pread(fd, buf, DEV_SIZE, 0) == (ssize_t)DEV_SIZE;
-	close(fd);
-	return ok ? 0 : -1;
-}
-
 /*
  * Item 2: S1 taken, 20 first writes in flight, S1 destroyed, S2 created,
  * given the same storage and taken at once; then more first writes under
@@ -128,7 +109,8 @@ TEST_F(retake, destroy_then_take_again_at_once)
 
 	memset(after, 0xc3, 64 * BLK);
 	for (round = 0; round < 3; round++) {
-		ASSERT_EQ(0, snapshot_on_slow_storage(self, &s1));
+		ASSERT_EQ(0, snapshot_simple(self->ctl, self->orig, &s1, "/dev/bsnap_rt_slow",
+					     DEV_SIZE >> 9));
 		for (i = 0; i < WRITERS; i++) {
 			w[i] = (struct writer){ .fd = self->orig,
 						.off = (off_t)(i + round * WRITERS) * CHUNK,
@@ -137,8 +119,9 @@ TEST_F(retake, destroy_then_take_again_at_once)
 		}
 		usleep(20000);
 		ASSERT_EQ(0, snapshot_destroy(self->ctl, &s1));
-		ASSERT_EQ(0, snapshot_on_slow_storage(self, &s2));
-		ASSERT_EQ(0, read_image(self->image, self->img1));
+		ASSERT_EQ(0, snapshot_simple(self->ctl, self->orig, &s2, "/dev/bsnap_rt_slow",
+					     DEV_SIZE >> 9));
+		ASSERT_EQ(0, read_whole(self->image, self->img1, DEV_SIZE));
 		/* First writes under S2: its copies go to the start of storage. */
 		for (i = 0; i < 8; i++)
 			ASSERT_EQ(0, pwrite_all(self->orig, after, BLK,
@@ -147,13 +130,86 @@ TEST_F(retake, destroy_then_take_again_at_once)
 			ASSERT_EQ(0, pthread_join(th[i], NULL));
 			EXPECT_EQ(0, w[i].err);
 		}
-		ASSERT_EQ(0, read_image(self->image, self->img2));
+		ASSERT_EQ(0, read_whole(self->image, self->img2, DEV_SIZE));
 		EXPECT_EQ(0, memcmp(self->img1, self->img2, DEV_SIZE)) {
 			for (i = 0; i < DEV_SIZE / CHUNK; i++)
 				if (memcmp(self->img1 + i * CHUNK, self->img2 + i * CHUNK, CHUNK))
 					TH_LOG("round %d: chunk %d of the image changed", round, i);
 		}
 		ASSERT_EQ(0, snapshot_destroy(self->ctl, &s2));
+	}
+}
+
+/*
+ * Item 4: the setup of item 2, then destroy, detach and rmmod at once, 20
+ * times.  The retired area's work can still be queued or running when
+ * destroy returns; unloading must wait for it.  Defined last: it unloads
+ * the module.
+ */
+FIXTURE(unload) {
+	int orig, kmsg;
+	unsigned char *buf;
+};
+
+FIXTURE_SETUP(unload)
+{
+	self->orig = -1;
+	self->kmsg = kmsg_mark();
+	if (access(NULLB_DIR, F_OK))
+		run("mount -t configfs none /sys/kernel/config");
+	if (access(NULLB_DIR, W_OK))
+		SKIP(return, "null_blk configfs is not available");
+	ASSERT_EQ(0, nullb_create("bsnap_rt_orig", DEV_MB, NULL));
+	ASSERT_EQ(0, nullb_create("bsnap_rt_slow", DEV_MB, "50000000"));
+	self->orig = open("/dev/bsnap_rt_orig", O_RDWR | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, self->orig);
+	self->buf = aligned_alloc(4096, BLK);
+	ASSERT_NE(NULL, self->buf);
+	memset(self->buf, 0x5a, BLK);
+}
+
+FIXTURE_TEARDOWN(unload)
+{
+	if (self->orig >= 0) {
+		blksnap_detach(self->orig);
+		close(self->orig);
+	}
+	nullb_delete("bsnap_rt_orig");
+	nullb_delete("bsnap_rt_slow");
+	free(self->buf);
+	run("modprobe blksnap");
+	EXPECT_NO_SPLAT(self->kmsg);
+}
+
+TEST_F(unload, item4_unload_at_once_after_destroy)
+{
+	struct writer w[WRITERS];
+	pthread_t th[WRITERS];
+	struct blksnap_uuid id;
+	int i, round, ctl;
+
+	for (round = 0; round < 20; round++) {
+		ASSERT_EQ(0, run("modprobe blksnap"));
+		ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
+		ASSERT_LE(0, ctl);
+		ASSERT_EQ(0, blksnap_attach(self->orig));
+		ASSERT_EQ(0, snapshot_simple(ctl, self->orig, &id, "/dev/bsnap_rt_slow",
+					     DEV_SIZE >> 9));
+		for (i = 0; i < WRITERS; i++) {
+			w[i] = (struct writer){ .fd = self->orig,
+						.off = (i + round) % (DEV_SIZE / CHUNK) * CHUNK,
+						.buf = self->buf };
+			ASSERT_EQ(0, pthread_create(&th[i], NULL, write_one, &w[i]));
+		}
+		usleep(20000);
+		ASSERT_EQ(0, snapshot_destroy(ctl, &id));
+		ASSERT_EQ(0, blksnap_detach(self->orig));
+		close(ctl);
+		ASSERT_EQ(0, run("rmmod blksnap")) TH_LOG("round %d", round);
+		for (i = 0; i < WRITERS; i++) {
+			ASSERT_EQ(0, pthread_join(th[i], NULL));
+			EXPECT_EQ(0, w[i].err);
+		}
 	}
 }
 
