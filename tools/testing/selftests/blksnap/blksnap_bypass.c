@@ -16,14 +16,6 @@
 #define STORE "bsnap_bp_store"
 #define ZONED "bsnap_bp_zoned"
 
-static void image_path(int fd, char *buf, size_t len)
-{
-	struct stat st;
-
-	fstat(fd, &st);
-	snprintf(buf, len, "/dev/blksnap-image_%u:%u", major(st.st_rdev), minor(st.st_rdev));
-}
-
 /* Map byte of each block of [off, off + len) is `want`; returns the misses. */
 static int map_misses(struct __test_metadata *_metadata, int fd, off_t off, size_t len)
 {
@@ -64,9 +56,7 @@ FIXTURE_SETUP(part)
 {
 	self->disk.fd = -1;
 	self->ctl = self->p1 = -1;
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	if (access(NULLB_DIR, W_OK))
+	if (nullb_available())
 		SKIP(return, "null_blk configfs is not available");
 	ASSERT_EQ(0, nullb_create(STORE, 16, NULL));
 	ASSERT_EQ(0, loop_create(&self->disk, DISK_SIZE));
@@ -122,7 +112,7 @@ TEST_F(part, item6_whole_disk_write_into_filtered_partition)
 	char image[64];
 	size_t i;
 
-	image_path(self->p1, image, sizeof(image));
+	ASSERT_EQ(0, image_path_of(self->p1, image, sizeof(image)));
 	ASSERT_EQ(0, snapshot_simple(self->ctl, self->p1, &s1, "/dev/" STORE, (16 * MIB) >> 9));
 	for (i = 0; i < ARRAY_SIZE(w); i++)
 		ASSERT_EQ(0, pwrite_all(self->disk.fd, self->b, w[i].len, w[i].off));
@@ -157,9 +147,7 @@ FIXTURE_SETUP(zoned)
 	self->img = aligned_alloc(4096, 16 * MIB);
 	ASSERT_NE(NULL, self->a);
 	ASSERT_NE(NULL, self->img);
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	if (access(NULLB_DIR, W_OK))
+	if (nullb_available())
 		SKIP(return, "null_blk configfs is not available");
 	snprintf(path, sizeof(path), NULLB_DIR ZONED);
 	ASSERT_EQ(0, mkdir(path, 0755));
@@ -202,7 +190,7 @@ TEST_F(zoned, item6_zone_reset_counts_as_write)
 	struct blksnap_uuid s1, s2;
 	char image[64];
 
-	image_path(self->fd, image, sizeof(image));
+	ASSERT_EQ(0, image_path_of(self->fd, image, sizeof(image)));
 	/* 1 MiB written at the start of zone 0, the rest of it unwritten. */
 	memset(self->a, 0, 16 * MIB);
 	fill_random(self->a, 1 * MIB, 63);

@@ -58,9 +58,7 @@ FIXTURE_SETUP(image)
 	struct stat st;
 
 	self->ctl = self->orig = -1;
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	if (access(NULLB_DIR, W_OK))
+	if (nullb_available())
 		SKIP(return, "null_blk configfs is not available");
 	ASSERT_EQ(0, nullb_create_bs(ORIG, variant->block_size));
 	ASSERT_EQ(0, nullb_create(STORE, DEV_MB, NULL));
@@ -140,6 +138,11 @@ TEST_F(image, item3_image_has_the_original_geometry)
 		EXPECT_EQ(512, pread(fd, buf, 512, 0));
 	}
 	EXPECT_EQ(4096, pread(fd, buf, 4096, 0));
+	close(fd);
+	/* An image is the module's own device: nothing is attached to it. */
+	fd = open(self->image, O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(EINVAL, blksnap_attach(fd));
 	close(fd);
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id));
 	free(buf);

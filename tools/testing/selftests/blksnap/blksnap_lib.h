@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <linux/blk-filter.h>
@@ -425,6 +426,25 @@ static inline int nullb_set(const char *name, const char *attr, const char *val)
 
 	snprintf(path, sizeof(path), NULLB_DIR "%s/%s", name, attr);
 	return write_str(path, val);
+}
+
+/* Mounts configfs if need be; 0 if null_blk disks can be made there. */
+static inline int nullb_available(void)
+{
+	if (access(NULLB_DIR, F_OK))
+		run("mount -t configfs none /sys/kernel/config");
+	return access(NULLB_DIR, W_OK);
+}
+
+/* The path of the snapshot image of the device open as `fd`. */
+static inline int image_path_of(int fd, char *buf, size_t len)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -1;
+	snprintf(buf, len, "/dev/blksnap-image_%u:%u", major(st.st_rdev), minor(st.st_rdev));
+	return 0;
 }
 
 /*

@@ -91,16 +91,12 @@ FIXTURE(progress) {
 
 FIXTURE_SETUP(progress)
 {
-	struct stat st;
-
 	self->ctl = self->orig = -1;
 	if (access("/usr/bin/fio", X_OK))
 		SKIP(return, "fio is not available");
 	if (access(injectors[0], F_OK) || access(injectors[1], F_OK))
 		SKIP(return, "failslab or fail_page_alloc is not available");
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	if (access(NULLB_DIR, W_OK))
+	if (nullb_available())
 		SKIP(return, "null_blk configfs is not available");
 	ASSERT_EQ(0, nullb_create(ORIG, DEV_MB, NULL));
 	ASSERT_EQ(0, nullb_create(STORE, DEV_MB, NULL));
@@ -109,9 +105,7 @@ FIXTURE_SETUP(progress)
 	ASSERT_LE(0, self->ctl);
 	self->orig = open("/dev/" ORIG, O_RDWR | O_DIRECT | O_CLOEXEC);
 	ASSERT_LE(0, self->orig);
-	ASSERT_EQ(0, fstat(self->orig, &st));
-	snprintf(self->image, sizeof(self->image), "/dev/blksnap-image_%u:%u",
-		 major(st.st_rdev), minor(st.st_rdev));
+	ASSERT_EQ(0, image_path_of(self->orig, self->image, sizeof(self->image)));
 	self->before = aligned_alloc(4096, DEV_SIZE);
 	self->img = aligned_alloc(4096, DEV_SIZE);
 	ASSERT_NE(NULL, self->before);

@@ -54,9 +54,7 @@ FIXTURE_SETUP(retake)
 	struct stat st;
 
 	self->ctl = self->orig = -1;
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	if (access(NULLB_DIR, W_OK))
+	if (nullb_available())
 		SKIP(return, "null_blk configfs is not available");
 	ASSERT_EQ(0, nullb_create("bsnap_rt_orig", DEV_MB, NULL));
 	ASSERT_EQ(0, nullb_create("bsnap_rt_slow", DEV_MB, "50000000"));
@@ -155,9 +153,7 @@ FIXTURE_SETUP(unload)
 {
 	self->orig = -1;
 	self->kmsg = kmsg_mark();
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	if (access(NULLB_DIR, W_OK))
+	if (nullb_available())
 		SKIP(return, "null_blk configfs is not available");
 	ASSERT_EQ(0, nullb_create("bsnap_rt_orig", DEV_MB, NULL));
 	ASSERT_EQ(0, nullb_create("bsnap_rt_slow", DEV_MB, "50000000"));

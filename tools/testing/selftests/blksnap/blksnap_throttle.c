@@ -51,9 +51,7 @@ FIXTURE_SETUP(throttle)
 		run("mount -t cgroup2 none /sys/fs/cgroup");
 	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK))
 		SKIP(return, "cgroup v2 is not available");
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	if (access(NULLB_DIR, W_OK))
+	if (nullb_available())
 		SKIP(return, "null_blk configfs is not available");
 	ASSERT_EQ(0, write_str("/sys/fs/cgroup/cgroup.subtree_control", "+io"));
 	/* What a case that stopped half-way may have left. */
@@ -230,7 +228,6 @@ TEST(item1_write_in_flight_below_a_bio_based_original)
 	unsigned char *img2 = aligned_alloc(4096, DEV_SIZE);
 	struct blksnap_uuid id;
 	char cmd[200], image[64], path[32];
-	struct stat st;
 	int ctl, fd, status;
 	pid_t writer;
 
@@ -240,9 +237,7 @@ TEST(item1_write_in_flight_below_a_bio_based_original)
 	ASSERT_NE(NULL, img2);
 	if (access("/usr/bin/dmsetup", X_OK) && access("/sbin/dmsetup", X_OK))
 		SKIP(return, "dmsetup is not available");
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	ASSERT_EQ(0, access(NULLB_DIR, W_OK));
+	ASSERT_EQ(0, nullb_available());
 	ASSERT_EQ(0, nullb_create(ORIG, DEV_MB, NULL));
 	ASSERT_EQ(0, nullb_create(STORE, DEV_MB, NULL));
 	snprintf(cmd, sizeof(cmd),
@@ -255,9 +250,7 @@ TEST(item1_write_in_flight_below_a_bio_based_original)
 	ASSERT_EQ(0, dm_path("bsnap_thr_delay", path, sizeof(path)));
 	fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, fstat(fd, &st));
-	snprintf(image, sizeof(image), "/dev/blksnap-image_%u:%u", major(st.st_rdev),
-		 minor(st.st_rdev));
+	ASSERT_EQ(0, image_path_of(fd, image, sizeof(image)));
 	fill_random(a, DEV_SIZE, 19);
 	fill_random(b, WRITE_LEN, 20);
 	ASSERT_EQ(0, pwrite_all(fd, a, DEV_SIZE, 0));

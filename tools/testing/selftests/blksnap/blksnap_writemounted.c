@@ -68,14 +68,11 @@ TEST(item10_snapshot_of_mounted_fs_with_writers_refused)
 	struct blksnap_sectors all = { .offset = 0, .count = (64ULL << 20) >> 9 };
 	struct blksnap_uuid id;
 	char cmd[160], image[64];
-	struct stat st;
 	int ctl, fd, wfd, mounted;
 
 	if (!writers_refused_on_mounted())
 		SKIP(return, "needs a boot with bdev_allow_write_mounted=0");
-	if (access(NULLB_DIR, F_OK))
-		run("mount -t configfs none /sys/kernel/config");
-	ASSERT_EQ(0, access(NULLB_DIR, W_OK));
+	ASSERT_EQ(0, nullb_available());
 	ASSERT_EQ(0, nullb_create(ORIG, 64, NULL));
 	ASSERT_EQ(0, nullb_create(STORE, 64, NULL));
 	ASSERT_EQ(0, run("modprobe blksnap"));
@@ -97,9 +94,7 @@ TEST(item10_snapshot_of_mounted_fs_with_writers_refused)
 
 	fd = open("/dev/" ORIG, O_RDONLY | O_CLOEXEC);
 	ASSERT_LE(0, fd);
-	ASSERT_EQ(0, fstat(fd, &st));
-	snprintf(image, sizeof(image), "/dev/blksnap-image_%u:%u", major(st.st_rdev),
-		 minor(st.st_rdev));
+	ASSERT_EQ(0, image_path_of(fd, image, sizeof(image)));
 	ASSERT_EQ(0, blksnap_attach(fd));
 	ASSERT_EQ(0, snapshot_create(ctl, &id));
 	ASSERT_EQ(0, snapshot_add(fd, &id));
