@@ -6,24 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 [ -f "$PRISTINE/.blksnap-version" ] || die "no kernel source; run harness/setup.sh"
 
-# Overlay files: everything in the repository at a kernel path.
-overlay_files() {
-	(cd "$REPO" && git ls-files --cached --others --exclude-standard -- \
-		block include drivers rust Documentation tools scripts samples 2>/dev/null |
-		while read -r f; do [ -f "$f" ] && echo "$f"; done)
-}
-
-patch_files() {
-	grep -v '^\s*\(#\|$\)' "$REPO/patches/series" | awk '{print $1}'
-}
-
-# Upstream files the series edits.
-patched_targets() {
-	local p
-	for p in $(patch_files); do
-		sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$REPO/patches/$p"
-	done | sort -u
-}
+mapfile -t patches < <(series_patches)
 
 if [ ! -d "$WORK" ]; then
 	log "work tree: copying pristine source (once)"
@@ -36,11 +19,11 @@ fi
 STAGE=$(mktemp -d "$CACHE/stage.XXXX")
 trap 'rm -rf "$STAGE"' EXIT
 
-for f in $(patched_targets); do
+for f in $(cd "$REPO/patches" && patch_targets "${patches[@]}"); do
 	mkdir -p "$STAGE/$(dirname "$f")"
 	[ -f "$PRISTINE/$f" ] && cp "$PRISTINE/$f" "$STAGE/$f"
 done
-for p in $(patch_files); do
+for p in "${patches[@]}"; do
 	patch -d "$STAGE" -p1 -s --no-backup-if-mismatch -f <"$REPO/patches/$p" >/dev/null ||
 		die "patch $p does not apply to $(cat "$PRISTINE/.blksnap-version")"
 done

@@ -12,7 +12,7 @@ rm -rf "$repo" "$outdir"
 mkdir -p "$repo" "$outdir"
 outdir=$(cd "$outdir" && pwd)
 
-mapfile -t patches < <(grep -v '^\s*\(#\|$\)' "$REPO/patches/series" | awk '{print $1}')
+mapfile -t patches < <(series_patches)
 
 # Base commit: the pristine versions of the upstream files the series edits.
 # Blob ids depend only on content, so the index lines match upstream's.
@@ -20,9 +20,7 @@ cd "$repo"
 git init -q
 git config user.name "blksnap-rs developers"
 git config user.email "blksnap-rs@lists.example.org"
-for p in "${patches[@]}"; do
-	sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$REPO/patches/$p"
-done | sort -u | while read -r f; do
+(cd "$REPO/patches" && patch_targets "${patches[@]}") | while read -r f; do
 	mkdir -p "$(dirname "$f")"
 	cp "$PRISTINE/$f" "$f"
 done
@@ -52,9 +50,7 @@ for p in "${patches[@]}"; do
 done
 
 # Every overlay file must belong to some commit.
-(cd "$REPO" && git ls-files --cached --others --exclude-standard -- \
-	block include drivers rust Documentation tools scripts samples) | while read -r f; do
-	[ -f "$REPO/$f" ] || continue
+overlay_files | while read -r f; do
 	[ -n "${claimed[$f]:-}" ] || die "$f is not in any patch's Overlay: line"
 done
 

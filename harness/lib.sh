@@ -38,3 +38,27 @@ kmake() {
 	# shellcheck disable=SC2046
 	make -s $(kmake_args "$flavour") "$@"
 }
+
+# The patch file names of patches/series, in order; comments and blank lines skipped.
+series_patches() {
+	grep -v '^\s*\(#\|$\)' "$REPO/patches/series" | awk '{print $1}'
+}
+
+# The upstream files the given patch files edit, sorted, each once.
+patch_targets() {
+	[ $# -gt 0 ] || return 0 # sed without files would read stdin
+	sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$@" | sort -u
+}
+
+# Files of the repository (tracked, or new and not ignored) matching the
+# pathspecs, less those deleted from the working tree.  (An "if", not "&&":
+# a deleted last name must not fail the pipeline under pipefail.)
+repo_files() {
+	(cd "$REPO" && git ls-files --cached --others --exclude-standard -- "$@" |
+		while read -r f; do if [ -f "$f" ]; then echo "$f"; fi; done)
+}
+
+# Overlay files: everything in the repository at a kernel path.
+overlay_files() {
+	repo_files block include drivers rust Documentation tools scripts samples
+}

@@ -24,8 +24,7 @@ for p in "$series"/*.patch; do
 	fi
 done
 
-mapfile -t csrc < <(cd "$REPO" && git ls-files --cached --others --exclude-standard -- \
-	'block/*.c' 'include/*.h' 'drivers/*.c' 'drivers/*.h' | while read -r f; do [ -f "$f" ] && echo "$f"; done)
+mapfile -t csrc < <(repo_files 'block/*.c' 'include/*.h' 'drivers/*.c' 'drivers/*.h')
 for f in "${csrc[@]}"; do
 	report=$(cd "$WORK" && scripts/kernel-doc -none -Wall "$f" 2>&1 || true)
 	if [ -z "$report" ]; then
@@ -36,8 +35,7 @@ for f in "${csrc[@]}"; do
 	fi
 done
 
-mapfile -t rsrc < <(cd "$REPO" && git ls-files --cached --others --exclude-standard -- \
-	'*.rs' | while read -r f; do [ -f "$f" ] && echo "$f"; done)
+mapfile -t rsrc < <(repo_files '*.rs')
 if [ ${#rsrc[@]} -gt 0 ]; then
 	if report=$(cd "$WORK" && rustfmt --check --config-path .rustfmt.toml "${rsrc[@]}" 2>&1); then
 		result ok "lint:rustfmt"

@@ -20,7 +20,7 @@ result() {
 # Only the files the series touches need to be fresh; the rest is shared
 # read-only with the pristine tree through hard links.
 cp -al "$PRISTINE/." "$fresh/"
-touched=$(sed -n 's|^+++ b/\([^[:space:]]*\).*|\1|p' "$series"/*.patch | sort -u)
+touched=$(patch_targets "$series"/*.patch)
 for f in $touched; do
 	if [ -f "$fresh/$f" ]; then
 		rm "$fresh/$f"
