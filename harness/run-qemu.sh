@@ -54,7 +54,6 @@ ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 
 kmake "$flavour" headers_install >/dev/null
 hdr=$out/usr/include
-gcc -static -O2 -Wall -isystem "$hdr" -o "$root/bin/blkfilter" "$REPO/harness/guest/blkfilter.c"
 gcc -static -O2 -Wall -isystem "$hdr" -o "$root/bin/blksnapctl" "$REPO/harness/guest/blksnapctl.c"
 
 for dir in "$WORK"/tools/testing/selftests/blksnap; do
