@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# demo.sh: build the product kernel with our work, boot it under QEMU and show
-# what it does.  Today: the block device filter ioctls answering on a disk
-# and on a partition.
+# demo.sh: build the product kernel with our work, boot it under QEMU and
+# print what harness/guest/demo.sh shows there: an ext4 file system
+# snapshotted with blksnap, the snapshot image still holding a file changed
+# since, and the change map between two snapshots.
 source "$(dirname "$0")/lib.sh"
 
 rundir=${BLKSNAP_RUNDIR:-$CACHE/runs/demo-$(date +%Y%m%d-%H%M%S)}

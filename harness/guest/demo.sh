@@ -1,8 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# What the README's first command shows: an ext4 file system in use, a
-# snapshot of it taken, the file changed, the snapshot image still holding the
-# old file, and the change map naming the blocks that changed.
+# The guest half of harness/demo.sh (init runs it in demo mode): an ext4 file
+# system in use on /dev/vda, a snapshot of it taken with blksnapctl (difference
+# storage on /dev/vdb2), the file changed, the snapshot image still holding the
+# old file, and a second snapshot whose change map names the blocks changed
+# since the first.
 step() {
 	echo
 	echo "== $1"
