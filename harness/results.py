@@ -19,6 +19,7 @@ SPLATS = [
     r"inconsistent lock state", r"suspicious RCU usage", r"kmemleak: .* new suspected",
     r"watchdog: BUG: soft lockup", r"KFENCE:", r"list_add corruption",
 ]
+UPTIME = re.compile(r"^\[\d+\.\d+\] ")
 RESULT = re.compile(r"^(not ok|ok) (\d+) (?:- )?([^#]*?)\s*(?:#\s*(.*))?$")
 
 
@@ -42,7 +43,8 @@ def parse_selftests(text, tally):
     plan = seen = 0
     failed_here = False
     for line in text.splitlines():
-        line = line.rstrip("\r")
+        # The guest stamps each line of a program with its uptime.
+        line = UPTIME.sub("", line.rstrip("\r"))
         m = re.match(r"^# selftest: (\S+)", line)
         if m:
             program, plan, seen, failed_here = m.group(1), 0, 0, False
@@ -135,6 +137,9 @@ def self_test():
          "    # Subtest: k\n    ok 1 t\n    # Subtest: k\n    ok 1 t\n", ok_prog, (3, 0, 1)),
         ("fails a kunit case failing in one load",
          "    # Subtest: k\n    ok 1 t\n    # Subtest: k\n    not ok 1 t\n", ok_prog, (2, 1, 1)),
+        ("reads lines stamped with the uptime", "",
+         "# selftest: s:p\n[3.25] 1..2\n[3.50] ok 1 a\n[4.00] not ok 2 b\n# exit: 1 s:p\n"
+         "BLKSNAP-RUN-END\n", (2, 1, 0)),
         ("fails watchdog", "", ok_prog.replace("BLKSNAP-RUN-END", "BLKSNAP-WATCHDOG-TIMEOUT"), (2, 1, 1)),
     ]
     n = 0

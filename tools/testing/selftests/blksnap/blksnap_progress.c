@@ -27,7 +27,7 @@
 #define DEV_SIZE ((off_t)DEV_MB * MIB)
 #define ORIG "bsnap_pg_orig"
 #define STORE "bsnap_pg_store"
-#define ROUNDS 4
+#define ROUNDS 2
 
 static const char *const injectors[] = {
 	"/sys/kernel/debug/failslab/",
@@ -173,7 +173,7 @@ TEST_F(progress, item5_submit_path_allocation_failures_keep_snapshot_intact)
 
 /*
  * A writer in a memory cgroup of 16 MiB dirties page cache of a file on
- * the original (ext4) six times over: reclaim in the cgroup writes back to
+ * the original (ext4) twice over: reclaim in the cgroup writes back to
  * the original, whose writes wait for copy-on-write, whose work must not
  * wait for that reclaim.
  */
@@ -190,7 +190,7 @@ static pid_t start_memcg_writer(void)
 	if (write_str(MEMCG "/cgroup.procs", me))
 		_exit(2);
 	memset(buf, 0x6b, sizeof(buf));
-	for (i = 0; i < 6 * FILL_MB; i++) {
+	for (i = 0; i < 2 * FILL_MB; i++) {
 		if (i % FILL_MB == 0) {
 			fd = open("/tmp/bsnap_pg/fill", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 			if (fd < 0)
