@@ -63,13 +63,6 @@ static int give(int ctl, const struct blksnap_uuid *id, const char *path,
 	return storage_append(ctl, id, path, &r, 1);
 }
 
-static int wait_ev(int ctl, const struct blksnap_uuid *id, struct blksnap_snapshot_event *ev)
-{
-	ev->id = *id;
-	ev->timeout_ms = 0;
-	return sys_errno(ioctl(ctl, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, ev));
-}
-
 /* Item 11: VERSION, COLLECT and WAIT_EVENT skipped the capability check. */
 TEST_F(access, every_control_command_needs_cap_sys_admin)
 {
@@ -88,14 +81,14 @@ TEST_F(access, every_control_command_needs_cap_sys_admin)
 			_exit(1);
 		if (sys_errno(ioctl(self->ctl, IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &c)) != EPERM)
 			_exit(2);
-		if (wait_ev(self->ctl, &self->a, self->ev) != EPERM)
+		if (snapshot_wait_event(self->ctl, &self->a, 0, self->ev) != EPERM)
 			_exit(3);
 		_exit(0);
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	EXPECT_EQ(0, WEXITSTATUS(status));
 	/* The snapshot's first event is still there for the agent. */
-	ASSERT_EQ(0, wait_ev(self->ctl, &self->a, self->ev));
+	ASSERT_EQ(0, snapshot_wait_event(self->ctl, &self->a, 0, self->ev));
 	EXPECT_EQ(blksnap_event_code_low_free_space, self->ev->code);
 }
 

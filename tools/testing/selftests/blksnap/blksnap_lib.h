@@ -164,6 +164,19 @@ static inline int snapshot_take(int ctl_fd, const struct blksnap_uuid *id)
 	return sys_errno(ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_TAKE, id));
 }
 
+/*
+ * Waits up to `timeout_ms` for the next event of snapshot `id`, into `ev`;
+ * 0 or the errno.  Only the input fields are set: the rest of `ev` is left
+ * as the caller filled it.
+ */
+static inline int snapshot_wait_event(int ctl_fd, const struct blksnap_uuid *id,
+				      unsigned int timeout_ms, struct blksnap_snapshot_event *ev)
+{
+	ev->id = *id;
+	ev->timeout_ms = timeout_ms;
+	return sys_errno(ioctl(ctl_fd, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, ev));
+}
+
 /* Reads the first `len` bytes of block device `path`, with O_DIRECT. */
 static inline int read_whole(const char *path, unsigned char *buf, size_t len)
 {

@@ -441,15 +441,6 @@ TEST_F(snap, ext4_image_mounts_and_checks_clean)
 #endif
 
 /* Next event within timeout_ms: 0 or the errno; fills *ev. */
-static int wait_event(int ctl, const struct blksnap_uuid *id, unsigned int timeout_ms,
-		      struct blksnap_snapshot_event *ev)
-{
-	memset(ev, 0, sizeof(*ev));
-	ev->id = *id;
-	ev->timeout_ms = timeout_ms;
-	return sys_errno(ioctl(ctl, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, ev));
-}
-
 static unsigned long long requested(const struct blksnap_snapshot_event *ev)
 {
 	struct blksnap_event_low_free_space d;
@@ -464,12 +455,12 @@ TEST_F(snap, events_initial_request_and_timeout)
 	struct blksnap_uuid unknown = { .b = { 0x33 } };
 
 	ASSERT_NE(NULL, ev);
-	ASSERT_EQ(0, wait_event(self->ctl, &self->id, 100, ev));
+	ASSERT_EQ(0, snapshot_wait_event(self->ctl, &self->id, 100, ev));
 	EXPECT_EQ(blksnap_event_code_low_free_space, ev->code);
 	EXPECT_EQ(2097152, requested(ev));
 	EXPECT_LE(0, ev->time_label);
-	EXPECT_EQ(ENOENT, wait_event(self->ctl, &self->id, 50, ev));
-	EXPECT_EQ(ESRCH, wait_event(self->ctl, &unknown, 0, ev));
+	EXPECT_EQ(ENOENT, snapshot_wait_event(self->ctl, &self->id, 50, ev));
+	EXPECT_EQ(ESRCH, snapshot_wait_event(self->ctl, &unknown, 0, ev));
 	EXPECT_EQ(EFAULT, sys_errno(ioctl(self->ctl, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, NULL)));
 	free(ev);
 }
@@ -487,12 +478,12 @@ TEST_F(snap, events_wait_interrupted)
 	pid_t pid;
 
 	ASSERT_NE(NULL, ev);
-	ASSERT_EQ(0, wait_event(self->ctl, &self->id, 100, ev));
+	ASSERT_EQ(0, snapshot_wait_event(self->ctl, &self->id, 100, ev));
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (pid == 0) {
 		sigaction(SIGUSR1, &sa, NULL);
-		_exit(wait_event(self->ctl, &self->id, 20000, ev) == EINTR ? 0 : 1);
+		_exit(snapshot_wait_event(self->ctl, &self->id, 20000, ev) == EINTR ? 0 : 1);
 	}
 	usleep(300000);
 	kill(pid, SIGUSR1);
@@ -536,13 +527,13 @@ TEST(storage_grows_on_request)
 	ASSERT_EQ(0, blksnap_attach(orig.fd));
 	ASSERT_EQ(0, snapshot_create(ctl, &id));
 	ASSERT_EQ(0, snapshot_add(orig.fd, &id));
-	ASSERT_EQ(0, wait_event(ctl, &id, 100, ev));
+	ASSERT_EQ(0, snapshot_wait_event(ctl, &id, 100, ev));
 	ASSERT_EQ(blksnap_event_code_low_free_space, ev->code);
 	EXPECT_EQ(4096, requested(ev));
 	/* What was asked, as a v3 agent answers: no new request at once. */
 	given = 4096;
 	ASSERT_EQ(0, append_all(ctl, &id, &store, 0, given));
-	EXPECT_EQ(ENOENT, wait_event(ctl, &id, 0, ev));
+	EXPECT_EQ(ENOENT, snapshot_wait_event(ctl, &id, 0, ev));
 	ASSERT_EQ(0, take(ctl, &id));
 
 	/* One 4 KiB write into each of 40 chunks: 40 chunks of storage. */
@@ -551,7 +542,7 @@ TEST(storage_grows_on_request)
 
 		memset(page, i + 1, 4096);
 		ASSERT_EQ(0, pwrite_all(orig.fd, page, 4096, off));
-		if (wait_event(ctl, &id, 0, ev) == 0) {
+		if (snapshot_wait_event(ctl, &id, 0, ev) == 0) {
 			ASSERT_EQ(blksnap_event_code_low_free_space, ev->code);
 			EXPECT_EQ(4096, requested(ev));
 			ASSERT_EQ(0, append_all(ctl, &id, &store, given, 4096));
@@ -597,7 +588,7 @@ TEST_F(snap, overflow_event)
 	ASSERT_EQ(0, append_all(self->ctl, &self->id, &self->store, 0, 1024));
 	ASSERT_EQ(0, take(self->ctl, &self->id));
 	scribble(_metadata, self->orig[0].fd, self->now, 17, 30);
-	while (!found && wait_event(self->ctl, &self->id, 100, ev) == 0) {
+	while (!found && snapshot_wait_event(self->ctl, &self->id, 100, ev) == 0) {
 		if (ev->code != blksnap_event_code_corrupted)
 			continue;
 		found = 1;

@@ -67,15 +67,6 @@ FIXTURE_TEARDOWN(v3)
 	close(self->ctl);
 }
 
-/* Waits for the next event of `id` into ev; 0 or the errno. */
-static int wait_ev(int ctl, const struct blksnap_uuid *id, unsigned int ms,
-		   struct blksnap_snapshot_event *ev)
-{
-	ev->id = *id;
-	ev->timeout_ms = ms;
-	return sys_errno(ioctl(ctl, IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, ev));
-}
-
 static unsigned long long requested(const struct blksnap_snapshot_event *ev)
 {
 	struct blksnap_event_low_free_space d;
@@ -211,7 +202,7 @@ TEST_F(v3, corrupted_event_errno_is_positive)
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
 	for (i = 0; i < 4; i++)
 		ASSERT_EQ(0, write_chunk(self, i));
-	while (!found && wait_ev(self->ctl, &self->id, 5000, self->ev) == 0) {
+	while (!found && snapshot_wait_event(self->ctl, &self->id, 5000, self->ev) == 0) {
 		if (self->ev->code != blksnap_event_code_corrupted)
 			continue;
 		found = 1;
@@ -244,7 +235,7 @@ TEST_F(v3, event_time_is_the_monotonic_clock)
 
 	before = monotonic_ns();
 	ASSERT_EQ(0, snapshot_create(self->ctl, &id));
-	ASSERT_EQ(0, wait_ev(self->ctl, &id, 1000, self->ev));
+	ASSERT_EQ(0, snapshot_wait_event(self->ctl, &id, 1000, self->ev));
 	after = monotonic_ns();
 	EXPECT_EQ(blksnap_event_code_low_free_space, self->ev->code);
 	EXPECT_LE(before, self->ev->time_label);
@@ -260,7 +251,7 @@ TEST_F(v3, wait_event_writes_the_whole_structure)
 	size_t i, dirty = 0;
 
 	memset(ev, 0xa5, sizeof(*ev));
-	ASSERT_EQ(0, wait_ev(self->ctl, &self->id, 1000, ev));
+	ASSERT_EQ(0, snapshot_wait_event(self->ctl, &self->id, 1000, ev));
 	/* The input comes back as it went in. */
 	EXPECT_EQ(0, memcmp(&ev->id, &self->id, sizeof(self->id)));
 	EXPECT_EQ(1000, ev->timeout_ms);
@@ -409,7 +400,7 @@ static void no_request_up_to(struct __test_metadata *_metadata, struct _test_dat
 {
 	for (; *chunk < end; (*chunk)++) {
 		ASSERT_EQ(0, write_chunk(t, *chunk));
-		EXPECT_EQ(ENOENT, wait_ev(t->ctl, &t->id, 200, t->ev)) {
+		EXPECT_EQ(ENOENT, snapshot_wait_event(t->ctl, &t->id, 200, t->ev)) {
 			TH_LOG("request after chunk %u", *chunk);
 		}
 	}
@@ -420,7 +411,7 @@ static void request_at(struct __test_metadata *_metadata, struct _test_data_v3 *
 		       unsigned int *chunk)
 {
 	ASSERT_EQ(0, write_chunk(t, *chunk));
-	ASSERT_EQ(0, wait_ev(t->ctl, &t->id, 10000, t->ev)) {
+	ASSERT_EQ(0, snapshot_wait_event(t->ctl, &t->id, 10000, t->ev)) {
 		TH_LOG("no request after chunk %u", *chunk);
 	}
 	EXPECT_EQ(blksnap_event_code_low_free_space, t->ev->code);
@@ -440,7 +431,7 @@ TEST_F(v3_small, low_space_requests_follow_what_was_asked)
 	struct _test_data_v3 *t = &self->t;
 	unsigned int chunk = 0;
 
-	ASSERT_EQ(0, wait_ev(t->ctl, &t->id, 1000, t->ev));
+	ASSERT_EQ(0, snapshot_wait_event(t->ctl, &t->id, 1000, t->ev));
 	ASSERT_EQ(blksnap_event_code_low_free_space, t->ev->code);
 	EXPECT_EQ(4096, requested(t->ev));
 	/* Half of what was asked; the first request does not stay open. */
