@@ -18,6 +18,7 @@ SPLATS = [
     r"possible recursive locking", r"INFO: task .* blocked",
     r"inconsistent lock state", r"suspicious RCU usage", r"kmemleak: .* new suspected",
     r"watchdog: BUG: soft lockup", r"KFENCE:", r"list_add corruption",
+    r"rcu: INFO: .* detected (expedited )?stalls",
 ]
 UPTIME = re.compile(r"^\[\d+\.\d+\] ")
 RESULT = re.compile(r"^(not ok|ok) (\d+) (?:- )?([^#]*?)\s*(?:#\s*(.*))?$")
@@ -43,8 +44,7 @@ def parse_selftests(text, tally):
     plan = seen = 0
     failed_here = False
     for line in text.splitlines():
-        # The guest stamps each line of a program with its uptime.
-        line = UPTIME.sub("", line.rstrip("\r"))
+        line = line.rstrip("\r")
         m = re.match(r"^# selftest: (\S+)", line)
         if m:
             program, plan, seen, failed_here = m.group(1), 0, 0, False
@@ -62,6 +62,9 @@ def parse_selftests(text, tally):
                 tally.add("fail", program, f"exit status {rc}")
             program = None
             continue
+        # The guest stamps each line of a program with its uptime; its own
+        # framing lines above carry no stamp.
+        line = UPTIME.sub("", line)
         m = re.match(r"^1\.\.(\d+)", line)
         if m:
             plan = int(m.group(1))
@@ -137,6 +140,8 @@ def self_test():
          "    # Subtest: k\n    ok 1 t\n    # Subtest: k\n    ok 1 t\n", ok_prog, (3, 0, 1)),
         ("fails a kunit case failing in one load",
          "    # Subtest: k\n    ok 1 t\n    # Subtest: k\n    not ok 1 t\n", ok_prog, (2, 1, 1)),
+        ("fails a stamped failure", "",
+         "# selftest: s:p\n[1.0] 1..1\n[1.1] not ok 1 a\n# exit: 0 s:p\nBLKSNAP-RUN-END\n", (1, 1, 0)),
         ("reads lines stamped with the uptime", "",
          "# selftest: s:p\n[3.25] 1..2\n[3.50] ok 1 a\n[4.00] not ok 2 b\n# exit: 1 s:p\n"
          "BLKSNAP-RUN-END\n", (2, 1, 0)),

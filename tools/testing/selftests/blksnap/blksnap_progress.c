@@ -204,6 +204,22 @@ static pid_t start_memcg_writer(void)
 	_exit(0);
 }
 
+/* How often the cgroup hit its limit (memory.events "max"), or -1. */
+static long memcg_max_events(void)
+{
+	FILE *f = fopen(MEMCG "/memory.events", "re");
+	char key[32];
+	long n, found = -1;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%31s %ld", key, &n) == 2)
+		if (!strcmp(key, "max"))
+			found = n;
+	fclose(f);
+	return found;
+}
+
 /*
  * Item 5: a snapshot taken while a memory cgroup under pressure writes
  * back dirty pages to the original.  The take and the writer end (the
@@ -217,6 +233,7 @@ TEST_F(progress, item5_take_under_memory_cgroup_pressure)
 	int status, kmsg = kmsg_mark();
 	char cmd[160];
 	pid_t writer;
+	int i;
 
 	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK))
 		run("mount -t cgroup2 none /sys/fs/cgroup");
@@ -231,8 +248,12 @@ TEST_F(progress, item5_take_under_memory_cgroup_pressure)
 
 	writer = start_memcg_writer();
 	ASSERT_LT(0, writer);
-	usleep(500000);
+	/* The take comes once the cgroup is at its limit, with the writer on. */
+	for (i = 0; i < 600 && memcg_max_events() <= 0; i++)
+		usleep(100000);
+	EXPECT_LT(0, memcg_max_events()) TH_LOG("the cgroup never reached its limit");
 	EXPECT_EQ(0, snapshot_simple(self->ctl, self->orig, &id, "/dev/" STORE, DEV_SIZE >> 9));
+	EXPECT_EQ(0, waitpid(writer, &status, WNOHANG)) TH_LOG("the writer ended before the take");
 	ASSERT_EQ(writer, waitpid(writer, &status, 0));
 	EXPECT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("the writer failed (2 cgroup, 3 open, 4 write)");
