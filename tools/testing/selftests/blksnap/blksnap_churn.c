@@ -127,9 +127,10 @@ static void stop_writer(struct __test_metadata *_metadata, struct _test_data_chu
 	EXPECT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(0, WEXITSTATUS(status));
 	ASSERT_EQ(NR_BLOCKS * BLK, pread(self->orig.fd, self->buf, NR_BLOCKS * BLK, 0));
-	for (i = 0; i < NR_BLOCKS; i++)
+	for (i = 0; i < NR_BLOCKS; i++) {
 		EXPECT_EQ(LOAD(self->log->done[i]), read_stamp(self->buf + (size_t)i * BLK, i))
 			TH_LOG("original block %u", i);
+	}
 	TH_LOG("%lu writes", LOAD(self->log->writes));
 }
 

@@ -204,8 +204,10 @@ TEST_F(life, overwrite_zero_discard)
 
 	image_of(self->fd, image, sizeof(image));
 	ASSERT_EQ(0, hash_device(image, self->size, hashes));
-	for (m = 0; m < self->nr_mib; m++)
-		EXPECT_EQ(self->before[m], hashes[m]) TH_LOG("image MiB %llu", m);
+	for (m = 0; m < self->nr_mib; m++) {
+		EXPECT_EQ(self->before[m], hashes[m])
+			TH_LOG("image MiB %llu", m);
+	}
 
 	ASSERT_EQ(REGION, pread(self->fd, self->buf, REGION, 0));
 	for (m = 0; m < REGION / MIB; m++) {
@@ -215,8 +217,10 @@ TEST_F(life, overwrite_zero_discard)
 			TH_LOG("original MiB %llu", m);
 	}
 	ASSERT_EQ(0, hash_device(self->dev, self->size, hashes));
-	for (m = REGION / MIB; m < self->nr_mib; m++)
-		EXPECT_EQ(self->before[m], hashes[m]) TH_LOG("original MiB %llu", m);
+	for (m = REGION / MIB; m < self->nr_mib; m++) {
+		EXPECT_EQ(self->before[m], hashes[m])
+			TH_LOG("original MiB %llu", m);
+	}
 
 	ASSERT_EQ(0, blksnap_ctl(self->fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
 				 NULL));

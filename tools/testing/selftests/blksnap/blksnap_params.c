@@ -215,9 +215,10 @@ TEST_F(params, item12_parameter_rejects_garbage)
 	char buf[32];
 	size_t i;
 
-	for (i = 0; i < ARRAY_SIZE(garbage); i++)
+	for (i = 0; i < ARRAY_SIZE(garbage); i++) {
 		EXPECT_EQ(EINVAL, param_write("tracking_block_minimum_shift", garbage[i]))
 			TH_LOG("garbage[%zu]", i);
+	}
 	ASSERT_EQ(0, param_read("tracking_block_minimum_shift", buf, sizeof(buf)));
 	EXPECT_STREQ("16\n", buf);
 

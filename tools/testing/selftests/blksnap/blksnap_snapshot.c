@@ -685,8 +685,10 @@ TEST_F(snap, writable_image)
 	/* The map of this snapshot: what the image got carries its number. */
 	n = read_map(_metadata, self->orig[0].fd, map, sizeof(map), 2);
 	ASSERT_EQ(ORIG_SIZE / TRACK_BLOCK, n);
-	for (b = 0; b < (unsigned int)n; b++)
-		EXPECT_EQ(written[b] ? 2 : 1, map[b]) TH_LOG("block %u", b);
+	for (b = 0; b < (unsigned int)n; b++) {
+		EXPECT_EQ(written[b] ? 2 : 1, map[b])
+			TH_LOG("block %u", b);
+	}
 
 	/* The next snapshot's map: image writes and original writes alike. */
 	ASSERT_EQ(0, retake(_metadata, self));

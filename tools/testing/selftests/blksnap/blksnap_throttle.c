@@ -175,10 +175,11 @@ static void throttled_write_at_take(struct __test_metadata *_metadata,
 	ASSERT_EQ(0, blksnap_ctl(self->orig, blkfilter_ctl_blksnap_cbtmap, &m, &len, &ret));
 	first = WRITE_OFF / info.block_size;
 	last = (WRITE_OFF + WRITE_LEN - 1) / info.block_size;
-	for (blk = first; blk <= last; blk++)
+	for (blk = first; blk <= last; blk++) {
 		EXPECT_EQ(info.changes_number, map[blk])
 			TH_LOG("block %u written after take %u is marked %u", blk,
 			       info.changes_number - 1, map[blk]);
+	}
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &s2));
 }
 
