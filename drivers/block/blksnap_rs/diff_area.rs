@@ -302,8 +302,12 @@ impl DiffArea {
     /// image reads forwarded to the original: one still in flight must not
     /// see such a write.  Later ones are not forwarded (see `route`).
     pub(crate) fn fail(&self, err: Error) {
+        // Paused before the error is seen: a write that sees it goes on
+        // uncopied, and no read forwarded to the original may still be on
+        // its way then.  Later reads see the error and are not forwarded.
+        let paused = self.reads.pause();
         if self.error.cmpxchg(0, err.to_errno(), Full).is_ok() {
-            drop(self.reads.pause());
+            drop(paused);
             let bdev = self.original().bdev();
             self.events.corrupted(bdev.major(), bdev.minor(), err);
             pr_warn!(
@@ -319,9 +323,8 @@ impl DiffArea {
     /// queued image I/O fails, queued writes go on without copying, once
     /// the image reads forwarded to the original have ended (see `fail`).
     pub(crate) fn retire(&self) {
-        if self.error.cmpxchg(0, ENODEV.to_errno(), Full).is_ok() {
-            drop(self.reads.pause());
-        }
+        let _paused = self.reads.pause();
+        let _ = self.error.cmpxchg(0, ENODEV.to_errno(), Full);
     }
 
     fn is_copied(&self, chunk: usize) -> bool {
@@ -759,6 +762,16 @@ impl DiffArea {
         );
         if sent.is_err() {
             return end_all(bios, Status::IoError);
+        }
+        // A failure meanwhile lets writes go on uncopied: one may have
+        // reached a chunk these reads took from the original.
+        if self.error.load(Acquire) != 0 {
+            for t in plan
+                .iter()
+                .filter(|t| matches!(t.source, Source::Original(_)))
+            {
+                failed[t.bio].set(true);
+            }
         }
         for (bio, failed) in bios.into_iter().zip(failed.iter()) {
             bio.end(if failed.get() {
