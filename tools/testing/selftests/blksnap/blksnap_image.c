@@ -77,15 +77,7 @@ FIXTURE_SETUP(image)
 
 FIXTURE_TEARDOWN(image)
 {
-	if (self->orig >= 0) {
-		blksnap_detach(self->orig);
-		close(self->orig);
-	}
-	snapshot_destroy_all(self->ctl);
-	if (self->ctl >= 0)
-		close(self->ctl);
-	nullb_delete(ORIG);
-	nullb_delete(STORE);
+	nullb_pair_teardown(self->ctl, self->orig, ORIG, STORE);
 }
 
 static long sysfs_num(const char *dir, const char *attr)

@@ -493,6 +493,25 @@ static inline void nullb_delete(const char *name)
 }
 
 /*
+ * The end of a fixture with an original and a storage null_blk: the
+ * original detached and closed, every snapshot destroyed, the control
+ * device closed, both disks deleted.  Descriptors below 0 are skipped.
+ */
+static inline void nullb_pair_teardown(int ctl_fd, int orig_fd, const char *orig,
+				       const char *store)
+{
+	if (orig_fd >= 0) {
+		blksnap_detach(orig_fd);
+		close(orig_fd);
+	}
+	snapshot_destroy_all(ctl_fd);
+	if (ctl_fd >= 0)
+		close(ctl_fd);
+	nullb_delete(orig);
+	nullb_delete(store);
+}
+
+/*
  * Fails the running case if the kernel logged a splat since kmsg_mark()
  * gave `kmsg`, and closes it; for fixture teardowns.
  */

@@ -118,15 +118,7 @@ FIXTURE_TEARDOWN(progress)
 	arm(false);
 	run("umount /tmp/bsnap_pg 2>/dev/null");
 	rmdir("/sys/fs/cgroup/bsnap_progress");
-	if (self->orig >= 0) {
-		blksnap_detach(self->orig);
-		close(self->orig);
-	}
-	snapshot_destroy_all(self->ctl);
-	if (self->ctl >= 0)
-		close(self->ctl);
-	nullb_delete(ORIG);
-	nullb_delete(STORE);
+	nullb_pair_teardown(self->ctl, self->orig, ORIG, STORE);
 	free(self->before);
 	free(self->img);
 }

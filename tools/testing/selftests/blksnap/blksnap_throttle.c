@@ -98,15 +98,7 @@ FIXTURE_TEARDOWN(throttle)
 	if (self->linear)
 		run("dmsetup remove " LINEAR);
 	rmdir(CGROUP);
-	if (self->orig >= 0) {
-		blksnap_detach(self->orig);
-		close(self->orig);
-	}
-	snapshot_destroy_all(self->ctl);
-	if (self->ctl >= 0)
-		close(self->ctl);
-	nullb_delete(ORIG);
-	nullb_delete(STORE);
+	nullb_pair_teardown(self->ctl, self->orig, ORIG, STORE);
 	free(self->a);
 	free(self->b);
 	free(self->img);
