@@ -17,6 +17,7 @@ mod cbt_map;
 mod claims;
 mod control;
 mod ctl;
+mod device_filter;
 mod diff_area;
 mod diff_storage;
 mod event_queue;
@@ -85,7 +86,7 @@ module! {
 #[pin_data(PinnedDrop)]
 struct Blksnap {
     #[pin]
-    filter: filter::Registration<tracker::TrackerFilter>,
+    filter: filter::Registration<device_filter::TrackerFilter>,
     #[pin]
     control: MiscDeviceRegistration<control::Control>,
     /// Last: goes once nothing can queue work any more.

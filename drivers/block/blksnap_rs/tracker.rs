@@ -12,11 +12,10 @@ use crate::{
     params,
 };
 use kernel::{
-    block::{bdev::BlockDevice, bio::SubmittedBio, filter},
+    block::{bdev::BlockDevice, bio::SubmittedBio},
     new_mutex, new_spinlock,
     prelude::*,
     sync::{Arc, Mutex, SpinLock},
-    uaccess::UserPtr,
     uuid::Uuid,
 };
 
@@ -63,7 +62,7 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    fn new(bdev: &BlockDevice) -> Result<Arc<Self>> {
+    pub(crate) fn new(bdev: &BlockDevice) -> Result<Arc<Self>> {
         let geometry = Geometry::for_capacity(
             bdev.nr_sectors(),
             params::tracking_block_minimum_shift(),
@@ -211,44 +210,24 @@ impl Tracker {
         // area closes devices and waits for forwarded reads.
         drop(old);
     }
-}
 
-/// The `blksnap` block device filter.
-pub(crate) struct TrackerFilter;
-
-#[vtable]
-impl filter::Operations for TrackerFilter {
-    type Attachment = Arc<Tracker>;
-
-    fn attach(bdev: &BlockDevice) -> Result<Arc<Tracker>> {
-        // An image is the module's own device: its writes are tracked on
-        // the original, and copying them would store into itself.
-        if crate::claims::is_image(bdev.diskseq()) {
-            return Err(EINVAL);
-        }
-        let tracker = Tracker::new(bdev)?;
-        pr_debug!("tracking {}:{}\n", tracker.major, tracker.minor);
-        Ok(tracker)
-    }
-
-    fn detach(tracker: Arc<Tracker>) {
-        let old = core::mem::replace(&mut *tracker.cow.lock(), Cow::Detached);
+    /// Detaches: nothing is tracked or copied any more.  Writes are no
+    /// longer seen, so a snapshot taken of the device cannot stay correct.
+    pub(crate) fn detach(&self) {
+        let old = core::mem::replace(&mut *self.cow.lock(), Cow::Detached);
         if let Cow::On(area) = old {
-            // Writes are no longer seen: the image cannot stay correct.
             area.fail(ENODEV);
         }
     }
 
-    fn ctl(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) -> Result<i32> {
-        crate::ctl::execute(tracker, cmd, buf, len)
-    }
-
-    fn submit_bio(tracker: &Arc<Tracker>, bio: SubmittedBio) -> Option<SubmittedBio> {
+    /// The submit path of a bio to the device: marks what it changes, and
+    /// returns it if it may go on now (see `DiffArea::write`).
+    pub(crate) fn submit_bio(&self, bio: SubmittedBio) -> Option<SubmittedBio> {
         if let Some((sector, count)) = bio.changed_sectors() {
-            let sector = sector.saturating_sub(tracker.start_sector);
-            tracker.active.lock().mark_io(sector, count);
+            let sector = sector.saturating_sub(self.start_sector);
+            self.active.lock().mark_io(sector, count);
         }
-        match tracker.diff_area() {
+        match self.diff_area() {
             Some(area) => {
                 let passed = area.write(bio);
                 DiffArea::put_in_submit(area);

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The `blksnap` block device filter: what the block layer calls on a
+//! device blksnap is attached to.  Each call goes to the device's tracker,
+//! and commands to `ctl`.
+
+use crate::tracker::Tracker;
+use kernel::{
+    block::{bdev::BlockDevice, bio::SubmittedBio, filter},
+    prelude::*,
+    sync::Arc,
+    uaccess::UserPtr,
+};
+
+/// The `blksnap` block device filter.
+pub(crate) struct TrackerFilter;
+
+#[vtable]
+impl filter::Operations for TrackerFilter {
+    type Attachment = Arc<Tracker>;
+
+    fn attach(bdev: &BlockDevice) -> Result<Arc<Tracker>> {
+        // An image is the module's own device: its writes are tracked on
+        // the original, and copying them would store into itself.
+        if crate::claims::is_image(bdev.diskseq()) {
+            return Err(EINVAL);
+        }
+        let tracker = Tracker::new(bdev)?;
+        pr_debug!("tracking {}:{}\n", tracker.major, tracker.minor);
+        Ok(tracker)
+    }
+
+    fn detach(tracker: Arc<Tracker>) {
+        tracker.detach();
+    }
+
+    fn ctl(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) -> Result<i32> {
+        crate::ctl::execute(tracker, cmd, buf, len)
+    }
+
+    fn submit_bio(tracker: &Arc<Tracker>, bio: SubmittedBio) -> Option<SubmittedBio> {
+        tracker.submit_bio(bio)
+    }
+}

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reads and writes of the snapshot image.
+//!
+//! Image reads whose data lies in one place skip the worker: the submit
+//! path forwards them to the original if none of their chunks was copied,
+//! or to difference storage if all were, contiguously, and every recorded
+//! chunk is stored.  A chunk is recorded as copied only while forwarding is
+//! paused, and the pause waits for forwarded reads in flight, so a read of
+//! the original always ends before a write to its chunk is let go.
+//!
+//! The rest goes to the copy worker.  Image reads queued in a row go out in
+//! parallel, and the worker waits for them before it goes on: an image read
+//! of the original always completes before a write it took along reaches
+//! the device.  An image write is served alone, and copies the chunks it
+//! touches first.
+
+use super::{single, DiffArea, ReadTargets};
+use core::cell::{Cell, RefCell};
+use kernel::{
+    block::{
+        bdev::{BlockDevice, OpenedBlockDevice},
+        bio::{transfer_parts, Bio, Operation, Status, SubmittedBio},
+    },
+    prelude::*,
+    sync::{atomic::Acquire, Arc},
+};
+
+impl DiffArea {
+    /// Where a forwarded image read of `bio` goes: the original if no
+    /// chunk it touches was copied, or one stretch of difference storage if
+    /// all were, contiguously, and are stored.  `None` sends it to the
+    /// worker.  Runs while the read counts as forwarded, so no chunk is
+    /// recorded as copied meanwhile.
+    fn route<'t>(&self, to: &'t ReadTargets, bio: &Bio) -> Option<(&'t BlockDevice, u64)> {
+        if self.error() != 0 {
+            return None;
+        }
+        let sector = bio.sector();
+        let chunks = self.chunks.blocks_clipped(sector, bio.nr_sectors());
+        let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
+        let copied = self.copied.lock();
+        let Some(first) = copied.get(chunks.start) else {
+            let untouched = chunks.clone().all(|c| copied.get(c).is_none());
+            return untouched.then(|| (to.original.bdev(), sector));
+        };
+        if self.unstored.load(Acquire) != 0 {
+            return None;
+        }
+        let at = first.sector + (sector - ((chunks.start as u64) << shift));
+        let contiguous = chunks.clone().skip(1).all(|c| {
+            copied.get(c).is_some_and(|l| {
+                Arc::ptr_eq(&l.device, &first.device)
+                    && l.sector == at + (((c as u64) << shift) - sector)
+            })
+        });
+        contiguous
+            .then(|| to.storage(&first.device))
+            .flatten()
+            .map(|bdev| (bdev, at))
+    }
+
+    /// The submit path of a read or write of the image.  A read whose data
+    /// lies in one place goes straight there; the rest is queued.
+    pub(crate) fn image_io(self: &Arc<Self>, bio: SubmittedBio) {
+        let bio = if bio.operation() == Operation::Read {
+            // A pause while chunks are recorded as copied orders this
+            // against writes to them: see `record`.
+            match self.reads.forward(bio, |to, bio| self.route(to, bio)) {
+                Ok(()) => return,
+                Err(bio) => bio,
+            }
+        } else {
+            bio
+        };
+        self.queue_image(bio);
+    }
+    /// Where the image data of `sector`, in chunk `chunk` starting at
+    /// `chunk_start`, is kept in difference storage, if the chunk was copied.
+    fn stored(
+        &self,
+        chunk: usize,
+        chunk_start: u64,
+        sector: u64,
+    ) -> Option<(Arc<OpenedBlockDevice>, u64)> {
+        self.copied
+            .lock()
+            .get(chunk)
+            .map(|l| (l.device.clone(), l.sector + (sector - chunk_start)))
+    }
+
+    /// Works out where the data of image bio number `index` lives, as
+    /// transfers appended to `plan`.  Reads come from difference storage
+    /// where a chunk was copied and from the original where it was not;
+    /// neighbouring chunks that continue each other on the same device make
+    /// one transfer.  Writes only ever go to difference storage: a chunk not
+    /// copied yet is copied first, so the original never sees them.
+    fn plan_image_io(&self, index: usize, bio: &SubmittedBio, plan: &mut KVec<Transfer>) -> Result {
+        let write = bio.operation().changes_data();
+        let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
+        let total = bio.nr_sectors();
+        let mut run: Option<Transfer> = None;
+        let mut done = 0;
+        while done < total {
+            if self.error() != 0 {
+                return Err(EIO);
+            }
+            let sector = bio.sector() + done;
+            let chunk = (sector >> shift) as usize;
+            let chunk_start = (chunk as u64) << shift;
+            let n = (total - done).min(chunk_start + (1 << shift) - sector);
+            let mut stored = self.stored(chunk, chunk_start, sector);
+            if stored.is_none() && write {
+                if let Err(e) = self.copy_chunk(chunk) {
+                    self.fail(e);
+                    return Err(EIO);
+                }
+                stored = self.stored(chunk, chunk_start, sector);
+            }
+            let source = match stored {
+                Some((device, at)) => Source::Stored(device, at),
+                None => Source::Original(sector),
+            };
+            match &mut run {
+                Some(last) if last.source.continued_by(&source, last.len) => last.len += n,
+                _ => {
+                    let next = Transfer {
+                        bio: index,
+                        offset: done,
+                        len: n,
+                        source,
+                    };
+                    if let Some(last) = run.replace(next) {
+                        plan.push(last, GFP_NOIO)?;
+                    }
+                }
+            }
+            done += n;
+        }
+        if let Some(last) = run {
+            plan.push(last, GFP_NOIO)?;
+        }
+        Ok(())
+    }
+
+    /// Serves image bios: all their transfers go out in parallel, and each
+    /// bio ends once its own are done.  The caller batches only bios that
+    /// may run in any order: reads, or a single write.
+    pub(super) fn handle_image_io(&self, bios: KVec<SubmittedBio>) {
+        if bios.is_empty() {
+            return;
+        }
+        // The data of chunks still being stored is not in storage yet.
+        self.wait_stores_below(1);
+        let mut failed = KVec::new();
+        let mut plan = KVec::new();
+        if failed.reserve(bios.len(), GFP_NOIO).is_err() {
+            return end_all(bios, Status::IoError);
+        }
+        for (i, bio) in bios.iter().enumerate() {
+            let res = self.plan_image_io(i, bio, &mut plan);
+            // Cannot fail: room was reserved.
+            let _ = failed.push(Cell::new(res.is_err()), GFP_NOIO);
+        }
+        // Which bio each part sent belongs to.
+        let mut owners = KVec::new();
+        if owners.reserve(plan.len(), GFP_NOIO).is_err() {
+            return end_all(bios, Status::IoError);
+        }
+        let owners = RefCell::new(owners);
+        let sent = transfer_parts(
+            &self.bios,
+            |parts| {
+                for t in plan.iter().filter(|t| !failed[t.bio].get()) {
+                    let (bdev, at) = match &t.source {
+                        Source::Stored(device, at) => (device.bdev(), *at),
+                        Source::Original(at) => (self.original().bdev(), *at),
+                    };
+                    match parts.add(&bios[t.bio], t.offset, t.len, bdev, at) {
+                        Ok(_) => {
+                            // Cannot fail: room was reserved.
+                            if let Ok(mut owners) = owners.try_borrow_mut() {
+                                let _ = owners.push(t.bio, GFP_NOIO);
+                            }
+                        }
+                        Err(_) => failed[t.bio].set(true),
+                    }
+                }
+            },
+            |part, good| {
+                let owner = owners.try_borrow().ok().and_then(|o| o.get(part).copied());
+                if let Some(bio) = owner {
+                    if !good {
+                        failed[bio].set(true);
+                    }
+                }
+            },
+        );
+        if sent.is_err() {
+            return end_all(bios, Status::IoError);
+        }
+        // A failure meanwhile lets writes go on uncopied: one may have
+        // reached a chunk these reads took from the original.
+        if self.error() != 0 {
+            for t in plan
+                .iter()
+                .filter(|t| matches!(t.source, Source::Original(_)))
+            {
+                failed[t.bio].set(true);
+            }
+        }
+        for (bio, failed) in bios.into_iter().zip(failed.iter()) {
+            bio.end(if failed.get() {
+                Status::IoError
+            } else {
+                Status::Ok
+            });
+        }
+    }
+
+    /// Serves the image reads gathered in `reads`, keeping the vector.
+    pub(super) fn serve_reads(&self, reads: &mut KVec<SubmittedBio>) {
+        if reads.is_empty() {
+            return;
+        }
+        let mut batch = KVec::new();
+        if batch.reserve(reads.len(), GFP_NOIO).is_err() {
+            for bio in reads.drain_all() {
+                self.handle_image_io(single(bio));
+            }
+            return;
+        }
+        for bio in reads.drain_all() {
+            // Cannot fail: room was reserved.
+            let _ = batch.push(bio, GFP_NOIO);
+        }
+        self.handle_image_io(batch);
+    }
+}
+
+fn end_all(bios: KVec<SubmittedBio>, status: Status) {
+    for bio in bios {
+        bio.end(status);
+    }
+}
+
+/// One transfer of image data: a stretch of an image bio, and where its data
+/// lives.
+struct Transfer {
+    /// Which bio of the batch.
+    bio: usize,
+    /// Sectors into the bio, and how many.
+    offset: u64,
+    len: u64,
+    source: Source,
+}
+
+/// Where image data lives: on the original, or copied to difference storage.
+enum Source {
+    Original(u64),
+    Stored(Arc<OpenedBlockDevice>, u64),
+}
+
+impl Source {
+    /// Whether `next` starts where `len` sectors from `self` end.
+    fn continued_by(&self, next: &Source, len: u64) -> bool {
+        match (self, next) {
+            (Self::Original(a), Self::Original(b)) => a + len == *b,
+            (Self::Stored(d, a), Self::Stored(e, b)) => Arc::ptr_eq(d, e) && a + len == *b,
+            _ => false,
+        }
+    }
+}
