@@ -11,9 +11,12 @@
 //! submit path never allocates to queue, so it never fails for want of
 //! memory, and it never waits for I/O.
 //!
+//! - [`chunks`]: where each chunk stands: never copied, loading, in memory,
+//!   stored, failed.
 //! - [`cow`]: writes to the original, and the copies they need.
 //! - [`image_io`]: reads and writes of the snapshot image.
 
+mod chunks;
 mod cow;
 mod image_io;
 
@@ -21,6 +24,7 @@ use crate::{
     buffers::BufferPool, cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue,
     live_areas::LiveArea, params, workers,
 };
+use chunks::ChunkTable;
 use cow::StoreQueue;
 use kernel::{
     block::{
@@ -35,7 +39,6 @@ use kernel::{
         Arc, CondVar, Mutex, SetOnce, SpinLock,
     },
     workqueue::{impl_has_work, new_work, Work, WorkItem},
-    xarray::{AllocKind, XArray},
 };
 
 /// Most image reads, or writes to the original, that the copy worker
@@ -130,10 +133,9 @@ pub(crate) struct DiffArea {
     chunks: Geometry,
     storage: Arc<Mutex<DiffStorage>>,
     events: Arc<EventQueue>,
+    /// Where each chunk stands in copy-on-write, see `chunks`.
     #[pin]
-    copied: XArray<KBox<Location>>,
-    /// Chunks recorded as copied whose data is not in storage yet.
-    unstored: Atomic<usize>,
+    chunk_states: ChunkTable<Location>,
     /// 0 while the snapshot of this device is intact, else the negative
     /// errno that broke it.  Set once.
     error: Atomic<i32>,
@@ -202,8 +204,7 @@ impl DiffArea {
                 chunks,
                 storage,
                 events,
-                copied <- XArray::new(AllocKind::Alloc),
-                unstored: Atomic::new(0),
+                chunk_states <- ChunkTable::new(),
                 error: Atomic::new(0),
                 pending <- new_spinlock!(PendingQueue::new(), "blksnap_diff_area_pending"),
                 work <- new_work!("blksnap_diff_area"),
@@ -272,10 +273,6 @@ impl DiffArea {
     pub(crate) fn retire(&self) {
         let _paused = self.reads.pause();
         let _ = self.error.cmpxchg(0, ENODEV.to_errno(), Full);
-    }
-
-    fn is_copied(&self, chunk: usize) -> bool {
-        self.copied.lock().get(chunk).is_some()
     }
 
     /// Queues a write to the original for the worker.

@@ -21,10 +21,7 @@ use kernel::{
     },
     page::Page,
     prelude::*,
-    sync::{
-        atomic::{Relaxed, Release},
-        Arc,
-    },
+    sync::Arc,
     workqueue::WorkItem,
 };
 
@@ -76,8 +73,11 @@ impl DiffArea {
         let range = self.chunks.blocks_clipped(sector, count);
         // A zone is written in order: once one write to it waits for the
         // worker, the ones after it must too, so on a zoned device all do.
-        if !self.zoned && range.clone().all(|c| self.is_copied(c)) {
-            return Some(bio);
+        if !self.zoned {
+            let states = self.chunk_states.lock();
+            if range.clone().all(|c| states.is_copied(c)) {
+                return Some(bio);
+            }
         }
         if bio.is_nowait() {
             bio.end(Status::Again);
@@ -86,14 +86,17 @@ impl DiffArea {
         self.queue_write(bio);
         None
     }
-    /// Makes room for the old data of chunk `chunk`: its place in
-    /// difference storage and pages to carry it.
+
+    /// Makes room for the old data of chunk `chunk`, never copied: its
+    /// place in difference storage and pages to carry it.  The chunk is
+    /// `Loading` from here.
     fn prepare(&self, chunk: usize) -> Result<Loaded> {
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let start = (chunk as u64) << shift;
         let sectors = (1u64 << shift).min(self.chunks.capacity - start);
         let pages = self.buffer()?;
         let (device, at) = self.storage.lock().alloc(sectors)?;
+        self.chunk_states.start_load(chunk)?;
         Ok(Loaded {
             chunk,
             start,
@@ -130,43 +133,46 @@ impl DiffArea {
         }
     }
 
-    /// Records where a chunk whose old data is in memory goes.  From here on
-    /// the chunk counts as copied: writes to it go straight on.
+    /// Records that the old data of a chunk is in memory, and where it
+    /// goes: `InMemory`.  From here on writes to it go straight on.
     ///
     /// Image reads forwarded to the original must end before that, so
     /// this needs forwarding paused: the pause waits for reads in flight,
     /// and reads forwarded after it see the chunk copied.
-    fn record(&self, loaded: &Loaded, _paused: &Paused<'_>) -> Result {
+    fn record(&self, loaded: &Loaded, paused: &Paused<'_>) -> Result {
         self.reads.target().keep(&loaded.device);
-        let location = KBox::new(
-            Location {
-                device: loaded.device.clone(),
-                sector: loaded.at,
-            },
-            GFP_NOIO,
-        )?;
-        self.copied.lock().store(loaded.chunk, location, GFP_NOIO)?;
-        Ok(())
+        let at = Location {
+            device: loaded.device.clone(),
+            sector: loaded.at,
+        };
+        self.chunk_states.loaded(loaded.chunk, at, paused)
+    }
+
+    /// Marks the chunks of `loads` failed and breaks the snapshot.
+    fn abandon(&self, loads: &[Loaded], err: Error) {
+        for l in loads {
+            let _ = self.chunk_states.fail(l.chunk);
+        }
+        self.fail(err);
     }
 
     /// Copies chunk `chunk` of the original to difference storage, and waits.
     pub(super) fn copy_chunk(&self, chunk: usize) -> Result {
         let l = self.prepare(chunk)?;
-        transfer_pages(
+        let res = transfer_pages(
             &self.bios,
             self.original().bdev(),
             false,
             l.start,
             &l.pages,
             l.sectors,
-        )?;
-        let paused = self.reads.pause();
-        self.unstored.add(1, Relaxed);
-        let res = self.record(&l, &paused).and_then(|()| {
-            drop(paused);
-            transfer_pages(&self.bios, l.device.bdev(), true, l.at, &l.pages, l.sectors)
-        });
-        self.unstored.fetch_sub(1, Release);
+        )
+        .and_then(|()| self.record(&l, &self.reads.pause()))
+        .and_then(|()| transfer_pages(&self.bios, l.device.bdev(), true, l.at, &l.pages, l.sectors))
+        .and_then(|()| self.chunk_states.stored(chunk));
+        if res.is_err() {
+            let _ = self.chunk_states.fail(chunk);
+        }
         res
     }
 
@@ -196,30 +202,30 @@ impl DiffArea {
                     // Cannot fail: room was reserved.
                     let _ = loads.push(l, GFP_NOIO);
                 }
-                Err(e) => return self.fail(e),
+                Err(e) => return self.abandon(&loads, e),
             }
         }
         if let Err(e) = self.transfer_loaded(&loads, false) {
-            return self.fail(e);
+            return self.abandon(&loads, e);
         }
         let count = loads.len();
-        let paused = self.reads.pause();
-        // Before the chunks count as copied: a read forwarded to storage
-        // must not find them there yet.
-        self.unstored.add(count, Relaxed);
-        for l in loads.iter() {
-            if let Err(e) = self.record(l, &paused) {
-                self.unstored.fetch_sub(count, Release);
-                return self.fail(e);
-            }
-        }
-        drop(paused);
+        // Room in the store queue first: a chunk in memory must reach it,
+        // or image reads of it would wait for a store that never comes.
+        // Held until the chunks are queued; the store worker empties it.
         let mut stores = self.stores.lock();
         if let Err(e) = stores.queue.reserve(count, GFP_NOIO) {
             drop(stores);
-            self.unstored.fetch_sub(count, Release);
-            return self.fail(e.into());
+            return self.abandon(&loads, e.into());
         }
+        let paused = self.reads.pause();
+        for l in loads.iter() {
+            if let Err(e) = self.record(l, &paused) {
+                drop(paused);
+                drop(stores);
+                return self.abandon(&loads, e);
+            }
+        }
+        drop(paused);
         for l in loads {
             // Cannot fail: room was reserved.
             let _ = stores.queue.push(l, GFP_NOIO);
@@ -248,7 +254,10 @@ impl DiffArea {
             if self.error() != 0 {
                 return;
             }
-            if self.is_copied(chunk) || wanted.contains(&chunk) {
+            // A chunk with a state is copied, or failed: only the never
+            // copied ones are wanted.
+            let copied = self.chunk_states.lock().get(chunk).is_some();
+            if copied || wanted.contains(&chunk) {
                 continue;
             }
             if wanted.len() >= batch {
@@ -308,14 +317,20 @@ impl DiffArea {
             bio.resubmit();
         }
     }
-    /// Writes `batch` to difference storage, all at once.
-    fn store(&self, batch: &[Loaded]) {
+
+    /// Writes `batch` to difference storage, all at once; whether all of
+    /// it made it.
+    fn store(&self, batch: &[Loaded]) -> bool {
         // After a failure the image is lost: storing more is useless.
         if self.error() != 0 {
-            return;
+            return false;
         }
-        if let Err(e) = self.transfer_loaded(batch, true) {
-            self.fail(e);
+        match self.transfer_loaded(batch, true) {
+            Ok(()) => true,
+            Err(e) => {
+                self.fail(e);
+                false
+            }
         }
     }
 
@@ -357,8 +372,16 @@ impl WorkItem<1> for DiffArea {
             if batch.is_empty() {
                 break;
             }
-            this.store(&batch);
-            this.unstored.fetch_sub(batch.len(), Release);
+            let stored = this.store(&batch);
+            // Before the count below: a reader waiting for one of these
+            // chunks looks at its state under `stores`.
+            for loaded in batch.iter() {
+                let _ = if stored {
+                    this.chunk_states.stored(loaded.chunk)
+                } else {
+                    this.chunk_states.fail(loaded.chunk)
+                };
+            }
             let count = batch.len();
             {
                 let mut pool = this.buffers.lock();

@@ -15,7 +15,7 @@
 //! the device.  An image write is served alone, and copies the chunks it
 //! touches first.
 
-use super::{single, DiffArea, ReadTargets};
+use super::{chunks::Chunk, single, DiffArea, ReadTargets};
 use core::cell::{Cell, RefCell};
 use kernel::{
     block::{
@@ -23,7 +23,7 @@ use kernel::{
         bio::{transfer_parts, Bio, Operation, Status, SubmittedBio},
     },
     prelude::*,
-    sync::{atomic::Acquire, Arc},
+    sync::Arc,
 };
 
 impl DiffArea {
@@ -39,17 +39,16 @@ impl DiffArea {
         let sector = bio.sector();
         let chunks = self.chunks.blocks_clipped(sector, bio.nr_sectors());
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
-        let copied = self.copied.lock();
-        let Some(first) = copied.get(chunks.start) else {
-            let untouched = chunks.clone().all(|c| copied.get(c).is_none());
+        let states = self.chunk_states.lock();
+        if states.is_on_original(chunks.start) {
+            let untouched = chunks.clone().all(|c| states.is_on_original(c));
             return untouched.then(|| (to.original.bdev(), sector));
-        };
-        if self.unstored.load(Acquire) != 0 {
-            return None;
         }
+        // Stored chunks only: one in memory is not in storage yet.
+        let first = states.stored_at(chunks.start)?;
         let at = first.sector + (sector - ((chunks.start as u64) << shift));
         let contiguous = chunks.clone().skip(1).all(|c| {
-            copied.get(c).is_some_and(|l| {
+            states.stored_at(c).is_some_and(|l| {
                 Arc::ptr_eq(&l.device, &first.device)
                     && l.sector == at + (((c as u64) << shift) - sector)
             })
@@ -76,17 +75,40 @@ impl DiffArea {
         self.queue_image(bio);
     }
     /// Where the image data of `sector`, in chunk `chunk` starting at
-    /// `chunk_start`, is kept in difference storage, if the chunk was copied.
-    fn stored(
+    /// `chunk_start`, lives: `None` for the original, else the place in
+    /// difference storage.  `EIO` if the chunk failed, or is in memory
+    /// (its readers wait for the store first, see `wait_stored`).
+    fn location(
         &self,
         chunk: usize,
         chunk_start: u64,
         sector: u64,
-    ) -> Option<(Arc<OpenedBlockDevice>, u64)> {
-        self.copied
-            .lock()
-            .get(chunk)
-            .map(|l| (l.device.clone(), l.sector + (sector - chunk_start)))
+    ) -> Result<Option<(Arc<OpenedBlockDevice>, u64)>> {
+        match self.chunk_states.lock().get(chunk) {
+            None | Some(Chunk::Loading) => Ok(None),
+            Some(Chunk::Stored(l)) => {
+                Ok(Some((l.device.clone(), l.sector + (sector - chunk_start))))
+            }
+            Some(Chunk::InMemory(_) | Chunk::Failed) => Err(EIO),
+        }
+    }
+
+    /// Waits until no chunk that `bios` touch is in memory: their data is
+    /// then on the original or in difference storage.  The store worker
+    /// marks a chunk stored before it counts it done under `stores`, so
+    /// looking under `stores` misses no wake-up.
+    fn wait_stored(&self, bios: &[SubmittedBio]) {
+        let mut stores = self.stores.lock();
+        while bios.iter().any(|bio| self.touches_in_memory(bio)) {
+            self.stored.wait(&mut stores);
+        }
+    }
+
+    /// Whether `bio` touches a chunk in memory.
+    fn touches_in_memory(&self, bio: &Bio) -> bool {
+        let chunks = self.chunks.blocks_clipped(bio.sector(), bio.nr_sectors());
+        let states = self.chunk_states.lock();
+        chunks.into_iter().any(|c| states.is_in_memory(c))
     }
 
     /// Works out where the data of image bio number `index` lives, as
@@ -109,13 +131,13 @@ impl DiffArea {
             let chunk = (sector >> shift) as usize;
             let chunk_start = (chunk as u64) << shift;
             let n = (total - done).min(chunk_start + (1 << shift) - sector);
-            let mut stored = self.stored(chunk, chunk_start, sector);
+            let mut stored = self.location(chunk, chunk_start, sector)?;
             if stored.is_none() && write {
                 if let Err(e) = self.copy_chunk(chunk) {
                     self.fail(e);
                     return Err(EIO);
                 }
-                stored = self.stored(chunk, chunk_start, sector);
+                stored = self.location(chunk, chunk_start, sector)?;
             }
             let source = match stored {
                 Some((device, at)) => Source::Stored(device, at),
@@ -151,7 +173,7 @@ impl DiffArea {
             return;
         }
         // The data of chunks still being stored is not in storage yet.
-        self.wait_stores_below(1);
+        self.wait_stored(&bios);
         let mut failed = KVec::new();
         let mut plan = KVec::new();
         if failed.reserve(bios.len(), GFP_NOIO).is_err() {

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The state of each chunk of the original in a taken snapshot.
+//!
+//! A chunk with no entry was never copied: the original still holds its
+//! data as at the take.  From there a chunk goes one way:
+//!
+//! ```text
+//!   (none) --start_load--> Loading --loaded--> InMemory --stored--> Stored
+//!                             |                   |
+//!                             +------- fail ------+----> Failed
+//! ```
+//!
+//! - `Loading`: its old data is being read from the original.  The
+//!   original still holds it, unchanged: writes to the chunk wait.
+//! - `InMemory`: its old data is in memory, on its way to its place in
+//!   difference storage.  Writes to the chunk go straight on; image reads
+//!   of it wait until it is stored.
+//! - `Stored`: its old data is in difference storage: image reads go there.
+//! - `Failed`: copying it failed, and with it the snapshot of the device.
+//!
+//! Each transition is a method of [`ChunkTable`] and takes the table's
+//! lock (the xarray's spinlock).  Only the copy worker of the area adds
+//! entries, so `start_load` cannot race with itself.  `loaded` also needs
+//! image reads forwarded to the original paused (the [`Paused`] token):
+//! once it returns, writes to the chunk go on, and no image read may still
+//! be reading the chunk from the original.  A transition from any other
+//! state changes nothing and fails with `EINVAL`.
+
+use kernel::{
+    block::forward::Paused,
+    prelude::*,
+    xarray::{AllocKind, Guard, XArray},
+};
+
+/// Where one chunk stands; see the module documentation.  `L` is where a
+/// copied chunk lives in difference storage.
+pub(crate) enum Chunk<L> {
+    Loading,
+    InMemory(L),
+    Stored(L),
+    Failed,
+}
+
+/// The states of all chunks of one device; a chunk with no entry was never
+/// copied.
+#[pin_data]
+pub(crate) struct ChunkTable<L: 'static> {
+    #[pin]
+    entries: XArray<KBox<Chunk<L>>>,
+}
+
+/// The table, locked: for looking at several chunks at one moment.
+pub(crate) struct Locked<'a, L: 'static>(Guard<'a, KBox<Chunk<L>>>);
+
+impl<L: 'static> Locked<'_, L> {
+    /// The state of chunk `chunk`; `None` if it was never copied.
+    pub(crate) fn get(&self, chunk: usize) -> Option<&Chunk<L>> {
+        self.0.get(chunk)
+    }
+
+    /// Whether writes to chunk `chunk` may go on: its old data is safe.
+    pub(crate) fn is_copied(&self, chunk: usize) -> bool {
+        matches!(self.get(chunk), Some(Chunk::InMemory(_) | Chunk::Stored(_)))
+    }
+
+    /// Whether the image reads chunk `chunk` from the original.
+    pub(crate) fn is_on_original(&self, chunk: usize) -> bool {
+        matches!(self.get(chunk), None | Some(Chunk::Loading))
+    }
+
+    /// Whether chunk `chunk` is in memory, waiting to be stored.
+    pub(crate) fn is_in_memory(&self, chunk: usize) -> bool {
+        matches!(self.get(chunk), Some(Chunk::InMemory(_)))
+    }
+
+    /// Where chunk `chunk` lives in difference storage, once stored.
+    pub(crate) fn stored_at(&self, chunk: usize) -> Option<&L> {
+        match self.get(chunk) {
+            Some(Chunk::Stored(at)) => Some(at),
+            _ => None,
+        }
+    }
+
+    /// Changes the state of chunk `chunk` with `change`, which returns the
+    /// new state, or `None` if the transition is not allowed from there.
+    fn change(
+        &mut self,
+        chunk: usize,
+        change: impl FnOnce(&mut Chunk<L>) -> Option<Chunk<L>>,
+    ) -> Result {
+        let state = self.0.get_mut(chunk).ok_or(EINVAL)?;
+        let new = change(state).ok_or(EINVAL)?;
+        *state = new;
+        Ok(())
+    }
+}
+
+impl<L: 'static> ChunkTable<L> {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            entries <- XArray::new(AllocKind::Alloc),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> Locked<'_, L> {
+        Locked(self.entries.lock())
+    }
+
+    /// Never copied -> `Loading`.
+    pub(crate) fn start_load(&self, chunk: usize) -> Result {
+        let entry = KBox::new(Chunk::Loading, GFP_NOIO)?;
+        let mut locked = self.lock();
+        if locked.get(chunk).is_some() {
+            return Err(EINVAL);
+        }
+        // Only the copy worker adds entries: nothing else can store here
+        // while `store` drops the lock to allocate.
+        locked.0.store(chunk, entry, GFP_NOIO)?;
+        Ok(())
+    }
+
+    /// `Loading` -> `InMemory`: the old data is read, and goes to `at`.
+    pub(crate) fn loaded(&self, chunk: usize, at: L, _paused: &Paused<'_>) -> Result {
+        let mut at = Some(at);
+        self.lock().change(chunk, |state| match state {
+            Chunk::Loading => at.take().map(Chunk::InMemory),
+            _ => None,
+        })
+    }
+
+    /// `InMemory` -> `Stored`: the old data is in difference storage.
+    pub(crate) fn stored(&self, chunk: usize) -> Result {
+        self.lock().change(chunk, |state| {
+            match core::mem::replace(state, Chunk::Failed) {
+                Chunk::InMemory(at) => Some(Chunk::Stored(at)),
+                old => {
+                    *state = old;
+                    None
+                }
+            }
+        })
+    }
+
+    /// `Loading` or `InMemory` -> `Failed`: the copy did not make it.
+    pub(crate) fn fail(&self, chunk: usize) -> Result {
+        self.lock().change(chunk, |state| match state {
+            Chunk::Loading | Chunk::InMemory(_) => Some(Chunk::Failed),
+            _ => None,
+        })
+    }
+}
+
+#[kunit_tests(blksnap_chunks)]
+mod tests {
+    use super::*;
+    use kernel::block::forward::Forwarder;
+
+    #[test]
+    fn a_chunk_goes_one_way() -> Result {
+        let table = KBox::pin_init(ChunkTable::<u64>::new(), GFP_KERNEL)?;
+        let reads = KBox::pin_init(Forwarder::new(()), GFP_KERNEL)?;
+        assert!(table.lock().is_on_original(3));
+        table.start_load(3)?;
+        assert!(table.lock().is_on_original(3));
+        assert!(!table.lock().is_copied(3));
+        table.loaded(3, 4096, &reads.pause())?;
+        assert!(table.lock().is_copied(3));
+        assert!(table.lock().is_in_memory(3));
+        assert!(table.lock().stored_at(3).is_none());
+        table.stored(3)?;
+        assert_eq!(table.lock().stored_at(3), Some(&4096));
+        assert!(table.lock().is_copied(3) && !table.lock().is_in_memory(3));
+        // Its neighbours are untouched.
+        assert!(table.lock().get(2).is_none() && table.lock().get(4).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn illegal_transitions_change_nothing() -> Result {
+        let table = KBox::pin_init(ChunkTable::<u64>::new(), GFP_KERNEL)?;
+        let reads = KBox::pin_init(Forwarder::new(()), GFP_KERNEL)?;
+        // Nothing but a load starts from a chunk never copied.
+        assert_eq!(table.loaded(0, 8, &reads.pause()), Err(EINVAL));
+        assert_eq!(table.stored(0), Err(EINVAL));
+        assert_eq!(table.fail(0), Err(EINVAL));
+        assert!(table.lock().get(0).is_none());
+        // A chunk is loaded once, and stored only from memory.
+        table.start_load(0)?;
+        assert_eq!(table.start_load(0), Err(EINVAL));
+        assert_eq!(table.stored(0), Err(EINVAL));
+        assert!(matches!(table.lock().get(0), Some(Chunk::Loading)));
+        table.loaded(0, 8, &reads.pause())?;
+        assert_eq!(table.loaded(0, 16, &reads.pause()), Err(EINVAL));
+        table.stored(0)?;
+        // A stored chunk stays where it is.
+        assert_eq!(table.stored(0), Err(EINVAL));
+        assert_eq!(table.fail(0), Err(EINVAL));
+        assert_eq!(table.start_load(0), Err(EINVAL));
+        assert_eq!(table.lock().stored_at(0), Some(&8));
+        Ok(())
+    }
+
+    #[test]
+    fn failed_copies_end_in_failed() -> Result {
+        let table = KBox::pin_init(ChunkTable::<u64>::new(), GFP_KERNEL)?;
+        let reads = KBox::pin_init(Forwarder::new(()), GFP_KERNEL)?;
+        table.start_load(1)?;
+        table.fail(1)?;
+        table.start_load(2)?;
+        table.loaded(2, 0, &reads.pause())?;
+        table.fail(2)?;
+        for chunk in [1, 2] {
+            let locked = table.lock();
+            assert!(matches!(locked.get(chunk), Some(Chunk::Failed)));
+            assert!(!locked.is_copied(chunk) && !locked.is_on_original(chunk));
+        }
+        assert_eq!(table.fail(1), Err(EINVAL));
+        assert_eq!(table.loaded(1, 0, &reads.pause()), Err(EINVAL));
+        Ok(())
+    }
+}
