@@ -35,7 +35,7 @@ use kernel::{
     new_condvar, new_mutex, new_spinlock,
     prelude::*,
     sync::{
-        atomic::{Atomic, Full, Relaxed},
+        atomic::{Acquire, Atomic, Full},
         Arc, CondVar, Mutex, SetOnce, SpinLock,
     },
     workqueue::{impl_has_work, new_work, Work, WorkItem},
@@ -242,7 +242,7 @@ impl DiffArea {
 
     /// The errno that broke this device's snapshot, or 0.
     pub(crate) fn error(&self) -> i32 {
-        self.error.load(Relaxed)
+        self.error.load(Acquire)
     }
 
     /// Marks the snapshot of this device broken; the first error stays.

@@ -177,7 +177,7 @@ impl DiffArea {
     }
 
     /// Waits until fewer than `limit` loaded chunks wait to be stored.
-    pub(super) fn wait_stores_below(&self, limit: usize) {
+    fn wait_stores_below(&self, limit: usize) {
         let mut stores = self.stores.lock();
         while stores.in_flight >= limit {
             self.stored.wait(&mut stores);
@@ -212,6 +212,8 @@ impl DiffArea {
         // Room in the store queue first: a chunk in memory must reach it,
         // or image reads of it would wait for a store that never comes.
         // Held until the chunks are queued; the store worker empties it.
+        // Held across the pause too: the pause waits only for forwarded
+        // reads, which never take `stores`.
         let mut stores = self.stores.lock();
         if let Err(e) = stores.queue.reserve(count, GFP_NOIO) {
             drop(stores);

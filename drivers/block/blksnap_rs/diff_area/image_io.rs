@@ -3,11 +3,12 @@
 //! Reads and writes of the snapshot image.
 //!
 //! Image reads whose data lies in one place skip the worker: the submit
-//! path forwards them to the original if none of their chunks was copied,
-//! or to difference storage if all were, contiguously, and every recorded
-//! chunk is stored.  A chunk is recorded as copied only while forwarding is
-//! paused, and the pause waits for forwarded reads in flight, so a read of
-//! the original always ends before a write to its chunk is let go.
+//! path forwards them to the original if all their chunks are there
+//! (never copied, or loading), or to difference storage if all are stored
+//! there, contiguously.  A chunk leaves the original (goes to `InMemory`)
+//! only while forwarding is paused, and the pause waits for forwarded
+//! reads in flight, so a read of the original always ends before a write
+//! to its chunk is let go.
 //!
 //! The rest goes to the copy worker.  Image reads queued in a row go out in
 //! parallel, and the worker waits for them before it goes on: an image read
