@@ -41,11 +41,29 @@ mod tests {
         let map = [0, 3, 3, 2, 0, 3];
         assert_eq!(
             changed_extents(&map, 2, 4096, 6 * 4096),
-            [Extent { offset: 4096, length: 8192 }, Extent { offset: 5 * 4096, length: 4096 }]
+            [
+                Extent {
+                    offset: 4096,
+                    length: 8192
+                },
+                Extent {
+                    offset: 5 * 4096,
+                    length: 4096
+                }
+            ]
         );
         assert_eq!(
             changed_extents(&map, 1, 4096, 6 * 4096),
-            [Extent { offset: 4096, length: 3 * 4096 }, Extent { offset: 5 * 4096, length: 4096 }]
+            [
+                Extent {
+                    offset: 4096,
+                    length: 3 * 4096
+                },
+                Extent {
+                    offset: 5 * 4096,
+                    length: 4096
+                }
+            ]
         );
         assert!(changed_extents(&map, 3, 4096, 6 * 4096).is_empty());
     }
@@ -59,7 +77,10 @@ mod tests {
     fn cuts_the_last_block_at_the_device_end() {
         assert_eq!(
             changed_extents(&[0, 1], 0, 4096, 4096 + 1024),
-            [Extent { offset: 4096, length: 1024 }]
+            [Extent {
+                offset: 4096,
+                length: 1024
+            }]
         );
     }
 }

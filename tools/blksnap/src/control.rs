@@ -72,15 +72,24 @@ impl Event {
         let kind = match raw.code {
             uapi::BLKSNAP_EVENT_CODE_LOW_FREE_SPACE => {
                 let d: uapi::blksnap_event_low_free_space = read_at(&raw.data);
-                EventKind::LowFreeSpace { requested_sectors: d.requested_nr_sect }
+                EventKind::LowFreeSpace {
+                    requested_sectors: d.requested_nr_sect,
+                }
             }
             uapi::BLKSNAP_EVENT_CODE_CORRUPTED => {
                 let d: uapi::blksnap_event_corrupted = read_at(&raw.data);
-                EventKind::Corrupted { major: d.dev_id_mj, minor: d.dev_id_mn, errno: d.err_code }
+                EventKind::Corrupted {
+                    major: d.dev_id_mj,
+                    minor: d.dev_id_mn,
+                    errno: d.err_code,
+                }
             }
             code => EventKind::Unknown { code },
         };
-        Event { time_label: raw.time_label, kind }
+        Event {
+            time_label: raw.time_label,
+            kind,
+        }
     }
 }
 
@@ -107,7 +116,12 @@ impl Control {
         // SAFETY: the request takes a blksnap_version.
         unsafe { ioctl(&self.file, uapi::IOCTL_BLKSNAP_VERSION, &mut v) }
             .map_err(|e| Self::fail("version", None, e))?;
-        Ok(Version { major: v.major, minor: v.minor, revision: v.revision, build: v.build })
+        Ok(Version {
+            major: v.major,
+            minor: v.minor,
+            revision: v.revision,
+            build: v.build,
+        })
     }
 
     pub fn create(&self) -> Result<Uuid> {
@@ -152,9 +166,15 @@ impl Control {
             ranges: uapi::aligned_u64(ranges.as_ptr() as u64),
         };
         // SAFETY: the path and the ranges are described by address and size.
-        unsafe { ioctl(&self.file, uapi::IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, &mut arg) }
-            .map(drop)
-            .map_err(|e| Error::os(CMD, what(), e))
+        unsafe {
+            ioctl(
+                &self.file,
+                uapi::IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE,
+                &mut arg,
+            )
+        }
+        .map(drop)
+        .map_err(|e| Error::os(CMD, what(), e))
     }
 
     /// Identifiers of all snapshots.  Asks for the count, then for the ids;
@@ -192,7 +212,13 @@ impl Control {
             data: [0; uapi::EVENT_DATA_SIZE],
         });
         // SAFETY: the request takes a blksnap_snapshot_event.
-        match unsafe { ioctl(&self.file, uapi::IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, &mut *raw) } {
+        match unsafe {
+            ioctl(
+                &self.file,
+                uapi::IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT,
+                &mut *raw,
+            )
+        } {
             Ok(_) => Ok(Wait::Event(Event::from_raw(&raw))),
             Err(Errno::ENOENT) => Ok(Wait::Timeout),
             Err(Errno::EINTR) => Ok(Wait::Interrupted),
@@ -222,7 +248,12 @@ mod tests {
         let low = raw_event(0, &4096u64.to_ne_bytes());
         assert_eq!(
             Event::from_raw(&low),
-            Event { time_label: 42, kind: EventKind::LowFreeSpace { requested_sectors: 4096 } }
+            Event {
+                time_label: 42,
+                kind: EventKind::LowFreeSpace {
+                    requested_sectors: 4096
+                }
+            }
         );
         let mut d = Vec::new();
         for v in [252u32, 3, 28] {
@@ -230,8 +261,15 @@ mod tests {
         }
         assert_eq!(
             Event::from_raw(&raw_event(1, &d)).kind,
-            EventKind::Corrupted { major: 252, minor: 3, errno: 28 }
+            EventKind::Corrupted {
+                major: 252,
+                minor: 3,
+                errno: 28
+            }
         );
-        assert_eq!(Event::from_raw(&raw_event(9, &[])).kind, EventKind::Unknown { code: 9 });
+        assert_eq!(
+            Event::from_raw(&raw_event(9, &[])).kind,
+            EventKind::Unknown { code: 9 }
+        );
     }
 }

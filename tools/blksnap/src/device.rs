@@ -48,7 +48,10 @@ impl Device {
             .custom_flags(nix::libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| Error::io(command, path.display(), &e))?;
-        Ok(Device { file, path: path.to_path_buf() })
+        Ok(Device {
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -60,7 +63,9 @@ impl Device {
     }
 
     fn filter_op(&self, request: u32) -> std::result::Result<(), Errno> {
-        let mut arg = blkfilter_name { name: uapi::filter_name() };
+        let mut arg = blkfilter_name {
+            name: uapi::filter_name(),
+        };
         // SAFETY: `arg` is a blkfilter_name, what the request encodes.
         unsafe { ioctl(&self.file, request, &mut arg) }.map(drop)
     }
@@ -76,7 +81,8 @@ impl Device {
     }
 
     pub fn detach(&self) -> Result<()> {
-        self.filter_op(uapi::BLKFILTER_DETACH).map_err(|e| self.fail("detach", e))
+        self.filter_op(uapi::BLKFILTER_DETACH)
+            .map_err(|e| self.fail("detach", e))
     }
 
     /// A blksnap command through BLKFILTER_CTL; returns the filter's answer.
@@ -184,7 +190,11 @@ impl Device {
         // SAFETY: snapshotinfo takes a blksnap_snapshotinfo, no addresses.
         unsafe { self.ctl(uapi::BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO, &mut raw) }
             .map_err(|e| self.fail("snapshot_info", e))?;
-        let len = raw.image.iter().position(|&c| c == 0).unwrap_or(raw.image.len());
+        let len = raw
+            .image
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(raw.image.len());
         Ok(SnapshotInfo {
             error_code: raw.error_code,
             image: String::from_utf8_lossy(&raw.image[..len]).into_owned(),

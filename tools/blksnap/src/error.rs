@@ -26,7 +26,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn os(command: &str, object: impl fmt::Display, errno: Errno) -> Self {
-        Error { command: command.into(), object: object.to_string(), cause: Cause::Os(errno) }
+        Error {
+            command: command.into(),
+            object: object.to_string(),
+            cause: Cause::Os(errno),
+        }
     }
 
     pub fn invalid(command: &str, object: impl fmt::Display, why: impl Into<String>) -> Self {
@@ -74,7 +78,10 @@ mod tests {
     #[test]
     fn names_command_device_and_errno_in_words() {
         let e = Error::os("snapshot_take", "/dev/vdb", Errno::EBUSY);
-        assert_eq!(e.to_string(), "snapshot_take: /dev/vdb: Device or resource busy (EBUSY)");
+        assert_eq!(
+            e.to_string(),
+            "snapshot_take: /dev/vdb: Device or resource busy (EBUSY)"
+        );
     }
 
     #[test]
@@ -82,7 +89,9 @@ mod tests {
         let io = std::io::Error::from_raw_os_error(libc_enoent());
         let e = Error::io("attach", "/dev/nope", &io);
         assert_eq!(e.errno(), Some(Errno::ENOENT));
-        assert!(e.to_string().ends_with("No such file or directory (ENOENT)"));
+        assert!(e
+            .to_string()
+            .ends_with("No such file or directory (ENOENT)"));
     }
 
     fn libc_enoent() -> i32 {

@@ -84,7 +84,10 @@ pub fn extent_sectors(e: &fiemap_extent) -> std::result::Result<blksnap_sectors,
     if e.fe_length == 0 {
         return Err("empty extent".into());
     }
-    Ok(blksnap_sectors { offset: e.fe_physical / SECTOR_SIZE, count: e.fe_length / SECTOR_SIZE })
+    Ok(blksnap_sectors {
+        offset: e.fe_physical / SECTOR_SIZE,
+        count: e.fe_length / SECTOR_SIZE,
+    })
 }
 
 /// A file's place on its device.
@@ -124,7 +127,11 @@ pub fn file_extents(command: &str, path: &Path) -> Result<FileExtents> {
     let file = File::open(path).map_err(|e| Error::io(command, &what, &e))?;
     let meta = file.metadata().map_err(|e| Error::io(command, &what, &e))?;
     if !meta.file_type().is_file() {
-        let kind = if meta.file_type().is_block_device() { "a block device" } else { "not" };
+        let kind = if meta.file_type().is_block_device() {
+            "a block device"
+        } else {
+            "not"
+        };
         return Err(Error::invalid(
             command,
             &what,
@@ -132,7 +139,10 @@ pub fn file_extents(command: &str, path: &Path) -> Result<FileExtents> {
         ));
     }
     let dev = meta.dev();
-    let device = device_path(nix::sys::stat::major(dev) as u32, nix::sys::stat::minor(dev) as u32);
+    let device = device_path(
+        nix::sys::stat::major(dev) as u32,
+        nix::sys::stat::minor(dev) as u32,
+    );
     let size = meta.len();
     let mut ranges: Vec<blksnap_sectors> = Vec::new();
     let mut buf = Box::new(FiemapBuffer {
@@ -167,7 +177,11 @@ pub fn file_extents(command: &str, path: &Path) -> Result<FileExtents> {
         }
     }
     if ranges.is_empty() {
-        return Err(Error::invalid(command, &what, "the file has no data blocks"));
+        return Err(Error::invalid(
+            command,
+            &what,
+            "the file has no data blocks",
+        ));
     }
     Ok(FileExtents { device, ranges })
 }
@@ -185,7 +199,12 @@ mod tests {
     use super::*;
 
     fn extent(physical: u64, length: u64, flags: u32) -> fiemap_extent {
-        fiemap_extent { fe_physical: physical, fe_length: length, fe_flags: flags, ..Default::default() }
+        fiemap_extent {
+            fe_physical: physical,
+            fe_length: length,
+            fe_flags: flags,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -205,7 +224,10 @@ mod tests {
         let flags = uapi::FIEMAP_EXTENT_LAST | uapi::FIEMAP_EXTENT_MERGED;
         assert_eq!(
             extent_sectors(&extent(1 << 20, 8192, flags)).unwrap(),
-            blksnap_sectors { offset: 2048, count: 16 }
+            blksnap_sectors {
+                offset: 2048,
+                count: 16
+            }
         );
     }
 
@@ -219,12 +241,39 @@ mod tests {
     #[test]
     fn merges_contiguous_extents() {
         let mut v = Vec::new();
-        push_merged(&mut v, blksnap_sectors { offset: 8, count: 8 });
-        push_merged(&mut v, blksnap_sectors { offset: 16, count: 8 });
-        push_merged(&mut v, blksnap_sectors { offset: 64, count: 8 });
+        push_merged(
+            &mut v,
+            blksnap_sectors {
+                offset: 8,
+                count: 8,
+            },
+        );
+        push_merged(
+            &mut v,
+            blksnap_sectors {
+                offset: 16,
+                count: 8,
+            },
+        );
+        push_merged(
+            &mut v,
+            blksnap_sectors {
+                offset: 64,
+                count: 8,
+            },
+        );
         assert_eq!(
             v,
-            [blksnap_sectors { offset: 8, count: 16 }, blksnap_sectors { offset: 64, count: 8 }]
+            [
+                blksnap_sectors {
+                    offset: 8,
+                    count: 16
+                },
+                blksnap_sectors {
+                    offset: 64,
+                    count: 8
+                }
+            ]
         );
     }
 }

@@ -27,7 +27,9 @@ pub fn parse_range(s: &str) -> Result<blksnap_sectors, BadRange> {
     if count == 0 {
         return Err(bad("COUNT is zero"));
     }
-    offset.checked_add(count).ok_or_else(|| bad("the range ends past 2^64 sectors"))?;
+    offset
+        .checked_add(count)
+        .ok_or_else(|| bad("the range ends past 2^64 sectors"))?;
     Ok(blksnap_sectors { offset, count })
 }
 
@@ -40,7 +42,9 @@ fn parse_number(s: &str) -> Option<u64> {
 
 /// Total sectors of `ranges`, saturating (only used for reporting).
 pub fn total(ranges: &[blksnap_sectors]) -> u64 {
-    ranges.iter().fold(0u64, |sum, r| sum.saturating_add(r.count))
+    ranges
+        .iter()
+        .fold(0u64, |sum, r| sum.saturating_add(r.count))
 }
 
 #[cfg(test)]
@@ -49,13 +53,33 @@ mod tests {
 
     #[test]
     fn parses_decimal_and_hex() {
-        assert_eq!(parse_range("0:2048").unwrap(), blksnap_sectors { offset: 0, count: 2048 });
-        assert_eq!(parse_range("0x10:0x20").unwrap(), blksnap_sectors { offset: 16, count: 32 });
+        assert_eq!(
+            parse_range("0:2048").unwrap(),
+            blksnap_sectors {
+                offset: 0,
+                count: 2048
+            }
+        );
+        assert_eq!(
+            parse_range("0x10:0x20").unwrap(),
+            blksnap_sectors {
+                offset: 16,
+                count: 32
+            }
+        );
     }
 
     #[test]
     fn refuses_bad_ranges() {
-        for s in ["", "12", "a:1", "1:b", "5:0", "-1:4", "18446744073709551615:1"] {
+        for s in [
+            "",
+            "12",
+            "a:1",
+            "1:b",
+            "5:0",
+            "-1:4",
+            "18446744073709551615:1",
+        ] {
             assert!(parse_range(s).is_err(), "{s:?} accepted");
         }
     }

@@ -37,7 +37,11 @@ pub struct BadUuid(pub String);
 
 impl fmt::Display for BadUuid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not a UUID (want 32 hex digits, as 8-4-4-4-12): {:?}", self.0)
+        write!(
+            f,
+            "not a UUID (want 32 hex digits, as 8-4-4-4-12): {:?}",
+            self.0
+        )
     }
 }
 
@@ -61,6 +65,10 @@ impl FromStr for Uuid {
             32 => s.bytes().collect(),
             _ => return Err(bad()),
         };
+        // from_str_radix would take a sign; only digits are an id.
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(bad());
+        }
         let mut id = [0u8; UUID_SIZE];
         for (i, pair) in digits.chunks_exact(2).enumerate() {
             let hex = std::str::from_utf8(pair).map_err(|_| bad())?;
