@@ -59,7 +59,13 @@ impl Device {
     }
 
     fn fail(&self, command: &str, errno: Errno) -> Error {
-        Error::os(command, self.path.display(), errno)
+        let e = Error::os(command, self.path.display(), errno);
+        // BLKFILTER_CTL and BLKFILTER_DETACH say ENOENT when the device has
+        // no filter of that name, which reads like a missing file.
+        match errno {
+            Errno::ENOENT => e.with_hint("is the blksnap filter attached?"),
+            _ => e,
+        }
     }
 
     fn filter_op(&self, request: u32) -> std::result::Result<(), Errno> {

@@ -20,6 +20,8 @@ pub struct Error {
     pub command: String,
     pub object: String,
     pub cause: Cause,
+    /// What the errno most likely means for this command, if it is obscure.
+    pub hint: Option<&'static str>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -30,6 +32,7 @@ impl Error {
             command: command.into(),
             object: object.to_string(),
             cause: Cause::Os(errno),
+            hint: None,
         }
     }
 
@@ -38,6 +41,7 @@ impl Error {
             command: command.into(),
             object: object.to_string(),
             cause: Cause::Invalid(why.into()),
+            hint: None,
         }
     }
 
@@ -47,6 +51,11 @@ impl Error {
             Some(n) => Error::os(command, object, Errno::from_raw(n)),
             None => Error::invalid(command, object, err.to_string()),
         }
+    }
+
+    pub fn with_hint(mut self, hint: &'static str) -> Self {
+        self.hint = Some(hint);
+        self
     }
 
     /// The errno, if the kernel gave one.
@@ -65,6 +74,10 @@ impl fmt::Display for Error {
             // Debug of an Errno is its symbolic name.
             Cause::Os(e) => write!(f, "{} ({:?})", e.desc(), e),
             Cause::Invalid(why) => f.write_str(why),
+        }?;
+        match self.hint {
+            Some(hint) => write!(f, "; {hint}"),
+            None => Ok(()),
         }
     }
 }
@@ -81,6 +94,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "snapshot_take: /dev/vdb: Device or resource busy (EBUSY)"
+        );
+    }
+
+    #[test]
+    fn appends_a_hint() {
+        let e = Error::os("cbtinfo", "/dev/vdb", Errno::ENOENT).with_hint("is it attached?");
+        assert_eq!(
+            e.to_string(),
+            "cbtinfo: /dev/vdb: No such file or directory (ENOENT); is it attached?"
         );
     }
 
