@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # test.sh: the whole test suite, from a bare machine to the summary line.
-#   setup -> apply -> lint -> build the debug test kernel -> ABI check
+#   setup -> apply -> the blksnap tool's tests (host) -> lint
+#   -> build the debug test kernel -> ABI check
 #   -> series check
 #   -> boot under QEMU/TCG: KUnit + kselftests + kmemleak -> splat check
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
@@ -32,6 +33,9 @@ OWN_BOOT=blksnap_writemounted
 "$REPO/harness/apply.sh"
 
 python3 "$REPO/harness/results.py" --self-test | collect
+# The tool's cargo tests, clippy, rustfmt and static build; its scenarios
+# run in the guest below (selftest program blksnap_tool).
+"$REPO/harness/tool.sh" test | collect
 "$REPO/harness/format-patch.sh" "$rundir/series"
 "$REPO/harness/lint.sh" "$rundir/series" | collect
 

@@ -40,8 +40,8 @@ run_tests() {
 	# One result per test: "test NAME ... ok|FAILED|ignored".
 	while IFS= read -r line; do
 		case $line in
-		"test "*" ... ok") result ok "tool:test:$(echo "$line" | sed 's/^test \(.*\) \.\.\. ok$/\1/')" ;;
-		"test "*" ... FAILED") result fail "tool:test:$(echo "$line" | sed 's/^test \(.*\) \.\.\. FAILED$/\1/')" "failed" ;;
+		"test "*" ... ok") line=${line#test } && result ok "tool:test:${line% ... ok}" ;;
+		"test "*" ... FAILED") line=${line#test } && result fail "tool:test:${line% ... FAILED}" failed ;;
 		esac
 	done <<<"$out"
 	if [ $rc -eq 0 ]; then
