@@ -151,9 +151,9 @@ blksnap snapshot_destroy -i "$id"
 # --- storage from a file's extents: written extents serve, unwritten
 # (fallocated) ones are refused
 mkdir -p $MNT
-mkfs.ext4 -q -F $FSDISK && mount $FSDISK $MNT
+mkfs.ext4 -q -F -O ^has_journal $FSDISK && mount $FSDISK $MNT
 dd if=/dev/zero of=$MNT/written bs=1M count=16 conv=fsync 2>/dev/null
-fallocate -l 16M $MNT/unwritten
+fallocate -l 4M $MNT/unwritten || echo "# fallocate failed"
 id=$(blksnap snapshot_create -d $ORIG)
 err=$(blksnap snapshot_appendstorage -i "$id" -f $MNT/unwritten 2>&1)
 rc=$?
@@ -196,7 +196,8 @@ blksnap snapshot_destroy -i "$id"
 wait $stretch_pid
 rc=$?
 stretch_pid=
-check stretch_ends_on_destroy "exit $rc; log: $(tr '\n' '|' </tmp/bt_stretch)" [ $rc -eq 0 ] -a "$(tail -n1 /tmp/bt_stretch | cut -d' ' -f1)" = result=destroyed
+check stretch_ends_on_destroy "exit $rc; log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	[ $rc -eq 0 -a "$(tail -n1 /tmp/bt_stretch | cut -d' ' -f1)" = result=destroyed ]
 echo "$minimum" >$PARAM
 sed 's/^/# stretch: /' /tmp/bt_stretch
 
@@ -224,7 +225,8 @@ check error_zero_range_is_usage "exit $?" [ $? -eq 2 ]
 check detach "failed" blksnap detach -d $ORIG
 err=$(blksnap detach -d $ORIG 2>&1)
 rc=$?
-check detach_twice_fails "exit $rc, got: $err" matches "$rc $err" '^1 detach: /dev/bt_orig: .* (E[A-Z]*)$'
+check detach_twice_fails "exit $rc, got: $err" \
+	[ $rc -eq 1 -a "$err" = "detach: $ORIG: No such file or directory (ENOENT); is the blksnap filter attached?" ]
 
 [ $n -eq $PLAN ] || echo "# ran $n checks of $PLAN planned"
 exit 0

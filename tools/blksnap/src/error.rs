@@ -72,7 +72,7 @@ impl fmt::Display for Error {
         write!(f, "{}: {}: ", self.command, self.object)?;
         match &self.cause {
             // Debug of an Errno is its symbolic name.
-            Cause::Os(e) => write!(f, "{} ({:?})", e.desc(), e),
+            Cause::Os(e) => write!(f, "{} ({:?})", crate::sys::strerror(*e), e),
             Cause::Invalid(why) => f.write_str(why),
         }?;
         match self.hint {
@@ -94,6 +94,15 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "snapshot_take: /dev/vdb: Device or resource busy (EBUSY)"
+        );
+    }
+
+    #[test]
+    fn words_errno_as_the_c_library_does() {
+        let e = Error::os("markdirtyblock", "/tmp/f", Errno::EOPNOTSUPP);
+        assert_eq!(
+            e.to_string(),
+            "markdirtyblock: /tmp/f: Operation not supported (EOPNOTSUPP)"
         );
     }
 

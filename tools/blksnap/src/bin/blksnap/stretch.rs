@@ -54,16 +54,21 @@ enum Source {
     },
 }
 
-/// Creates `dir/diff_storage#N` holding `sectors` written (zero) sectors.
-/// Written, not fallocated: unwritten extents are unsafe as storage.
-fn make_file(dir: &Path, n: usize, sectors: u64) -> Result<PathBuf> {
-    let path = dir.join(format!("diff_storage#{n}"));
+/// Creates a new `dir/diff_storage#N` (the first N not taken, from
+/// `first`) holding `sectors` written (zero) sectors.  Written, not
+/// fallocated: unwritten extents are unsafe as storage.
+fn make_file(dir: &Path, first: usize, sectors: u64) -> Result<PathBuf> {
+    let mut n = first;
+    let (mut f, path) = loop {
+        let path = dir.join(format!("diff_storage#{n}"));
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(f) => break (f, path),
+            // Another run's file, perhaps still storage of its snapshot.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+            Err(e) => return Err(Error::io(CMD, path.display(), &e)),
+        }
+    };
     let what = path.display().to_string();
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::io(CMD, &what, &e))?;
     let zeros = vec![0u8; 1 << 20];
     let mut left = sectors * SECTOR_SIZE;
     let written = (|| {
