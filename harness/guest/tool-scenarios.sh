@@ -8,7 +8,7 @@
 # null_blk disks: the original, a storage disk and one for ext4.
 # KTAP-like output: "ok N name" or "not ok N name # why".
 
-PLAN=43
+PLAN=46
 n=0
 echo "1..$PLAN"
 ok() {
@@ -198,8 +198,31 @@ rc=$?
 stretch_pid=
 check stretch_ends_on_destroy "exit $rc; log: $(tr '\n' '|' </tmp/bt_stretch)" \
 	[ $rc -eq 0 -a "$(tail -n1 /tmp/bt_stretch | cut -d' ' -f1)" = result=destroyed ]
-echo "$minimum" >$PARAM
 sed 's/^/# stretch: /' /tmp/bt_stretch
+
+# --- the limit: 2 MiB given, then nothing; 4 MiB of copies overflow the
+# storage, the snapshot breaks (ENOSPC) and stretch_snapshot ends with 1
+id=$(blksnap snapshot_create -d $ORIG)
+blksnap stretch_snapshot -i "$id" -d $STORE -r 0:131072 -l 2 -t 200 >/tmp/bt_stretch 2>&1 &
+stretch_pid=$!
+i=0
+while [ $i -lt 50 ] && ! grep -q 'appended_sectors=4096 ' /tmp/bt_stretch; do
+	usleep 200000
+	i=$((i + 1))
+done
+blksnap snapshot_take -i "$id"
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=4 seek=24 oflag=direct 2>/dev/null
+wait $stretch_pid
+rc=$?
+stretch_pid=
+log=$(tr '\n' '|' </tmp/bt_stretch)
+check stretch_stops_at_limit "log: $log" grep -q 'event=low_free_space .*appended_sectors=0 note=limit reached' /tmp/bt_stretch
+check stretch_ends_on_corrupted "exit $rc; log: $log" \
+	matches "$rc $log" '^1 .*event=corrupted device='"$orig_dev"' err_code=28 error=ENOSPC|.*snapshot is corrupted'
+out=$(blksnap snapshot_info -d $ORIG)
+check info_names_the_break "got: $out" [ "$(val "$out" error_code)" = -28 -a "$(val "$out" error)" = ENOSPC ]
+blksnap snapshot_destroy -i "$id"
+echo "$minimum" >$PARAM
 
 # --- errors: the command, the device and the errno in words; exit 1 for
 # a failed command, 2 for bad usage
