@@ -46,6 +46,7 @@ run blksnap snapshot_destroy -i "$id"
 
 step "snapshot #2: the change map says which blocks changed since #1"
 id=$(blksnap snapshot_create -d /dev/vda)
+echo "snapshot id $id"
 run blksnap snapshot_appendstorage -i "$id" -d /dev/vdb2 -r 0:262144
 run blksnap snapshot_take -i "$id"
 run blksnap cbt changed -d /dev/vda --since "$since"
