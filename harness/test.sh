@@ -5,6 +5,7 @@
 #   -> build the debug test kernel -> ABI check
 #   -> series check
 #   -> boot under QEMU/TCG: KUnit + kselftests + kmemleak -> splat check
+#   -> two short boots: bdev_allow_write_mounted=0, the tool's scenarios
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 source "$(dirname "$0")/lib.sh"
 
@@ -28,6 +29,9 @@ collect() {
 stage_failed() { echo "FAIL $1  # $2" >>"$report"; }
 # Selftest programs that need a boot of their own.
 OWN_BOOT=blksnap_writemounted
+# The blksnap tool's scenarios, in a boot of their own too: the main guest
+# has about a minute left under its time target, they take two.
+TOOL_BOOT=blksnap_tool
 
 "$REPO/harness/setup.sh"
 "$REPO/harness/apply.sh"
@@ -44,7 +48,7 @@ if "$REPO/harness/build.sh" test; then
 	"$REPO/harness/abi-check.sh" test | collect
 	"$REPO/harness/verify-series.sh" "$rundir/series" | collect
 	log "boot: QEMU/TCG, tests inside the guest"
-	BLKSNAP_SKIP=$OWN_BOOT "$REPO/harness/run-qemu.sh" test test "$rundir/guest"
+	BLKSNAP_SKIP=$OWN_BOOT,$TOOL_BOOT "$REPO/harness/run-qemu.sh" test test "$rundir/guest"
 	python3 "$REPO/harness/results.py" --expect-kunit 1 "$rundir/guest" >"$rundir/guest.txt"
 	grep -v '^RESULT ' "$rundir/guest.txt" >>"$report"
 	# Originals of mounted file systems, with writers to them refused.
@@ -53,6 +57,11 @@ if "$REPO/harness/build.sh" test; then
 		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-ro"
 	python3 "$REPO/harness/results.py" "$rundir/guest-ro" >"$rundir/guest-ro.txt"
 	grep -v '^RESULT ' "$rundir/guest-ro.txt" >>"$report"
+	log "boot: again, the blksnap tool end to end"
+	BLKSNAP_ONLY=$TOOL_BOOT BLKSNAP_APPEND="kunit.enable=0" \
+		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-tool"
+	python3 "$REPO/harness/results.py" "$rundir/guest-tool" >"$rundir/guest-tool.txt"
+	grep -v '^RESULT ' "$rundir/guest-tool.txt" >>"$report"
 else
 	stage_failed build:test-kernel "see the build output above"
 fi
