@@ -70,6 +70,7 @@ orig_dev=$(cat /sys/block/bt_orig/dev)
 dd if=/dev/urandom of=/tmp/bt_rand bs=1M count=8 2>/dev/null
 
 # --- the interface version and the tracker
+echo "# step: the interface version and the tracker"
 out=$(blksnap version)
 check version "got: $out" matches "$(val "$out" version)" '^[0-9]*\.[0-9]*\.[0-9]*\.[0-9]*$'
 check attach "failed" blksnap attach -d $ORIG
@@ -86,6 +87,7 @@ check cbtinfo_json "got: $out" matches "$out" '^{"block_size":[0-9]*,"device_cap
 
 # --- snapshot #1 on ranges of the storage disk; the image keeps the data
 # of before the take while the original changes
+echo "# step: snapshot #1 on ranges of the storage disk; the image keeps the data"
 dd if=/tmp/bt_rand of=$ORIG bs=1M count=8 oflag=direct 2>/dev/null
 before=$(sum_of $ORIG 0 8)
 id=$(blksnap snapshot_create -d $ORIG)
@@ -110,6 +112,7 @@ check snapshot_destroy "failed" blksnap snapshot_destroy -i "$id"
 check collect_empty_after_destroy "got: $(blksnap snapshot_collect)" [ -z "$(blksnap snapshot_collect)" ]
 
 # --- snapshot #2: the change map names the blocks written after #1
+echo "# step: snapshot #2"
 id=$(blksnap snapshot_create -d $ORIG)
 blksnap snapshot_appendstorage -i "$id" -d $STORE -r 0:131072 >/dev/null
 blksnap snapshot_take -i "$id"
@@ -137,6 +140,7 @@ check readcbtmap_file "got: $out, $(wc -c </tmp/bt_map) bytes" \
 blksnap snapshot_destroy -i "$id"
 
 # --- blocks marked dirty show as changed after the next take
+echo "# step: blocks marked dirty show as changed after the next take"
 blksnap markdirtyblock -d $ORIG -r 40960:8 >/dev/null
 check markdirtyblock "exit $?" [ $? -eq 0 ]
 id=$(blksnap snapshot_create -d $ORIG)
@@ -150,6 +154,7 @@ blksnap snapshot_destroy -i "$id"
 
 # --- storage from a file's extents: written extents serve, unwritten
 # (fallocated) ones are refused
+echo "# step: storage from a file's extents"
 mkdir -p $MNT
 mkfs.ext4 -q -F -O ^has_journal $FSDISK && mount $FSDISK $MNT
 dd if=/dev/zero of=$MNT/written bs=1M count=16 conv=fsync 2>/dev/null
@@ -171,6 +176,7 @@ umount $MNT
 
 # --- a stretched snapshot: storage handed out from a range list as the
 # module asks for it (2 MiB at a time here), up to the limit
+echo "# step: a stretched snapshot"
 echo 4096 >$PARAM
 id=$(blksnap snapshot_create -d $ORIG)
 blksnap stretch_snapshot -i "$id" -d $STORE -r 0:131072 -l 16 -t 200 >/tmp/bt_stretch 2>&1 &
@@ -202,6 +208,7 @@ sed 's/^/# stretch: /' /tmp/bt_stretch
 
 # --- the limit: 2 MiB given, then nothing; 4 MiB of copies overflow the
 # storage, the snapshot breaks (ENOSPC) and stretch_snapshot ends with 1
+echo "# step: the limit"
 id=$(blksnap snapshot_create -d $ORIG)
 blksnap stretch_snapshot -i "$id" -d $STORE -r 0:131072 -l 2 -t 200 >/tmp/bt_stretch 2>&1 &
 stretch_pid=$!
@@ -226,6 +233,7 @@ echo "$minimum" >$PARAM
 
 # --- errors: the command, the device and the errno in words; exit 1 for
 # a failed command, 2 for bad usage
+echo "# step: errors"
 err=$(blksnap snapshot_take -i 01234567-89ab-cdef-0123-456789abcdef 2>&1)
 rc=$?
 check error_unknown_snapshot "exit $rc, got: $err" [ $rc -eq 1 -a "$err" = "snapshot_take: /dev/blksnap-control: snapshot 01234567-89ab-cdef-0123-456789abcdef: No such process (ESRCH)" ]
@@ -245,6 +253,7 @@ blksnap snapshot_appendstorage -i 01234567-89ab-cdef-0123-456789abcdef -d $STORE
 check error_zero_range_is_usage "exit $?" [ $? -eq 2 ]
 
 # --- the end of tracking
+echo "# step: the end of tracking"
 check detach "failed" blksnap detach -d $ORIG
 err=$(blksnap detach -d $ORIG 2>&1)
 rc=$?
