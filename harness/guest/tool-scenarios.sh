@@ -8,7 +8,7 @@
 # null_blk disks: the original, a storage disk and one for ext4.
 # KTAP-like output: "ok N name" or "not ok N name # why".
 
-PLAN=46
+PLAN=49
 n=0
 echo "1..$PLAN"
 ok() {
@@ -229,6 +229,48 @@ check stretch_ends_on_corrupted "exit $rc; log: $log" \
 out=$(blksnap snapshot_info -d $ORIG)
 check info_names_the_break "got: $out" [ "$(val "$out" error_code)" = -28 -a "$(val "$out" error)" = ENOSPC ]
 blksnap snapshot_destroy -i "$id"
+
+# Waits up to 20 s for stretch_snapshot to have given $1 sectors in all.
+wait_total() {
+	i=0
+	while [ $i -lt 100 ] && ! grep -q "total_sectors=$1\$" /tmp/bt_stretch; do
+		usleep 200000
+		i=$((i + 1))
+	done
+}
+
+# --- a stretched snapshot on files: each request a new file in the
+# directory, written, given by its extents, removed once destroyed
+echo "# step: a stretched snapshot on files"
+mount $FSDISK $MNT && rm -f $MNT/written $MNT/unwritten
+id=$(blksnap snapshot_create -d $ORIG)
+blksnap stretch_snapshot -i "$id" -p $MNT -l 8 -t 200 >/tmp/bt_stretch 2>&1 &
+stretch_pid=$!
+i=0
+while [ $i -lt 50 ] && ! grep -q 'appended_sectors=4096 ' /tmp/bt_stretch; do
+	usleep 200000
+	i=$((i + 1))
+done
+check stretch_file_made "log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	[ -f "$MNT/diff_storage#0" -a "$(grep -c "device=$FSDISK appended_sectors=4096 " /tmp/bt_stretch)" = 1 ]
+before=$(sum_of $ORIG 32 3)
+blksnap snapshot_take -i "$id"
+# Making a file (writing it, then FIEMAP) is slower than a writer using up
+# what is left, so the writer waits for each answer: 1 MiB of copies
+# brings the second request, 2 MiB more the third.
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=1 seek=32 oflag=direct 2>/dev/null
+wait_total 8192
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=2 seek=33 oflag=direct 2>/dev/null
+wait_total 12288
+out=$(blksnap snapshot_info -d $ORIG)
+check stretch_files_intact "got: $out; files: $(ls $MNT | tr '\n' ' '); log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	[ "$(val "$out" error_code)" = 0 -a -f "$MNT/diff_storage#2" -a "$(sum_of "$(val "$out" image)" 32 3)" = "$before" ]
+blksnap snapshot_destroy -i "$id"
+wait $stretch_pid
+rc=$?
+stretch_pid=
+check stretch_files_removed "exit $rc; left: $(ls $MNT | tr '\n' ' ')" [ $rc -eq 0 -a ! -e "$MNT/diff_storage#0" ]
+umount $MNT
 echo "$minimum" >$PARAM
 
 # --- errors: the command, the device and the errno in words; exit 1 for
