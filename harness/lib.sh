@@ -58,7 +58,10 @@ repo_files() {
 		while read -r f; do if [ -f "$f" ]; then echo "$f"; fi; done)
 }
 
-# Overlay files: everything in the repository at a kernel path.
+# Overlay files: everything in the repository at a kernel path, except the
+# blksnap tool: a cargo project built on its own (harness/tool.sh), not part
+# of the kernel tree or the patch series.
+TOOL_PATHSPEC=':(exclude)tools/blksnap'
 overlay_files() {
-	repo_files block include drivers rust Documentation tools scripts samples
+	repo_files block include drivers rust Documentation tools scripts samples "$TOOL_PATHSPEC"
 }

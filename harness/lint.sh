@@ -35,7 +35,8 @@ for f in "${csrc[@]}"; do
 	fi
 done
 
-mapfile -t rsrc < <(repo_files '*.rs')
+# The kernel's Rust; the tool's own style is checked by tool.sh (cargo fmt).
+mapfile -t rsrc < <(repo_files '*.rs' "$TOOL_PATHSPEC")
 if [ ${#rsrc[@]} -gt 0 ]; then
 	if report=$(cd "$WORK" && rustfmt --check --config-path .rustfmt.toml "${rsrc[@]}" 2>&1); then
 		result ok "lint:rustfmt"

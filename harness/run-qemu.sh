@@ -54,7 +54,9 @@ ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 
 kmake "$flavour" headers_install >/dev/null
 hdr=$out/usr/include
-gcc -static -O2 -Wall -isystem "$hdr" -o "$root/bin/blksnapctl" "$REPO/harness/guest/blksnapctl.c"
+# The blksnap tool (tools/blksnap), static, for the demo, the benchmark
+# and its own scenarios.
+cp "$("$REPO/harness/tool.sh" build)" "$root/bin/blksnap"
 
 for dir in "$WORK"/tools/testing/selftests/blksnap; do
 	suite=$(basename "$dir")
@@ -81,6 +83,13 @@ MK
 	echo "$progs" | tr ' ' '\n' >"$root/selftests/$suite/list"
 	[ -f "$dir/settings" ] && cp "$dir/settings" "$root/selftests/$suite/"
 done
+
+# The tool's scenarios, as one more selftest program (BLKSNAP_ONLY=blksnap_tool
+# runs just them); init runs the suites in the order of their names.
+mkdir -p "$root/selftests/blksnap_tool"
+cp "$REPO/harness/guest/tool-scenarios.sh" "$root/selftests/blksnap_tool/blksnap_tool"
+chmod +x "$root/selftests/blksnap_tool/blksnap_tool"
+echo blksnap_tool >"$root/selftests/blksnap_tool/list"
 
 if grep -q '^CONFIG_MODULES=y' "$out/.config"; then
 	kmake "$flavour" INSTALL_MOD_PATH="$root" modules_install >/dev/null

@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison
 	libelf-dev libssl-dev cpio kmod qemu-system-x86 busybox-static
 	e2fsprogs fdisk util-linux rsync python3 gcc libc6-dev make perl git xz-utils
-	curl ca-certificates fio dmsetup gcc-multilib)
+	curl ca-certificates fio dmsetup gcc-multilib file)
 
 install_apt() {
 	local missing=()
@@ -108,9 +108,18 @@ install_bindgen() {
 	cargo install -q --locked --root "$TOOLS/cargo" bindgen-cli
 }
 
+# The blksnap tool's crates, at the versions of its Cargo.lock (crates.io),
+# so that later builds need no network.  Its static build links glibc's
+# libc.a (libc6-dev); `file` checks that it is static.
+fetch_tool_crates() {
+	(cd "$REPO/tools/blksnap" && cargo fetch -q --locked)
+}
+
 mkdir -p "$CACHE" "$TOOLS"
 install_apt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || log "WARNING: clippy missing"
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || log "WARNING: rustfmt missing"
+fetch_tool_crates
 trixie_init
 fetch_kernel
 fetch_rust_src

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # test.sh: the whole test suite, from a bare machine to the summary line.
-#   setup -> apply -> lint -> build the debug test kernel -> ABI check
+#   setup -> apply -> the blksnap tool's tests (host) -> lint
+#   -> build the debug test kernel -> ABI check
 #   -> series check
 #   -> boot under QEMU/TCG: KUnit + kselftests + kmemleak -> splat check
+#   -> two short boots: bdev_allow_write_mounted=0, the tool's scenarios
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 source "$(dirname "$0")/lib.sh"
 
@@ -27,11 +29,17 @@ collect() {
 stage_failed() { echo "FAIL $1  # $2" >>"$report"; }
 # Selftest programs that need a boot of their own.
 OWN_BOOT=blksnap_writemounted
+# The blksnap tool's scenarios, in a boot of their own too: the main guest
+# has about a minute left under its time target, they take two.
+TOOL_BOOT=blksnap_tool
 
 "$REPO/harness/setup.sh"
 "$REPO/harness/apply.sh"
 
 python3 "$REPO/harness/results.py" --self-test | collect
+# The tool's cargo tests, clippy, rustfmt and static build; its scenarios
+# run in the guest below (selftest program blksnap_tool).
+"$REPO/harness/tool.sh" test | collect
 "$REPO/harness/format-patch.sh" "$rundir/series"
 "$REPO/harness/lint.sh" "$rundir/series" | collect
 
@@ -40,7 +48,7 @@ if "$REPO/harness/build.sh" test; then
 	"$REPO/harness/abi-check.sh" test | collect
 	"$REPO/harness/verify-series.sh" "$rundir/series" | collect
 	log "boot: QEMU/TCG, tests inside the guest"
-	BLKSNAP_SKIP=$OWN_BOOT "$REPO/harness/run-qemu.sh" test test "$rundir/guest"
+	BLKSNAP_SKIP=$OWN_BOOT,$TOOL_BOOT "$REPO/harness/run-qemu.sh" test test "$rundir/guest"
 	python3 "$REPO/harness/results.py" --expect-kunit 1 "$rundir/guest" >"$rundir/guest.txt"
 	grep -v '^RESULT ' "$rundir/guest.txt" >>"$report"
 	# Originals of mounted file systems, with writers to them refused.
@@ -49,6 +57,11 @@ if "$REPO/harness/build.sh" test; then
 		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-ro"
 	python3 "$REPO/harness/results.py" "$rundir/guest-ro" >"$rundir/guest-ro.txt"
 	grep -v '^RESULT ' "$rundir/guest-ro.txt" >>"$report"
+	log "boot: again, the blksnap tool end to end"
+	BLKSNAP_ONLY=$TOOL_BOOT BLKSNAP_APPEND="kunit.enable=0" \
+		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-tool"
+	python3 "$REPO/harness/results.py" "$rundir/guest-tool" >"$rundir/guest-tool.txt"
+	grep -v '^RESULT ' "$rundir/guest-tool.txt" >>"$report"
 else
 	stage_failed build:test-kernel "see the build output above"
 fi

@@ -44,10 +44,9 @@ rand_write() {
 }
 
 snap_new() {
-	id=$(blksnapctl create) &&
-		blksnapctl add $orig "$id" >/dev/null &&
-		blksnapctl storage "$id" $store 0 "$store_sectors" >/dev/null &&
-		blksnapctl take "$id" >/dev/null && echo "$id"
+	id=$(blksnap snapshot_create -d $orig) &&
+		blksnap snapshot_appendstorage -i "$id" -d $store -r 0:"$store_sectors" >/dev/null &&
+		blksnap snapshot_take -i "$id" && echo "$id"
 }
 
 dm_new() {
@@ -86,34 +85,34 @@ for run in $(seq 1 "$repeat"); do
 	# back and runs faster, which would show up as a cost of tracking.
 	seq_write warmup "$run" $orig --loops=$loops >/dev/null
 	seq_write raw_write "$run" $orig --loops=$loops
-	blksnapctl attach $orig >/dev/null
+	blksnap attach -d $orig
 	seq_write tracked_write "$run" $orig --loops=$loops
-	blksnapctl detach $orig >/dev/null
+	blksnap detach -d $orig
 	copy_ceiling "$run"
 	rand_write raw_randwrite "$run" $orig
 	seq_read orig_read "$run" $orig
 
-	blksnapctl attach $orig >/dev/null
+	blksnap attach -d $orig
 	id=$(snap_new)
 	seq_write cow_first_write "$run" $orig
 	seq_write cow_rewrite "$run" $orig --loops=$loops
 	# fio splits file names at ':', and image names have one: use a link.
-	ln -sf "$(blksnapctl info $orig | sed 's/.*image //')" /dev/bench-image
+	ln -sf "$(blksnap snapshot_info -d $orig | sed -n 's/^image=//p')" /dev/bench-image
 	seq_read image_read "$run" /dev/bench-image
 	seq_read orig_read_snap "$run" $orig
-	blksnapctl destroy "$id" >/dev/null
+	blksnap snapshot_destroy -i "$id"
 	id=$(snap_new)
 	rand_write cow_randwrite "$run" $orig
-	blksnapctl destroy "$id" >/dev/null
-	blksnapctl detach $orig >/dev/null
+	blksnap snapshot_destroy -i "$id"
+	blksnap detach -d $orig
 	# First writes again with four times the default bound on loaded
 	# chunks in memory: how much the depth of the copy pipeline matters.
 	rmmod blksnap && modprobe blksnap chunk_maximum_in_queue=64
-	blksnapctl attach $orig >/dev/null
+	blksnap attach -d $orig
 	id=$(snap_new)
 	seq_write cow_first_write_q64 "$run" $orig
-	blksnapctl destroy "$id" >/dev/null
-	blksnapctl detach $orig >/dev/null
+	blksnap snapshot_destroy -i "$id"
+	blksnap detach -d $orig
 	rmmod blksnap && modprobe blksnap
 
 	wipe_store
@@ -130,20 +129,19 @@ done
 
 # How long writes stall while a snapshot is taken: the worst write latency
 # of a steady 4 KiB writer, with and without a take in the middle.
-blksnapctl attach $orig >/dev/null
+blksnap attach -d $orig
 for run in $(seq 1 "$repeat"); do
 	fio_run lat_no_take "$run" --filename=$orig --rw=randwrite --bs=4k --iodepth=1 \
 		--size=$size --runtime=4 --time_based
-	id=$(blksnapctl create)
-	blksnapctl add $orig "$id" >/dev/null
-	blksnapctl storage "$id" $store 0 "$store_sectors" >/dev/null
-	(sleep 2; blksnapctl take "$id" >/dev/null) &
+	id=$(blksnap snapshot_create -d $orig)
+	blksnap snapshot_appendstorage -i "$id" -d $store -r 0:"$store_sectors" >/dev/null
+	(sleep 2; blksnap snapshot_take -i "$id") &
 	fio_run lat_take "$run" --filename=$orig --rw=randwrite --bs=4k --iodepth=1 \
 		--size=$size --runtime=4 --time_based
 	wait
-	blksnapctl destroy "$id" >/dev/null
+	blksnap snapshot_destroy -i "$id"
 done
-blksnapctl detach $orig >/dev/null
+blksnap detach -d $orig
 
 # Kernel memory for a 1 TiB device: slab and vmalloc, before attaching,
 # with a snapshot taken and nothing written, and after writing 1 GiB.
@@ -159,31 +157,30 @@ mem() {
 null=/dev/nullb0
 echo "BENCH nullb_sectors $(blockdev --getsz $null)"
 mem before
-blksnapctl attach $null >/dev/null
-id=$(blksnapctl create)
-blksnapctl add $null "$id" >/dev/null
-blksnapctl storage "$id" $store 0 "$store_sectors" >/dev/null
-blksnapctl take "$id" >/dev/null
+blksnap attach -d $null
+id=$(blksnap snapshot_create -d $null)
+blksnap snapshot_appendstorage -i "$id" -d $store -r 0:"$store_sectors" >/dev/null
+blksnap snapshot_take -i "$id"
 mem taken
 fio --name=fill --filename=$null --rw=write --bs=1M --iodepth=8 --direct=1 \
 	--ioengine=libaio --size=1G >/dev/null
 mem written_1g
-blksnapctl info $null | sed 's/^/BENCH info /'
-blksnapctl destroy "$id" >/dev/null
-blksnapctl detach $null >/dev/null
+echo "BENCH info $(blksnap snapshot_info -d $null | tr "\n" " ")"
+blksnap snapshot_destroy -i "$id"
+blksnap detach -d $null
 mem released
 
 # Metadata per changed chunk: with 4 KiB chunks, 1 GiB of writes to the
 # original copies 262144 chunks, enough for the metadata to stand out of
 # the noise of slab caches growing and shrinking.
 rmmod blksnap && modprobe blksnap chunk_minimum_shift=12 chunk_maximum_count=1048576 || exit 1
-blksnapctl attach $orig >/dev/null
+blksnap attach -d $orig
 id=$(snap_new)
 mem small_chunks_taken
 fio --name=fill --filename=$orig --rw=write --bs=1M --iodepth=8 --direct=1 \
 	--ioengine=libaio --size=1G >/dev/null
 mem small_chunks_written
-blksnapctl info $orig | sed 's/^/BENCH small_chunks_info /'
+echo "BENCH small_chunks_info $(blksnap snapshot_info -d $orig | tr "\n" " ")"
 echo "BENCH small_chunks $(($(blockdev --getsize64 $orig) / 4096))"
-blksnapctl destroy "$id" >/dev/null
-blksnapctl detach $orig >/dev/null
+blksnap snapshot_destroy -i "$id"
+blksnap detach -d $orig
