@@ -3,7 +3,8 @@
 # format-patch.sh [OUTDIR]: emit the whole work as a `git format-patch` series
 # against the pinned kernel, one commit per entry of patches/series.  Each
 # patch file names the overlay files that belong to its commit in an
-# "Overlay:" header line.  Default OUTDIR: $CACHE/series.
+# "Overlay:" header line.  Default OUTDIR: $CACHE/series.  OUTDIR/debian/
+# gets the same series with DEP-3 fields, for distributions (dep3.sh).
 source "$(dirname "$0")/lib.sh"
 
 outdir=${1:-$CACHE/series}
@@ -56,3 +57,4 @@ done
 
 git format-patch -q --no-signature -o "$outdir" "$base..HEAD"
 log "format-patch: $(ls "$outdir" | wc -l) patches in $outdir"
+"$REPO/harness/dep3.sh" write "$outdir"

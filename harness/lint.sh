@@ -4,6 +4,7 @@
 #   checkpatch.pl on every patch of the format-patch series
 #   kernel-doc -Wall on our C sources and headers
 #   rustfmt --check on our Rust files (once there are any)
+#   dep3.sh check on the DEP-3 copy of the series (SERIESDIR/debian)
 source "$(dirname "$0")/lib.sh"
 
 series=$1
@@ -45,4 +46,15 @@ if [ ${#rsrc[@]} -gt 0 ]; then
 		result fail "lint:rustfmt" "rustfmt would reformat"
 	fi
 fi
+# The distribution form of the series; renumbered into this stream.
+while IFS= read -r line; do
+	case $line in
+	"ok "*) result ok "${line#ok [0-9]* }" ;;
+	"not ok "*)
+		line=${line#not ok [0-9]* }
+		result fail "${line%% # *}" "${line#* # }"
+		;;
+	"#"*) echo "$line" ;;
+	esac
+done < <("$REPO/harness/dep3.sh" check "$series")
 echo "1..$n"
