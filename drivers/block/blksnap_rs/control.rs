@@ -4,7 +4,6 @@
 
 use crate::{diff_storage::MAX_EXTENTS, event_queue, snapshot};
 use kernel::{
-    bindings,
     block::bdev::{Access, OpenedBlockDevice},
     capability::{capable, Capability},
     fs::File,
@@ -13,6 +12,7 @@ use kernel::{
     prelude::*,
     sync::Arc,
     uaccess::{UserPtr, UserSlice},
+    uapi,
     uuid::{Uuid, UUID_SIZE},
 };
 
@@ -217,26 +217,26 @@ impl MiscDevice for Control {
         // As in the reference design, the command is its number; the size
         // must match too, so that a foreign ioctl is not mistaken for ours.
         let expected_size = match _IOC_NR(cmd) {
-            bindings::blksnap_ioctl_blksnap_ioctl_version => 8,
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_create
-            | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_destroy
-            | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_take
-            | bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => 16,
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => 40,
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => EVENT_SIZE,
+            uapi::blksnap_ioctl_blksnap_ioctl_version => 8,
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_create
+            | uapi::blksnap_ioctl_blksnap_ioctl_snapshot_destroy
+            | uapi::blksnap_ioctl_blksnap_ioctl_snapshot_take
+            | uapi::blksnap_ioctl_blksnap_ioctl_snapshot_collect => 16,
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => 40,
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => EVENT_SIZE,
             _ => return Err(ENOTTY),
         };
         if _IOC_SIZE(cmd) != expected_size || _IOC_TYPE(cmd) != u32::from(b'V') {
             return Err(ENOTTY);
         }
         match _IOC_NR(cmd) {
-            bindings::blksnap_ioctl_blksnap_ioctl_version => version(arg),
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_create => create(arg),
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_destroy => destroy(arg),
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_collect => collect(arg),
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => append_storage(arg),
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_take => take(arg),
-            bindings::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => wait_event(arg),
+            uapi::blksnap_ioctl_blksnap_ioctl_version => version(arg),
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_create => create(arg),
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_destroy => destroy(arg),
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_collect => collect(arg),
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_append_storage => append_storage(arg),
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_take => take(arg),
+            uapi::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event => wait_event(arg),
             _ => Err(ENOTTY),
         }
     }

@@ -4,10 +4,10 @@
 
 use crate::{image, snapshot, tracker::Tracker};
 use kernel::{
-    bindings,
     prelude::*,
     sync::Arc,
     uaccess::{UserPtr, UserSlice},
+    uapi,
     uuid::{Uuid, UUID_SIZE},
 };
 
@@ -40,17 +40,15 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 /// Executes command `cmd` for `tracker`.
 pub(crate) fn execute(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) -> Result<i32> {
     match cmd {
-        bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtinfo => cbtinfo(tracker, buf, len),
-        bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtmap => cbtmap(tracker, buf, len),
-        bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtdirty => {
-            cbtdirty(tracker, buf, len)
-        }
-        bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_snapshotadd => {
+        uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtinfo => cbtinfo(tracker, buf, len),
+        uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtmap => cbtmap(tracker, buf, len),
+        uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtdirty => cbtdirty(tracker, buf, len),
+        uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_snapshotadd => {
             let id = Uuid::from_bytes(read_arg::<UUID_SIZE>(buf, len)?);
             snapshot::add_device(id, tracker.clone())?;
             Ok(0)
         }
-        bindings::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_snapshotinfo => {
+        uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_snapshotinfo => {
             snapshotinfo(tracker, buf, len)
         }
         _ => Err(ENOTTY),

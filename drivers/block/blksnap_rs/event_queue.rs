@@ -3,10 +3,11 @@
 //! The events of a snapshot, waited for with IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT.
 
 use kernel::{
-    bindings, new_condvar, new_mutex,
+    new_condvar, new_mutex,
     prelude::*,
     sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
     time::{msecs_to_jiffies, ClockSource, Monotonic},
+    uapi,
 };
 
 /// Bytes of event data we ever send; the ABI allows up to 4064.
@@ -63,7 +64,7 @@ impl EventQueue {
 
     pub(crate) fn low_free_space(&self, sectors: u64) {
         self.push(
-            bindings::blksnap_event_codes_blksnap_event_code_low_free_space,
+            uapi::blksnap_event_codes_blksnap_event_code_low_free_space,
             &sectors.to_ne_bytes(),
         );
     }
@@ -77,7 +78,7 @@ impl EventQueue {
         data[4..8].copy_from_slice(&minor.to_ne_bytes());
         data[8..12].copy_from_slice(&err.to_errno().unsigned_abs().to_ne_bytes());
         self.push(
-            bindings::blksnap_event_codes_blksnap_event_code_corrupted,
+            uapi::blksnap_event_codes_blksnap_event_code_corrupted,
             &data,
         );
     }
