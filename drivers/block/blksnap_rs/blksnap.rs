@@ -12,6 +12,7 @@ use kernel::{
     prelude::*,
 };
 
+mod abi;
 mod buffers;
 mod cbt_map;
 mod claims;

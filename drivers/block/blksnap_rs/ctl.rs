@@ -2,13 +2,18 @@
 
 //! The `BLKFILTER_CTL` commands blksnap answers on a tracked device.
 
-use crate::{image, snapshot, tracker::Tracker};
+use crate::{
+    abi::{self, CbtDirty, CbtInfo, CbtMap, Sectors, SnapshotAdd, SnapshotInfo},
+    image, snapshot,
+    tracker::Tracker,
+};
+use core::mem::size_of;
 use kernel::{
     prelude::*,
     sync::Arc,
+    transmute::{AsBytes, FromBytes},
     uaccess::{UserPtr, UserSlice},
     uapi,
-    uuid::{Uuid, UUID_SIZE},
 };
 
 /// How many bytes of the change map are copied to user space at a time.
@@ -17,24 +22,19 @@ const MAP_PIECE: usize = 4096;
 /// How many sector ranges of a `cbtdirty` command are read at a time.
 const DIRTY_BATCH: usize = 64;
 
-/// Reads exactly `N` bytes of a command's argument.
-fn read_arg<const N: usize>(buf: UserPtr, len: u32) -> Result<[u8; N]> {
-    if (len as usize) < N {
+/// Checks that the caller's buffer holds a `T`: `EINVAL` if it is shorter.
+/// A longer one is fine; the rest is not touched.
+fn fits<T>(len: u32) -> Result {
+    if (len as usize) < size_of::<T>() {
         return Err(EINVAL);
     }
-    let mut arg = [0u8; N];
-    UserSlice::new(buf, N).reader().read_slice(&mut arg)?;
-    Ok(arg)
+    Ok(())
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_ne_bytes(v)
+/// Reads a command's argument.
+fn read_arg<T: FromBytes>(buf: UserPtr, len: u32) -> Result<T> {
+    fits::<T>(len)?;
+    abi::read(buf)
 }
 
 /// Executes command `cmd` for `tracker`.
@@ -44,8 +44,8 @@ pub(crate) fn execute(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) 
         uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtmap => cbtmap(tracker, buf, len),
         uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_cbtdirty => cbtdirty(tracker, buf, len),
         uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_snapshotadd => {
-            let id = Uuid::from_bytes(read_arg::<UUID_SIZE>(buf, len)?);
-            snapshot::add_device(id, tracker.clone())?;
+            let SnapshotAdd(uapi::blksnap_snapshotadd { id }) = read_arg(buf, len)?;
+            snapshot::add_device(abi::uuid(id), tracker.clone())?;
             Ok(0)
         }
         uapi::blkfilter_ctl_blksnap_blkfilter_ctl_blksnap_snapshotinfo => {
@@ -55,36 +55,33 @@ pub(crate) fn execute(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) 
     }
 }
 
-/// `struct blksnap_cbtinfo`: 8 + 4 + 4 + 16 + 1 bytes, padded to 40.
-const CBTINFO_SIZE: usize = 40;
-
+/// Describes the change tracker of the device.
 fn cbtinfo(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
-    if (len as usize) < CBTINFO_SIZE {
-        return Err(EINVAL);
-    }
+    fits::<CbtInfo>(len)?;
     let geometry = tracker.geometry();
     let (number, generation) = {
         let read = tracker.read.lock();
         (read.number, read.generation)
     };
-    let mut out = [0u8; CBTINFO_SIZE];
-    out[0..8].copy_from_slice(&(geometry.capacity << kernel::block::SECTOR_SHIFT).to_ne_bytes());
-    out[8..12].copy_from_slice(&(1u32 << geometry.block_shift).to_ne_bytes());
-    out[12..16].copy_from_slice(&geometry.block_count.to_ne_bytes());
-    out[16..32].copy_from_slice(generation.as_bytes());
-    out[32] = number;
-    UserSlice::new(buf, CBTINFO_SIZE)
-        .writer()
-        .write_slice(&out)?;
+    let info = CbtInfo::new(uapi::blksnap_cbtinfo {
+        device_capacity: geometry.capacity << kernel::block::SECTOR_SHIFT,
+        block_size: 1 << geometry.block_shift,
+        block_count: geometry.block_count,
+        generation_id: abi::blksnap_uuid(generation),
+        changes_number: number,
+    });
+    abi::write(buf, &info)?;
     Ok(0)
 }
 
 /// Copies part of the map of the last snapshot; returns the bytes copied.
 fn cbtmap(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
-    let arg = read_arg::<16>(buf, len)?;
-    let offset = u32_at(&arg, 0) as usize;
-    let length = u32_at(&arg, 4) as usize;
-    let dest = u64_at(&arg, 8) as usize;
+    let CbtMap(arg) = read_arg(buf, len)?;
+    let (offset, length, dest) = (
+        arg.offset as usize,
+        arg.length as usize,
+        arg.buffer as usize,
+    );
 
     let (size, number, generation) = {
         let read = tracker.read.lock();
@@ -122,22 +119,23 @@ fn cbtmap(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
 /// Marks ranges as changed in both maps.  Every range is checked before
 /// any is applied, so a bad range changes nothing.
 fn cbtdirty(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
-    let arg = read_arg::<16>(buf, len)?;
-    let count = u32_at(&arg, 0) as usize;
-    let ranges = u64_at(&arg, 8) as usize;
+    let CbtDirty(arg) = read_arg(buf, len)?;
+    let (count, ranges) = (arg.count as usize, arg.dirty_sectors as usize);
     let geometry = tracker.geometry();
 
     for apply in [false, true] {
         let mut done = 0;
         while done < count {
             let n = (count - done).min(DIRTY_BATCH);
-            let mut raw = [0u8; DIRTY_BATCH * 16];
-            let at = ranges.checked_add(done * 16).ok_or(EFAULT)?;
-            UserSlice::new(UserPtr::from_addr(at), n * 16)
+            let mut batch = [Sectors::zeroed(); DIRTY_BATCH];
+            let at = ranges
+                .checked_add(done * size_of::<Sectors>())
+                .ok_or(EFAULT)?;
+            UserSlice::new(UserPtr::from_addr(at), n * size_of::<Sectors>())
                 .reader()
-                .read_slice(&mut raw[..n * 16])?;
-            for r in raw[..n * 16].chunks_exact(16) {
-                let (sector, sectors) = (u64_at(r, 0), u64_at(r, 8));
+                .read_slice(batch[..n].as_bytes_mut())?;
+            for Sectors(r) in &batch[..n] {
+                let (sector, sectors) = (r.offset, r.count);
                 if apply {
                     // The maps may have been replaced since the check.
                     tracker.mark_dirty(sector, sectors)?;
@@ -151,24 +149,15 @@ fn cbtdirty(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
     Ok(0)
 }
 
-/// `struct blksnap_snapshotinfo`: a 4-byte error code and a 32-byte name.
-const SNAPSHOTINFO_SIZE: usize = 36;
-
 /// A device in no snapshot, or in one not taken yet, reads as all zeroes: no
 /// error and no image, as in v3.
 fn snapshotinfo(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
-    if (len as usize) < SNAPSHOTINFO_SIZE {
-        return Err(EINVAL);
-    }
-    let mut out = [0u8; SNAPSHOTINFO_SIZE];
+    fits::<SnapshotInfo>(len)?;
+    let mut info = SnapshotInfo::zeroed();
     if let Some(area) = tracker.diff_area() {
-        out[0..4].copy_from_slice(&area.error().to_ne_bytes());
-        let mut name = [0u8; 32];
-        let len = image::name(tracker.major, tracker.minor, &mut name);
-        out[4..4 + len].copy_from_slice(&name[..len]);
+        info.0.error_code = area.error();
+        image::name(tracker.major, tracker.minor, &mut info.0.image);
     }
-    UserSlice::new(buf, SNAPSHOTINFO_SIZE)
-        .writer()
-        .write_slice(&out)?;
+    abi::write(buf, &info)?;
     Ok(0)
 }

@@ -2,11 +2,13 @@
 
 //! The events of a snapshot, waited for with IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT.
 
+use crate::abi::{EventCorrupted, EventLowFreeSpace};
 use kernel::{
     new_condvar, new_mutex,
     prelude::*,
     sync::{Arc, CondVar, CondVarTimeoutResult, Mutex},
     time::{msecs_to_jiffies, ClockSource, Monotonic},
+    transmute::AsBytes,
     uapi,
 };
 
@@ -63,9 +65,12 @@ impl EventQueue {
     }
 
     pub(crate) fn low_free_space(&self, sectors: u64) {
+        let data = EventLowFreeSpace(uapi::blksnap_event_low_free_space {
+            requested_nr_sect: sectors,
+        });
         self.push(
             uapi::blksnap_event_codes_blksnap_event_code_low_free_space,
-            &sectors.to_ne_bytes(),
+            data.as_bytes(),
         );
     }
 
@@ -73,13 +78,14 @@ impl EventQueue {
     /// the errno as a positive number, as in v3 (`snapshotinfo` keeps it
     /// negative).
     pub(crate) fn corrupted(&self, major: u32, minor: u32, err: Error) {
-        let mut data = [0u8; 12];
-        data[0..4].copy_from_slice(&major.to_ne_bytes());
-        data[4..8].copy_from_slice(&minor.to_ne_bytes());
-        data[8..12].copy_from_slice(&err.to_errno().unsigned_abs().to_ne_bytes());
+        let data = EventCorrupted(uapi::blksnap_event_corrupted {
+            dev_id_mj: major,
+            dev_id_mn: minor,
+            err_code: -err.to_errno(),
+        });
         self.push(
             uapi::blksnap_event_codes_blksnap_event_code_corrupted,
-            &data,
+            data.as_bytes(),
         );
     }
 
