@@ -8,7 +8,7 @@
 //! transmute traits and the generated structures both belong to other
 //! crates.
 
-use core::mem::{size_of, MaybeUninit};
+use core::mem::{offset_of, size_of};
 use kernel::{
     prelude::*,
     transmute::{AsBytes, FromBytes},
@@ -53,90 +53,72 @@ wrappers! {
     SnapshotInfo(blksnap_snapshotinfo);
 }
 
-macro_rules! impl_from_bytes {
-    ($($name:ident,)*) => {
-        // SAFETY: Safety comments written in the macro invocation.
-        $(unsafe impl FromBytes for $name {})*
+kernel::impl_bytes_for_wrapper! {
+    FromBytes + AsBytes for BlksnapUuid => uapi::blksnap_uuid { b };
+    FromBytes + AsBytes for BlksnapVersion => uapi::blksnap_version {
+        major, minor, revision, build
     };
+    FromBytes + AsBytes for AppendStorage => uapi::blksnap_snapshot_append_storage {
+        id: uapi::blksnap_uuid { b }, bdev_path, bdev_path_size, count, ranges
+    };
+    FromBytes + AsBytes for SnapshotEvent => uapi::blksnap_snapshot_event {
+        id: uapi::blksnap_uuid { b }, timeout_ms, code, time_label, data
+    };
+    FromBytes + AsBytes for EventLowFreeSpace => uapi::blksnap_event_low_free_space {
+        requested_nr_sect
+    };
+    FromBytes + AsBytes for EventCorrupted => uapi::blksnap_event_corrupted {
+        dev_id_mj, dev_id_mn, err_code
+    };
+    FromBytes + AsBytes for Sectors => uapi::blksnap_sectors { offset, count };
+    FromBytes + AsBytes for CbtMap => uapi::blksnap_cbtmap { offset, length, buffer };
+    FromBytes + AsBytes for SnapshotAdd => uapi::blksnap_snapshotadd {
+        id: uapi::blksnap_uuid { b }
+    };
+    FromBytes + AsBytes for SnapshotInfo => uapi::blksnap_snapshotinfo { error_code, image };
+    // These two have padding: they are only ever read from user space.
+    FromBytes for SnapshotCollect => uapi::blksnap_snapshot_collect { count, ids };
+    FromBytes for CbtDirty => uapi::blksnap_cbtdirty { count, dirty_sectors };
 }
 
-impl_from_bytes! {
-    // SAFETY: The fields of these structures are integers, arrays of bytes
-    // and `blksnap_uuid`s (an array of bytes): any bit pattern is a valid
-    // value.  They have no interior mutability.
-    BlksnapUuid,
-    AppendStorage,
-    SnapshotCollect,
-    Sectors,
-    CbtMap,
-    CbtDirty,
-    SnapshotAdd,
-}
-
-/// Size of the field of `S` that `field` borrows.
-const fn field_size<S, F>(_field: fn(&S) -> &F) -> usize {
-    size_of::<F>()
-}
-
-macro_rules! impl_as_bytes {
-    ($($name:ident { $($field:ident),+ },)*) => {$(
-        // No padding: the fields fill the structure.
-        const _: () = assert!(
-            size_of::<$name>() == 0 $(+ field_size(|s: &$name| &s.0.$field))+
-        );
-        // SAFETY: Safety comments written in the macro invocation.
-        unsafe impl AsBytes for $name {}
-    )*};
-}
-
-impl_as_bytes! {
-    // SAFETY: The fields of these structures are integers, arrays of bytes
-    // and `blksnap_uuid`s (an array of bytes), none with padding, and the
-    // assertion above proves the structures have none either: every byte
-    // of a value is initialised.  They have no interior mutability.
-    BlksnapUuid { b },
-    BlksnapVersion { major, minor, revision, build },
-    SnapshotEvent { id, timeout_ms, code, time_label, data },
-    EventLowFreeSpace { requested_nr_sect },
-    EventCorrupted { dev_id_mj, dev_id_mn, err_code },
-    Sectors { offset, count },
-    SnapshotInfo { error_code, image },
-}
-
-/// `struct blksnap_cbtinfo`, which ends in padding: built zeroed, so that
-/// copying it whole to user space shows no kernel memory.
-#[repr(transparent)]
-pub(crate) struct CbtInfo(MaybeUninit<uapi::blksnap_cbtinfo>);
+/// `struct blksnap_cbtinfo`, as the bytes user space gets.  The structure
+/// ends in padding, so it is not copied whole: every field is put at its
+/// offset into zeroed bytes, and no kernel memory goes with it.
+pub(crate) struct CbtInfo([u8; size_of::<uapi::blksnap_cbtinfo>()]);
 
 impl CbtInfo {
     pub(crate) fn new(info: uapi::blksnap_cbtinfo) -> Self {
-        let mut out = MaybeUninit::<uapi::blksnap_cbtinfo>::zeroed();
-        // SAFETY: All zeroes is a valid `blksnap_cbtinfo`: its fields are
-        // integers and arrays of bytes.
-        let fields = unsafe { out.assume_init_mut() };
-        // One field at a time: storing the whole structure would leave its
-        // padding undefined.
-        let uapi::blksnap_cbtinfo {
-            device_capacity,
-            block_size,
-            block_count,
-            generation_id,
-            changes_number,
-        } = info;
-        fields.device_capacity = device_capacity;
-        fields.block_size = block_size;
-        fields.block_count = block_count;
-        fields.generation_id = generation_id;
-        fields.changes_number = changes_number;
-        Self(out)
+        let mut bytes = [0; size_of::<uapi::blksnap_cbtinfo>()];
+        let mut put = |offset: usize, field: &[u8]| {
+            bytes[offset..offset + field.len()].copy_from_slice(field);
+        };
+        put(
+            offset_of!(uapi::blksnap_cbtinfo, device_capacity),
+            &info.device_capacity.to_ne_bytes(),
+        );
+        put(
+            offset_of!(uapi::blksnap_cbtinfo, block_size),
+            &info.block_size.to_ne_bytes(),
+        );
+        put(
+            offset_of!(uapi::blksnap_cbtinfo, block_count),
+            &info.block_count.to_ne_bytes(),
+        );
+        put(
+            offset_of!(uapi::blksnap_cbtinfo, generation_id),
+            &info.generation_id.b,
+        );
+        put(
+            offset_of!(uapi::blksnap_cbtinfo, changes_number),
+            &[info.changes_number],
+        );
+        Self(bytes)
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8; size_of::<uapi::blksnap_cbtinfo>()] {
+        &self.0
     }
 }
-
-// SAFETY: `new`, the only way to make a `CbtInfo`, zeroes every byte and
-// then stores the fields one by one, which leaves the padding zeroed; a
-// `MaybeUninit` keeps all its bytes when it is moved.  No interior
-// mutability.
-unsafe impl AsBytes for CbtInfo {}
 
 /// The identifier in `id`.
 pub(crate) fn uuid(id: uapi::blksnap_uuid) -> Uuid {
@@ -161,7 +143,6 @@ pub(crate) fn write<T: AsBytes>(at: UserPtr, value: &T) -> Result {
 #[kunit_tests(blksnap_abi)]
 mod tests {
     use super::*;
-    use core::mem::offset_of;
     use kernel::uuid::UUID_SIZE;
 
     #[test]
@@ -176,7 +157,7 @@ mod tests {
             changes_number: u8::MAX,
         });
         let end = offset_of!(uapi::blksnap_cbtinfo, changes_number) + 1;
-        let bytes = info.as_bytes();
+        let bytes = info.bytes();
         assert!(end < bytes.len());
         assert!(bytes[..end].iter().all(|&b| b == u8::MAX));
         assert!(bytes[end..].iter().all(|&b| b == 0));

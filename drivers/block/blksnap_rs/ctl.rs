@@ -70,7 +70,7 @@ fn cbtinfo(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
         generation_id: abi::blksnap_uuid(generation),
         changes_number: number,
     });
-    abi::write(buf, &info)?;
+    abi::write(buf, info.bytes())?;
     Ok(0)
 }
 
