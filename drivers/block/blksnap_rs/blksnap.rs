@@ -13,11 +13,11 @@ use kernel::{
 };
 
 mod abi;
+mod blkfilter_ctl;
 mod buffers;
 mod cbt_map;
 mod claims;
-mod control;
-mod ctl;
+mod control_device;
 mod device_filter;
 mod diff_area;
 mod diff_storage;
@@ -89,7 +89,7 @@ struct Blksnap {
     #[pin]
     filter: filter::Registration<device_filter::TrackerFilter>,
     #[pin]
-    control: MiscDeviceRegistration<control::Control>,
+    control: MiscDeviceRegistration<control_device::Control>,
     /// Last: goes once nothing can queue work any more.
     workers: workers::Workers,
 }

@@ -134,6 +134,15 @@ impl ActiveMap {
 }
 
 /// The map as it was when the last snapshot was taken, for user space.
+/// Which read map user space sees: the generation of the change maps, and
+/// the number of the last snapshot taken in it.  A map read in pieces is
+/// one map only if its version stays the same.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MapVersion {
+    pub(crate) number: u8,
+    pub(crate) generation: Uuid,
+}
+
 pub(crate) struct ReadMap {
     /// Number of the last snapshot taken in this generation (0: none).
     pub(crate) number: u8,
@@ -142,6 +151,13 @@ pub(crate) struct ReadMap {
 }
 
 impl ReadMap {
+    pub(crate) fn version(&self) -> MapVersion {
+        MapVersion {
+            number: self.number,
+            generation: self.generation,
+        }
+    }
+
     pub(crate) fn new(active: &ActiveMap) -> Result<Self> {
         let mut map = VVec::with_capacity(active.map.len(), GFP_KERNEL)?;
         map.resize(active.map.len(), 0, GFP_KERNEL)?;

@@ -26,7 +26,8 @@ impl filter::Operations for TrackerFilter {
             return Err(EINVAL);
         }
         let tracker = Tracker::new(bdev)?;
-        pr_debug!("tracking {}:{}\n", tracker.major, tracker.minor);
+        let (major, minor) = tracker.numbers();
+        pr_debug!("tracking {}:{}\n", major, minor);
         Ok(tracker)
     }
 
@@ -35,7 +36,7 @@ impl filter::Operations for TrackerFilter {
     }
 
     fn ctl(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) -> Result<i32> {
-        crate::ctl::execute(tracker, cmd, buf, len)
+        crate::blkfilter_ctl::execute(tracker, cmd, buf, len)
     }
 
     fn submit_bio(tracker: &Arc<Tracker>, bio: SubmittedBio) -> Option<SubmittedBio> {

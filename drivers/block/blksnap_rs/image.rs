@@ -99,7 +99,8 @@ impl core::fmt::Write for Writer<'_> {
 /// exists, what it shows must be the point in time.
 pub(crate) fn create(tracker: Arc<Tracker>, area: Arc<DiffArea>) -> Result<Image> {
     let mut buf = [0u8; 32];
-    let len = name(tracker.major, tracker.minor, &mut buf);
+    let (major, minor) = tracker.numbers();
+    let len = name(major, minor, &mut buf);
     let sectors = area.capacity();
     // The original's geometry: a program that reads the image as it would
     // the original meets the same block size and alignment.

@@ -7,7 +7,7 @@
 //! map and records which snapshot, if any, the device belongs to.
 
 use crate::{
-    cbt_map::{ActiveMap, Geometry, ReadMap},
+    cbt_map::{ActiveMap, Geometry, MapVersion, ReadMap},
     diff_area::DiffArea,
     params,
 };
@@ -43,17 +43,17 @@ pub(crate) struct Tracker {
     devt: u32,
     /// Device number of its whole disk, whose queue a take freezes.
     disk_devt: u32,
-    pub(crate) major: u32,
-    pub(crate) minor: u32,
+    major: u32,
+    minor: u32,
     /// First sector of the device on its disk: bios reach the filter with
     /// whole-disk sectors.
     start_sector: u64,
     /// Taken on every write: a spinlock, as it sits in the submit path.
     #[pin]
-    pub(crate) active: SpinLock<ActiveMap>,
+    active: SpinLock<ActiveMap>,
     /// Read by user space, who may fault while copying: a mutex.
     #[pin]
-    pub(crate) read: Mutex<ReadMap>,
+    read: Mutex<ReadMap>,
     #[pin]
     membership: Mutex<Membership>,
     /// Looked at for every write: a spinlock.
@@ -89,6 +89,35 @@ impl Tracker {
 
     pub(crate) fn devt(&self) -> u32 {
         self.devt
+    }
+
+    /// The device's major and minor numbers.
+    pub(crate) fn numbers(&self) -> (u32, u32) {
+        (self.major, self.minor)
+    }
+
+    /// Which change map user space reads now, and its length in blocks.
+    pub(crate) fn read_map(&self) -> (MapVersion, usize) {
+        let read = self.read.lock();
+        (read.version(), read.map.len())
+    }
+
+    /// Copies the read map from block `offset` into `out`; `EAGAIN` if it is
+    /// no longer the map of `version` (a snapshot was taken, or the device
+    /// was resized), `EINVAL` if it has no such blocks.
+    pub(crate) fn copy_read_map(
+        &self,
+        version: MapVersion,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result {
+        let read = self.read.lock();
+        if read.version() != version {
+            return Err(EAGAIN);
+        }
+        let end = offset.checked_add(out.len()).ok_or(EINVAL)?;
+        out.copy_from_slice(read.map.get(offset..end).ok_or(EINVAL)?);
+        Ok(())
     }
 
     /// Where the device stands in the one order every take freezes devices

@@ -59,16 +59,13 @@ pub(crate) fn execute(tracker: &Arc<Tracker>, cmd: u32, buf: UserPtr, len: u32) 
 fn cbtinfo(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
     fits::<CbtInfo>(len)?;
     let geometry = tracker.geometry();
-    let (number, generation) = {
-        let read = tracker.read.lock();
-        (read.number, read.generation)
-    };
+    let (version, _) = tracker.read_map();
     let info = CbtInfo::new(uapi::blksnap_cbtinfo {
         device_capacity: geometry.capacity << kernel::block::SECTOR_SHIFT,
         block_size: 1 << geometry.block_shift,
         block_count: geometry.block_count,
-        generation_id: abi::blksnap_uuid(generation),
-        changes_number: number,
+        generation_id: abi::blksnap_uuid(version.generation),
+        changes_number: version.number,
     });
     abi::write(buf, info.bytes())?;
     Ok(0)
@@ -83,10 +80,7 @@ fn cbtmap(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
         arg.buffer as usize,
     );
 
-    let (size, number, generation) = {
-        let read = tracker.read.lock();
-        (read.map.len(), read.number, read.generation)
-    };
+    let (version, size) = tracker.read_map();
     if offset >= size {
         return Err(EINVAL);
     }
@@ -99,14 +93,8 @@ fn cbtmap(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
     let mut done = 0;
     while done < count {
         let n = (count - done).min(MAP_PIECE);
-        {
-            let read = tracker.read.lock();
-            // A snapshot taken meanwhile replaced the map.
-            if read.number != number || read.generation != generation {
-                return Err(EAGAIN);
-            }
-            bounce[..n].copy_from_slice(&read.map[offset + done..offset + done + n]);
-        }
+        // A snapshot taken meanwhile replaced the map: EAGAIN.
+        tracker.copy_read_map(version, offset + done, &mut bounce[..n])?;
         let at = dest.checked_add(done).ok_or(EFAULT)?;
         UserSlice::new(UserPtr::from_addr(at), n)
             .writer()
@@ -156,7 +144,8 @@ fn snapshotinfo(tracker: &Tracker, buf: UserPtr, len: u32) -> Result<i32> {
     let mut info = SnapshotInfo::zeroed();
     if let Some(area) = tracker.diff_area() {
         info.0.error_code = area.error();
-        image::name(tracker.major, tracker.minor, &mut info.0.image);
+        let (major, minor) = tracker.numbers();
+        image::name(major, minor, &mut info.0.image);
     }
     abi::write(buf, &info)?;
     Ok(0)
