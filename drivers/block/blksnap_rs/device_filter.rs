@@ -2,7 +2,7 @@
 
 //! The `blksnap` block device filter: what the block layer calls on a
 //! device blksnap is attached to.  Each call goes to the device's tracker,
-//! and commands to `ctl`.
+//! and commands to `blkfilter_ctl`.
 
 use crate::tracker::Tracker;
 use kernel::{
