@@ -18,6 +18,8 @@ use crate::{
 };
 use core::{cell::RefCell, marker::PhantomData, ptr::NonNull};
 
+pub mod page_io;
+
 /// What a bio asks the device to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
