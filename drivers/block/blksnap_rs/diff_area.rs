@@ -7,9 +7,9 @@
 //! Writes that touch a chunk not yet copied, and image I/O that cannot be
 //! forwarded, are queued to the copy worker of the device.  The worker
 //! takes what was queued, serves the image I/O first and then the writes,
-//! each in the order queued.  The queues are linked through the bios: the
-//! submit path never allocates to queue, so it never fails for want of
-//! memory, and it never waits for I/O.
+//! each in the order queued; copies go on from the end of their I/O.  The
+//! queues are linked through the bios: the submit path never allocates to
+//! queue, so it never fails for want of memory, and it never waits for I/O.
 //!
 //! - [`chunks`]: where each chunk stands: never copied, loading, in memory,
 //!   stored, failed.
@@ -25,7 +25,7 @@ use crate::{
     live_areas::LiveArea, params, workers,
 };
 use chunks::ChunkTable;
-use cow::StoreQueue;
+use cow::{Copies, Ended, MAX_CHUNKS_IN_QUEUE};
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
@@ -36,13 +36,12 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{Acquire, Atomic, Full},
-        Arc, CondVar, Mutex, SetOnce, SpinLock,
+        new_spinlock_irq, Arc, CondVar, Mutex, SetOnce, SpinLock, SpinLockIrq,
     },
     workqueue::{impl_has_work, new_work, Work, WorkItem},
 };
 
-/// Most image reads, or writes to the original, that the copy worker
-/// handles together.
+/// Most image reads that the copy worker serves together.
 const MAX_TOGETHER: usize = 64;
 
 /// A batch of one bio.  Without memory the bio is dropped, which ends it
@@ -143,11 +142,20 @@ pub(crate) struct DiffArea {
     pending: SpinLock<PendingQueue>,
     #[pin]
     work: Work<DiffArea, 0>,
+    /// Copies counted against the bound on chunks loading or in memory.
     #[pin]
-    stores: Mutex<StoreQueue>,
-    /// Signalled each time a chunk leaves `stores`.
+    copies: Mutex<Copies>,
+    /// Signalled when a copy goes, and when a chunk leaves `Loading`.
     #[pin]
-    stored: CondVar,
+    settled: CondVar,
+    /// Copies whose load or store ended, for `copies_ended`.  Filled where
+    /// the I/O ends, which may be interrupt context: never allocates, its
+    /// room is reserved.
+    #[pin]
+    ended: SpinLockIrq<KVec<Ended>>,
+    /// The vector with room that `copies_ended` swaps with `ended`.
+    #[pin]
+    ended_spare: Mutex<KVec<Ended>>,
     /// Chunk buffers for copies, see `buffers`.
     #[pin]
     buffers: Mutex<BufferPool>,
@@ -155,8 +163,9 @@ pub(crate) struct DiffArea {
     /// they come back to it when memory is short.
     #[pin]
     bios: BioSet,
+    /// Goes on with the copies in `ended`.
     #[pin]
-    store_work: Work<DiffArea, 1>,
+    copies_ended: Work<DiffArea, 1>,
     /// Drops the last reference in a worker, see `DiffArea::put_in_submit`.
     #[pin]
     last_put: Work<DiffArea, 2>,
@@ -170,7 +179,7 @@ pub(crate) struct DiffArea {
 
 impl_has_work! {
     impl HasWork<Self, 0> for DiffArea { self.work }
-    impl HasWork<Self, 1> for DiffArea { self.store_work }
+    impl HasWork<Self, 1> for DiffArea { self.copies_ended }
     impl HasWork<Self, 2> for DiffArea { self.last_put }
 }
 
@@ -208,11 +217,19 @@ impl DiffArea {
                 error: Atomic::new(0),
                 pending <- new_spinlock!(PendingQueue::new(), "blksnap_diff_area_pending"),
                 work <- new_work!("blksnap_diff_area"),
-                stores <- new_mutex!(StoreQueue::default(), "blksnap_diff_area_stores"),
-                stored <- new_condvar!("blksnap_diff_area_stored"),
+                copies <- new_mutex!(Copies::default(), "blksnap_diff_area_copies"),
+                settled <- new_condvar!("blksnap_diff_area_settled"),
+                ended <- new_spinlock_irq!(
+                    KVec::with_capacity(MAX_CHUNKS_IN_QUEUE, GFP_KERNEL)?,
+                    "blksnap_diff_area_ended"
+                ),
+                ended_spare <- new_mutex!(
+                    KVec::with_capacity(MAX_CHUNKS_IN_QUEUE, GFP_KERNEL)?,
+                    "blksnap_diff_area_ended_spare"
+                ),
                 buffers <- new_mutex!(BufferPool::new(chunk_pages)?, "blksnap_diff_area_buffers"),
                 bios <- BioSet::new(BIO_RESERVE),
-                store_work <- new_work!("blksnap_diff_area_store"),
+                copies_ended <- new_work!("blksnap_diff_area_copies_ended"),
                 last_put <- new_work!("blksnap_diff_area_last_put"),
                 queues: workers::queues()?,
                 _live: live,
@@ -292,12 +309,12 @@ impl WorkItem<0> for DiffArea {
     type Pointer = Arc<DiffArea>;
 
     /// Handles queued image I/O, then queued writes, each in order.  Image
-    /// reads in a row, and writes in a row, are handled together; an image
-    /// write alone.
+    /// reads in a row are served together; an image write alone.  A write
+    /// only starts the copies it needs, and is let go when they are loaded
+    /// (see `cow`).
     fn run(this: Arc<DiffArea>) {
-        // Without memory for these, everything goes one at a time.
+        // Without memory for this, image reads go one at a time.
         let mut reads = KVec::with_capacity(MAX_TOGETHER, GFP_NOIO).unwrap_or_default();
-        let mut writes = KVec::with_capacity(MAX_TOGETHER, GFP_NOIO).unwrap_or_default();
         loop {
             let (mut images, mut queued) = {
                 let mut pending = this.pending.lock();
@@ -321,16 +338,8 @@ impl WorkItem<0> for DiffArea {
             }
             this.serve_reads(&mut reads);
             while let Some(bio) = queued.pop() {
-                if writes.len() == writes.capacity() {
-                    this.release_writes(&mut writes);
-                }
-                if let Err(e) = writes.push_within_capacity(bio) {
-                    let bio = e.0;
-                    this.handle_writes(core::slice::from_ref(&bio));
-                    bio.resubmit();
-                }
+                this.handle_write(bio);
             }
-            this.release_writes(&mut writes);
         }
     }
 }

@@ -12,7 +12,8 @@
 //! ```
 //!
 //! - `Loading`: its old data is being read from the original.  The
-//!   original still holds it, unchanged: writes to the chunk wait.
+//!   original still holds it, unchanged: writes to the chunk wait, parked
+//!   on the chunk, and go on when it leaves this state.
 //! - `InMemory`: its old data is in memory, on its way to its place in
 //!   difference storage.  Writes to the chunk go straight on; image reads
 //!   of it wait until it is stored.
@@ -28,7 +29,10 @@
 //! state changes nothing and fails with `EINVAL`.
 
 use kernel::{
-    block::forward::Paused,
+    block::{
+        bio::{BioList, SubmittedBio},
+        forward::Paused,
+    },
     prelude::*,
     xarray::{AllocKind, Guard, XArray},
 };
@@ -36,7 +40,8 @@ use kernel::{
 /// Where one chunk stands; see the module documentation.  `L` is where a
 /// copied chunk lives in difference storage.
 pub(crate) enum Chunk<L> {
-    Loading,
+    /// With the writes that wait for the load.
+    Loading(BioList),
     InMemory(L),
     Stored(L),
     Failed,
@@ -66,7 +71,33 @@ impl<L: 'static> Locked<'_, L> {
 
     /// Whether the image reads chunk `chunk` from the original.
     pub(crate) fn is_on_original(&self, chunk: usize) -> bool {
-        matches!(self.get(chunk), None | Some(Chunk::Loading))
+        matches!(self.get(chunk), None | Some(Chunk::Loading(_)))
+    }
+
+    /// Whether chunk `chunk` is being loaded.
+    pub(crate) fn is_loading(&self, chunk: usize) -> bool {
+        matches!(self.get(chunk), Some(Chunk::Loading(_)))
+    }
+
+    /// Whether chunk `chunk` is on its way from the original to difference
+    /// storage: loading or in memory.
+    pub(crate) fn is_moving(&self, chunk: usize) -> bool {
+        matches!(
+            self.get(chunk),
+            Some(Chunk::Loading(_) | Chunk::InMemory(_))
+        )
+    }
+
+    /// Parks `write` on chunk `chunk` until the chunk is loaded, or gives
+    /// it back if the chunk is not loading.
+    pub(crate) fn park(&mut self, chunk: usize, write: SubmittedBio) -> Result<(), SubmittedBio> {
+        match self.0.get_mut(chunk) {
+            Some(Chunk::Loading(parked)) => {
+                parked.push(write);
+                Ok(())
+            }
+            _ => Err(write),
+        }
     }
 
     /// Whether chunk `chunk` is in memory, waiting to be stored.
@@ -84,15 +115,15 @@ impl<L: 'static> Locked<'_, L> {
 
     /// Changes the state of chunk `chunk` with `change`, which returns the
     /// new state, or `None` if the transition is not allowed from there.
+    /// Returns the old state.
     fn change(
         &mut self,
         chunk: usize,
         change: impl FnOnce(&mut Chunk<L>) -> Option<Chunk<L>>,
-    ) -> Result {
+    ) -> Result<Chunk<L>> {
         let state = self.0.get_mut(chunk).ok_or(EINVAL)?;
         let new = change(state).ok_or(EINVAL)?;
-        *state = new;
-        Ok(())
+        Ok(core::mem::replace(state, new))
     }
 }
 
@@ -109,7 +140,7 @@ impl<L: 'static> ChunkTable<L> {
 
     /// Never copied -> `Loading`.
     pub(crate) fn start_load(&self, chunk: usize) -> Result {
-        let entry = KBox::new(Chunk::Loading, GFP_NOIO)?;
+        let entry = KBox::new(Chunk::Loading(BioList::new(true)), GFP_NOIO)?;
         let mut locked = self.lock();
         if locked.get(chunk).is_some() {
             return Err(EINVAL);
@@ -121,12 +152,14 @@ impl<L: 'static> ChunkTable<L> {
     }
 
     /// `Loading` -> `InMemory`: the old data is read, and goes to `at`.
-    pub(crate) fn loaded(&self, chunk: usize, at: L, _paused: &Paused<'_>) -> Result {
+    /// Returns the writes parked on the chunk.
+    pub(crate) fn loaded(&self, chunk: usize, at: L, _paused: &Paused<'_>) -> Result<BioList> {
         let mut at = Some(at);
-        self.lock().change(chunk, |state| match state {
-            Chunk::Loading => at.take().map(Chunk::InMemory),
+        let old = self.lock().change(chunk, |state| match state {
+            Chunk::Loading(_) => at.take().map(Chunk::InMemory),
             _ => None,
-        })
+        })?;
+        Ok(parked(old))
     }
 
     /// `InMemory` -> `Stored`: the old data is in difference storage.
@@ -139,15 +172,26 @@ impl<L: 'static> ChunkTable<L> {
                     None
                 }
             }
-        })
+        })?;
+        Ok(())
     }
 
     /// `Loading` or `InMemory` -> `Failed`: the copy did not make it.
-    pub(crate) fn fail(&self, chunk: usize) -> Result {
-        self.lock().change(chunk, |state| match state {
-            Chunk::Loading | Chunk::InMemory(_) => Some(Chunk::Failed),
+    /// Returns the writes that were parked on the chunk.
+    pub(crate) fn fail(&self, chunk: usize) -> Result<BioList> {
+        let old = self.lock().change(chunk, |state| match state {
+            Chunk::Loading(_) | Chunk::InMemory(_) => Some(Chunk::Failed),
             _ => None,
-        })
+        })?;
+        Ok(parked(old))
+    }
+}
+
+/// The writes parked on a chunk that was in state `old`.
+fn parked<L>(old: Chunk<L>) -> BioList {
+    match old {
+        Chunk::Loading(parked) => parked,
+        _ => BioList::new(true),
     }
 }
 
@@ -164,13 +208,16 @@ mod tests {
         table.start_load(3)?;
         assert!(table.lock().is_on_original(3));
         assert!(!table.lock().is_copied(3));
+        assert!(table.lock().is_loading(3) && table.lock().is_moving(3));
         table.loaded(3, 4096, &reads.pause())?;
         assert!(table.lock().is_copied(3));
         assert!(table.lock().is_in_memory(3));
+        assert!(!table.lock().is_loading(3) && table.lock().is_moving(3));
         assert!(table.lock().stored_at(3).is_none());
         table.stored(3)?;
         assert_eq!(table.lock().stored_at(3), Some(&4096));
         assert!(table.lock().is_copied(3) && !table.lock().is_in_memory(3));
+        assert!(!table.lock().is_moving(3));
         // Its neighbours are untouched.
         assert!(table.lock().get(2).is_none() && table.lock().get(4).is_none());
         Ok(())
@@ -181,21 +228,21 @@ mod tests {
         let table = KBox::pin_init(ChunkTable::<u64>::new(), GFP_KERNEL)?;
         let reads = KBox::pin_init(Forwarder::new(()), GFP_KERNEL)?;
         // Nothing but a load starts from a chunk never copied.
-        assert_eq!(table.loaded(0, 8, &reads.pause()), Err(EINVAL));
+        assert_eq!(table.loaded(0, 8, &reads.pause()).err(), Some(EINVAL));
         assert_eq!(table.stored(0), Err(EINVAL));
-        assert_eq!(table.fail(0), Err(EINVAL));
+        assert_eq!(table.fail(0).err(), Some(EINVAL));
         assert!(table.lock().get(0).is_none());
         // A chunk is loaded once, and stored only from memory.
         table.start_load(0)?;
         assert_eq!(table.start_load(0), Err(EINVAL));
         assert_eq!(table.stored(0), Err(EINVAL));
-        assert!(matches!(table.lock().get(0), Some(Chunk::Loading)));
+        assert!(matches!(table.lock().get(0), Some(Chunk::Loading(_))));
         table.loaded(0, 8, &reads.pause())?;
-        assert_eq!(table.loaded(0, 16, &reads.pause()), Err(EINVAL));
+        assert_eq!(table.loaded(0, 16, &reads.pause()).err(), Some(EINVAL));
         table.stored(0)?;
         // A stored chunk stays where it is.
         assert_eq!(table.stored(0), Err(EINVAL));
-        assert_eq!(table.fail(0), Err(EINVAL));
+        assert_eq!(table.fail(0).err(), Some(EINVAL));
         assert_eq!(table.start_load(0), Err(EINVAL));
         assert_eq!(table.lock().stored_at(0), Some(&8));
         Ok(())
@@ -215,8 +262,8 @@ mod tests {
             assert!(matches!(locked.get(chunk), Some(Chunk::Failed)));
             assert!(!locked.is_copied(chunk) && !locked.is_on_original(chunk));
         }
-        assert_eq!(table.fail(1), Err(EINVAL));
-        assert_eq!(table.loaded(1, 0, &reads.pause()), Err(EINVAL));
+        assert_eq!(table.fail(1).err(), Some(EINVAL));
+        assert_eq!(table.loaded(1, 0, &reads.pause()).err(), Some(EINVAL));
         Ok(())
     }
 }

@@ -3,20 +3,26 @@
 //! Copy-on-write: writes to the original, and the copies they need.
 //!
 //! A write that touches a chunk not yet copied is taken over in the submit
-//! path and queued to the copy worker.  The worker reads the old data of
-//! the chunks that the writes queued in a row need, all in parallel, lets
-//! the writes go on, and hands the data to the store worker, which writes
-//! it to difference storage.  So the original's own writes run in parallel
-//! with the stores, and at most `chunk_maximum_in_queue` loaded chunks wait
-//! in memory.
+//! path and queued to the copy worker.  The worker starts loading each chunk
+//! the write needs (reading its old data from the original, without
+//! waiting) and parks the write on a chunk still loading.  A copy goes on
+//! from the end of its I/O: when a load ends, the copies-ended work records
+//! the chunk as in memory, lets the writes parked on it go on (or parks
+//! each on its next chunk still loading), and starts the store to
+//! difference storage; when the store ends, the chunk is stored and its
+//! buffer goes back to the pool.  So loads and stores of different chunks
+//! are in flight at once, and the copy worker never waits for a copy unless
+//! `chunk_maximum_in_queue` chunks are already loading or in memory.
+//!
+//! A zoned original keeps its writes in order: there the worker waits for
+//! a write's loads and lets the writes go on in the order they came.
 
 use super::{DiffArea, Location};
 use crate::{buffers, params};
-use core::cell::Cell;
 use kernel::{
     block::{
         bdev::OpenedBlockDevice,
-        bio::{transfer_pages, transfer_parts, Status, SubmittedBio},
+        bio::{page_io, transfer_pages, BioList, Status, SubmittedBio},
         forward::Paused,
     },
     page::Page,
@@ -25,38 +31,77 @@ use kernel::{
     workqueue::WorkItem,
 };
 
-/// The bound on loaded chunks waiting in memory, per device.
+/// The bound on chunks loading or in memory, per device.
 fn chunk_limit() -> usize {
     (params::chunk_maximum_in_queue() as usize).clamp(1, MAX_CHUNKS_IN_QUEUE)
 }
 
-/// Chunks loaded at a time: half the bound, so that one batch can be read
-/// while the one before is stored.
-fn load_batch() -> usize {
-    (chunk_limit() / 2).max(1)
-}
+/// Hard cap on chunks loading or in memory, whatever the parameter says:
+/// the lists of ended copies have room for this many.
+pub(super) const MAX_CHUNKS_IN_QUEUE: usize = 256;
 
-/// Hard cap on loaded chunks waiting in memory, whatever the parameter says.
-const MAX_CHUNKS_IN_QUEUE: usize = 256;
-
-/// The old data of one chunk, read from the original, on its way to
-/// difference storage.
-struct Loaded {
+/// One chunk on its way from the original to difference storage: its old
+/// data and where it goes.  It travels with its load and then its store.
+pub(super) struct ChunkCopy {
+    area: Arc<DiffArea>,
     chunk: usize,
     /// First sector of the chunk on the original.
     start: u64,
-    pages: KVec<Page>,
     sectors: u64,
+    pages: KVec<Page>,
     device: Arc<OpenedBlockDevice>,
     at: u64,
 }
 
-/// Chunks handed to the store worker and not yet stored.
+/// A copy whose load or store just ended, and whether it succeeded.
+pub(super) type Ended = (Arc<ChunkCopy>, bool);
+
+/// Copies counted against `chunk_limit`.
 #[derive(Default)]
-pub(super) struct StoreQueue {
-    queue: KVec<Loaded>,
-    /// Queued or being written: what bounds the memory held.
+pub(super) struct Copies {
+    /// From the start of a load to the end of its store.
     in_flight: usize,
+}
+
+impl page_io::Owner for ChunkCopy {
+    /// Hands the copy to the copies-ended work: the next step needs a lock
+    /// that sleeps.  There is room in the list: a copy counts against the
+    /// bound from before its load to after its store, and the list holds
+    /// as many as the bound allows.
+    fn io_ended(this: Arc<Self>, ok: bool) {
+        let area = this.area.clone();
+        if area.ended.lock().push_within_capacity((this, ok)).is_err() {
+            // Cannot happen (see above); the copy would be lost, and with
+            // it the writes parked on it.
+            pr_err!("blksnap: no room for an ended copy\n");
+        }
+        let queues = area.queues.clone();
+        let _ = queues.store.enqueue::<_, 1>(area);
+    }
+}
+
+/// The load of `copy`: its chunk of the original into its pages.
+fn load(copy: &ChunkCopy) -> page_io::Io<'_> {
+    page_io::Io {
+        bios: &copy.area.bios,
+        bdev: copy.area.original().bdev(),
+        write: false,
+        sector: copy.start,
+        pages: &copy.pages,
+        sectors: copy.sectors,
+    }
+}
+
+/// The store of `copy`: its pages to its place in difference storage.
+fn store(copy: &ChunkCopy) -> page_io::Io<'_> {
+    page_io::Io {
+        bios: &copy.area.bios,
+        bdev: copy.device.bdev(),
+        write: true,
+        sector: copy.at,
+        pages: &copy.pages,
+        sectors: copy.sectors,
+    }
 }
 
 impl DiffArea {
@@ -87,28 +132,90 @@ impl DiffArea {
         None
     }
 
+    /// The copy worker's part of a queued write: starts the copies it needs
+    /// and lets it go on once their loads ended.
+    pub(super) fn handle_write(self: &Arc<Self>, bio: SubmittedBio) {
+        if let Err(e) = self.start_copies(&bio) {
+            self.fail(e);
+        }
+        if self.zoned {
+            self.wait_loaded(&bio);
+            return bio.resubmit();
+        }
+        if let Some(bio) = self.go_or_park(bio) {
+            bio.resubmit();
+        }
+    }
+
+    /// Starts copying every chunk that `bio` is about to change and that
+    /// was never copied.
+    fn start_copies(self: &Arc<Self>, bio: &SubmittedBio) -> Result {
+        let Some((sector, count)) = bio.changed_sectors() else {
+            return Ok(());
+        };
+        let sector = sector.saturating_sub(self.start_sector);
+        for chunk in self.chunks.blocks_clipped(sector, count) {
+            // After a failure, writes go on uncopied.
+            if self.error() != 0 {
+                return Ok(());
+            }
+            // Only this worker adds states: a chunk without one stays so.
+            if self.chunk_states.lock().get(chunk).is_none() {
+                self.start_copy(chunk)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the copy of chunk `chunk`, never copied: it is `Loading`
+    /// until its load ends.  Waits first for room under `chunk_limit`.
+    fn start_copy(self: &Arc<Self>, chunk: usize) -> Result {
+        {
+            let mut copies = self.copies.lock();
+            while copies.in_flight >= chunk_limit() {
+                self.settled.wait(&mut copies);
+            }
+            copies.in_flight += 1;
+        }
+        match self.prepare(chunk) {
+            Ok(copy) => {
+                page_io::submit(copy, load);
+                Ok(())
+            }
+            Err(e) => {
+                self.copy_gone();
+                Err(e)
+            }
+        }
+    }
+
     /// Makes room for the old data of chunk `chunk`, never copied: its
     /// place in difference storage and pages to carry it.  The chunk is
     /// `Loading` from here.
-    fn prepare(&self, chunk: usize) -> Result<Loaded> {
+    fn prepare(self: &Arc<Self>, chunk: usize) -> Result<Arc<ChunkCopy>> {
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let start = (chunk as u64) << shift;
         let sectors = (1u64 << shift).min(self.chunks.capacity - start);
         let pages = self.buffer()?;
         let (device, at) = self.storage.lock().alloc(sectors)?;
+        let copy = Arc::new(
+            ChunkCopy {
+                area: self.clone(),
+                chunk,
+                start,
+                sectors,
+                pages,
+                device,
+                at,
+            },
+            GFP_NOIO,
+        )?;
         self.chunk_states.start_load(chunk)?;
-        Ok(Loaded {
-            chunk,
-            start,
-            pages,
-            sectors,
-            device,
-            at,
-        })
+        Ok(copy)
     }
 
     /// A chunk buffer: from the pool, or new, or, when memory is short, the
-    /// next one a store gives back.  Fails only if none can come back.
+    /// next one a copy gives back.  Fails only if none can come back.
     fn buffer(&self) -> Result<KVec<Page>> {
         loop {
             if let Some(buffer) = self.buffers.lock().take() {
@@ -119,280 +226,270 @@ impl DiffArea {
                 Ok(buffer) => return Ok(buffer),
                 Err(e) => e,
             };
-            // Stores give their buffers back before they count themselves
-            // done under this lock: a buffer is in the pool by now, or the
+            // Copies give their buffers back before they count themselves
+            // gone under this lock: a buffer is in the pool by now, or the
             // wait ends when one is.
-            let mut stores = self.stores.lock();
+            let mut copies = self.copies.lock();
             if !self.buffers.lock().is_empty() {
                 continue;
             }
-            if stores.in_flight == 0 {
+            // This copy counts itself already.
+            if copies.in_flight <= 1 {
                 return Err(err);
             }
-            self.stored.wait(&mut stores);
+            self.settled.wait(&mut copies);
+        }
+    }
+
+    /// Counts a copy gone, and wakes whoever waits for room or for chunks
+    /// to settle.
+    fn copy_gone(&self) {
+        self.copies.lock().in_flight -= 1;
+        self.settled.notify_all();
+    }
+
+    /// Wakes whoever waits for chunks to settle, after a chunk changed
+    /// state.  Waiters look at states under `copies`: taking it after the
+    /// change means each either saw the change or is asleep by now.
+    fn settle(&self) {
+        drop(self.copies.lock());
+        self.settled.notify_all();
+    }
+
+    /// Waits until no chunk that `bio` is about to change is loading.
+    fn wait_loaded(&self, bio: &SubmittedBio) {
+        let Some((sector, count)) = bio.changed_sectors() else {
+            return;
+        };
+        let range = self
+            .chunks
+            .blocks_clipped(sector.saturating_sub(self.start_sector), count);
+        let mut copies = self.copies.lock();
+        while range
+            .clone()
+            .any(|c| self.chunk_states.lock().is_loading(c))
+        {
+            self.settled.wait(&mut copies);
+        }
+    }
+
+    /// Lets `write` go on if its chunks are safe: returns it.  Otherwise
+    /// parks it on a chunk of it still loading, or queues it to the worker
+    /// if one was never copied.
+    fn go_or_park(self: &Arc<Self>, write: SubmittedBio) -> Option<SubmittedBio> {
+        let Some((sector, count)) = write.changed_sectors() else {
+            return Some(write);
+        };
+        if self.error() != 0 {
+            return Some(write);
+        }
+        let range = self
+            .chunks
+            .blocks_clipped(sector.saturating_sub(self.start_sector), count);
+        let mut states = self.chunk_states.lock();
+        if let Some(chunk) = range.clone().find(|&c| states.is_loading(c)) {
+            return states.park(chunk, write).err();
+        }
+        // Failed chunks count as safe: the snapshot is broken, and writes
+        // go on.  A chunk never copied must be copied first.
+        if range.clone().all(|c| states.get(c).is_some()) {
+            return Some(write);
+        }
+        drop(states);
+        self.queue_write(write);
+        None
+    }
+
+    /// Lets the writes of `parked` go on, or parks them again.
+    fn release(self: &Arc<Self>, mut parked: BioList) {
+        while let Some(write) = parked.pop() {
+            if let Some(write) = self.go_or_park(write) {
+                write.resubmit();
+            }
         }
     }
 
     /// Records that the old data of a chunk is in memory, and where it
-    /// goes: `InMemory`.  From here on writes to it go straight on.
+    /// goes: `InMemory`.  From here on writes to it go straight on; returns
+    /// those that were parked on it.
     ///
     /// Image reads forwarded to the original must end before that, so
     /// this needs forwarding paused: the pause waits for reads in flight,
     /// and reads forwarded after it see the chunk copied.
-    fn record(&self, loaded: &Loaded, paused: &Paused<'_>) -> Result {
-        self.reads.target().keep(&loaded.device);
+    fn record(&self, copy: &ChunkCopy, paused: &Paused<'_>) -> Result<BioList> {
+        self.reads.target().keep(&copy.device);
         let at = Location {
-            device: loaded.device.clone(),
-            sector: loaded.at,
+            device: copy.device.clone(),
+            sector: copy.at,
         };
-        self.chunk_states.loaded(loaded.chunk, at, paused)
+        self.chunk_states.loaded(copy.chunk, at, paused)
     }
 
-    /// Marks the chunks of `loads` failed and breaks the snapshot.
-    fn abandon(&self, loads: &[Loaded], err: Error) {
-        for l in loads {
-            let _ = self.chunk_states.fail(l.chunk);
-        }
+    /// A copy that did not make it: its chunk fails, and with it the
+    /// snapshot of the device; the writes parked on it go on.
+    fn abandon(self: &Arc<Self>, copy: Arc<ChunkCopy>, err: Error) {
+        // The snapshot is broken first, so that no write goes on past the
+        // failed chunk while an image read forwarded to it is in flight
+        // (see `fail`).
         self.fail(err);
+        if let Ok(parked) = self.chunk_states.fail(copy.chunk) {
+            self.release(parked);
+        }
+        self.finish(copy);
     }
 
-    /// Copies chunk `chunk` of the original to difference storage, and waits.
-    pub(super) fn copy_chunk(&self, chunk: usize) -> Result {
-        let l = self.prepare(chunk)?;
+    /// The end of a copy: its buffer goes back to the pool, then it no
+    /// longer counts.
+    fn finish(&self, copy: Arc<ChunkCopy>) {
+        // Only the copy's own I/O held it, and that ended.
+        if let Some(mut copy) = Arc::into_unique_or_drop(copy) {
+            let pages = core::mem::take(&mut copy.pages);
+            self.buffers.lock().give(pages);
+        }
+        self.copy_gone();
+    }
+
+    /// Goes on with copies whose load ended: records them in memory under
+    /// one pause of forwarded reads, releases their writes, starts their
+    /// stores.
+    fn loads_ended(self: &Arc<Self>, loads: &mut KVec<Arc<ChunkCopy>>) {
+        if loads.is_empty() {
+            return;
+        }
+        let mut recorded = KVec::new();
+        if recorded.reserve(loads.len(), GFP_NOIO).is_err() {
+            // One at a time needs no memory.
+            for copy in loads.drain_all() {
+                self.load_ended(copy);
+            }
+            return;
+        }
+        let paused = self.reads.pause();
+        for copy in loads.drain_all() {
+            match self.record(&copy, &paused) {
+                Ok(parked) => {
+                    // Cannot fail: room was reserved.
+                    let _ = recorded.push((copy, parked), GFP_NOIO);
+                }
+                Err(e) => self.abandon(copy, e),
+            }
+        }
+        drop(paused);
+        self.settle();
+        for (copy, parked) in recorded {
+            self.release(parked);
+            self.start_store(copy);
+        }
+    }
+
+    /// `loads_ended` for one copy.
+    fn load_ended(self: &Arc<Self>, copy: Arc<ChunkCopy>) {
+        let recorded = self.record(&copy, &self.reads.pause());
+        self.settle();
+        match recorded {
+            Ok(parked) => {
+                self.release(parked);
+                self.start_store(copy);
+            }
+            Err(e) => self.abandon(copy, e),
+        }
+    }
+
+    /// Writes the old data of `copy` to difference storage, without
+    /// waiting.  After a failure the image is lost: storing more is
+    /// useless.
+    fn start_store(&self, copy: Arc<ChunkCopy>) {
+        if self.error() != 0 {
+            let _ = self.chunk_states.fail(copy.chunk);
+            return self.finish(copy);
+        }
+        page_io::submit(copy, store);
+    }
+
+    /// Goes on with a copy whose store ended.
+    fn store_ended(self: &Arc<Self>, copy: Arc<ChunkCopy>, ok: bool) {
+        if !ok {
+            return self.abandon(copy, EIO);
+        }
+        // Before the count goes down in `finish`: a reader waiting for
+        // this chunk looks at its state under `copies`.
+        if self.chunk_states.stored(copy.chunk).is_err() {
+            return self.abandon(copy, EINVAL);
+        }
+        self.finish(copy);
+    }
+
+    /// Copies chunk `chunk` of the original to difference storage, and
+    /// waits: for an image write, which the copy worker serves alone.
+    pub(super) fn copy_chunk(self: &Arc<Self>, chunk: usize) -> Result {
+        {
+            self.copies.lock().in_flight += 1;
+        }
+        let copy = match self.prepare(chunk) {
+            Ok(copy) => copy,
+            Err(e) => {
+                self.copy_gone();
+                return Err(e);
+            }
+        };
         let res = transfer_pages(
             &self.bios,
             self.original().bdev(),
             false,
-            l.start,
-            &l.pages,
-            l.sectors,
+            copy.start,
+            &copy.pages,
+            copy.sectors,
         )
-        .and_then(|()| self.record(&l, &self.reads.pause()))
-        .and_then(|()| transfer_pages(&self.bios, l.device.bdev(), true, l.at, &l.pages, l.sectors))
+        .and_then(|()| self.record(&copy, &self.reads.pause()))
+        .map(|parked| self.release(parked))
+        .and_then(|()| {
+            transfer_pages(
+                &self.bios,
+                copy.device.bdev(),
+                true,
+                copy.at,
+                &copy.pages,
+                copy.sectors,
+            )
+        })
         .and_then(|()| self.chunk_states.stored(chunk));
-        if res.is_err() {
-            let _ = self.chunk_states.fail(chunk);
+        match res {
+            Ok(()) => self.finish(copy),
+            Err(e) => self.abandon(copy, e),
         }
         res
-    }
-
-    /// Waits until fewer than `limit` loaded chunks wait to be stored.
-    fn wait_stores_below(&self, limit: usize) {
-        let mut stores = self.stores.lock();
-        while stores.in_flight >= limit {
-            self.stored.wait(&mut stores);
-        }
-    }
-
-    /// Reads the old data of `chunks` from the original, all at once, and
-    /// hands it to the store worker.  Waits first until the chunks fit in
-    /// the bound on chunks held in memory.
-    fn load_chunks(self: &Arc<Self>, chunks: &[usize]) {
-        if chunks.is_empty() {
-            return;
-        }
-        self.wait_stores_below((chunk_limit() + 1).saturating_sub(chunks.len()).max(1));
-        let mut loads = KVec::new();
-        if let Err(e) = loads.reserve(chunks.len(), GFP_NOIO) {
-            return self.fail(e.into());
-        }
-        for &chunk in chunks {
-            match self.prepare(chunk) {
-                Ok(l) => {
-                    // Cannot fail: room was reserved.
-                    let _ = loads.push(l, GFP_NOIO);
-                }
-                Err(e) => return self.abandon(&loads, e),
-            }
-        }
-        if let Err(e) = self.transfer_loaded(&loads, false) {
-            return self.abandon(&loads, e);
-        }
-        let count = loads.len();
-        // Room in the store queue first: a chunk in memory must reach it,
-        // or image reads of it would wait for a store that never comes.
-        // Held until the chunks are queued; the store worker empties it.
-        // Held across the pause too: the pause waits only for forwarded
-        // reads, which never take `stores`.
-        let mut stores = self.stores.lock();
-        if let Err(e) = stores.queue.reserve(count, GFP_NOIO) {
-            drop(stores);
-            return self.abandon(&loads, e.into());
-        }
-        let paused = self.reads.pause();
-        for l in loads.iter() {
-            if let Err(e) = self.record(l, &paused) {
-                drop(paused);
-                drop(stores);
-                return self.abandon(&loads, e);
-            }
-        }
-        drop(paused);
-        for l in loads {
-            // Cannot fail: room was reserved.
-            let _ = stores.queue.push(l, GFP_NOIO);
-        }
-        stores.in_flight += count;
-        drop(stores);
-        let _ = self.queues.store.enqueue::<_, 1>(self.clone());
-    }
-
-    /// Adds the chunks that `bio` is about to change, and that are neither
-    /// copied nor wanted yet, to `wanted`, which has room for `batch`.
-    /// Whenever `wanted` is full, its chunks are loaded, then `loaded` is
-    /// called and `wanted` starts over.
-    fn want_chunks(
-        self: &Arc<Self>,
-        bio: &SubmittedBio,
-        wanted: &mut KVec<usize>,
-        batch: usize,
-        loaded: &mut impl FnMut(),
-    ) {
-        let Some((sector, count)) = bio.changed_sectors() else {
-            return;
-        };
-        let sector = sector.saturating_sub(self.start_sector);
-        for chunk in self.chunks.blocks_clipped(sector, count) {
-            if self.error() != 0 {
-                return;
-            }
-            // A chunk with a state is copied, or failed: only the never
-            // copied ones are wanted.
-            let copied = self.chunk_states.lock().get(chunk).is_some();
-            if copied || wanted.contains(&chunk) {
-                continue;
-            }
-            if wanted.len() >= batch {
-                self.load_chunks(wanted);
-                wanted.clear();
-                loaded();
-            }
-            // Cannot fail: room for `batch` was reserved.
-            let _ = wanted.push(chunk, GFP_NOIO);
-        }
-    }
-
-    /// Loads the chunks that `writes` are about to change, without letting
-    /// them go on.
-    pub(super) fn handle_writes(self: &Arc<Self>, writes: &[SubmittedBio]) {
-        let batch = load_batch();
-        let mut wanted = KVec::new();
-        if wanted.reserve(batch, GFP_NOIO).is_err() {
-            return self.fail(ENOMEM);
-        }
-        for bio in writes {
-            self.want_chunks(bio, &mut wanted, batch, &mut || {});
-        }
-        self.load_chunks(&wanted);
-    }
-
-    /// Loads the chunks that `writes` are about to change, in batches, and
-    /// lets each write go on as soon as its chunks are loaded.
-    pub(super) fn release_writes(self: &Arc<Self>, writes: &mut KVec<SubmittedBio>) {
-        if writes.is_empty() {
-            return;
-        }
-        let batch = load_batch();
-        let mut wanted = KVec::new();
-        let mut held: KVec<SubmittedBio> = KVec::new();
-        if wanted.reserve(batch, GFP_NOIO).is_err() || held.reserve(writes.len(), GFP_NOIO).is_err()
-        {
-            // One at a time needs no memory.
-            for bio in writes.drain_all() {
-                self.handle_writes(core::slice::from_ref(&bio));
-                bio.resubmit();
-            }
-            return;
-        }
-        for bio in writes.drain_all() {
-            // The writes held so far have all their chunks in `wanted`.
-            self.want_chunks(&bio, &mut wanted, batch, &mut || {
-                for held in held.drain_all() {
-                    held.resubmit();
-                }
-            });
-            // Cannot fail: room was reserved.
-            let _ = held.push(bio, GFP_NOIO);
-        }
-        self.load_chunks(&wanted);
-        for bio in held.drain_all() {
-            bio.resubmit();
-        }
-    }
-
-    /// Writes `batch` to difference storage, all at once; whether all of
-    /// it made it.
-    fn store(&self, batch: &[Loaded]) -> bool {
-        // After a failure the image is lost: storing more is useless.
-        if self.error() != 0 {
-            return false;
-        }
-        match self.transfer_loaded(batch, true) {
-            Ok(()) => true,
-            Err(e) => {
-                self.fail(e);
-                false
-            }
-        }
-    }
-
-    /// Reads the old data of `batch` from the original (`store == false`)
-    /// or writes it to difference storage, all chunks at once.
-    fn transfer_loaded(&self, batch: &[Loaded], store: bool) -> Result {
-        let error = Cell::new(None);
-        transfer_parts(
-            &self.bios,
-            |parts| {
-                for l in batch {
-                    let (bdev, at) = if store {
-                        (l.device.bdev(), l.at)
-                    } else {
-                        (self.original().bdev(), l.start)
-                    };
-                    if let Err(e) = parts.add_pages(bdev, store, at, &l.pages, l.sectors) {
-                        error.set(Some(e));
-                    }
-                }
-            },
-            |_, ok| {
-                if !ok {
-                    error.set(Some(EIO));
-                }
-            },
-        )?;
-        error.get().map_or(Ok(()), Err)
     }
 }
 
 impl WorkItem<1> for DiffArea {
     type Pointer = Arc<DiffArea>;
 
-    /// Writes loaded chunks to difference storage, oldest first.
+    /// Goes on with the copies whose load or store ended.
     fn run(this: Arc<DiffArea>) {
+        // The vector with room the list gets back, so that the end of an
+        // I/O never allocates.
+        let mut batch = core::mem::take(&mut *this.ended_spare.lock());
+        let mut loads = KVec::new();
+        // Without memory, loads go on one at a time.
+        let _ = loads.reserve(MAX_CHUNKS_IN_QUEUE, GFP_NOIO);
         loop {
-            let batch = core::mem::take(&mut this.stores.lock().queue);
+            core::mem::swap(&mut *this.ended.lock(), &mut batch);
             if batch.is_empty() {
                 break;
             }
-            let stored = this.store(&batch);
-            // Before the count below: a reader waiting for one of these
-            // chunks looks at its state under `stores`.
-            for loaded in batch.iter() {
-                let _ = if stored {
-                    this.chunk_states.stored(loaded.chunk)
-                } else {
-                    this.chunk_states.fail(loaded.chunk)
-                };
-            }
-            let count = batch.len();
-            {
-                let mut pool = this.buffers.lock();
-                for loaded in batch {
-                    pool.give(loaded.pages);
+            for (copy, ok) in batch.drain_all() {
+                // The chunk's state tells which I/O ended.
+                let loading = this.chunk_states.lock().is_loading(copy.chunk);
+                if !loading {
+                    this.store_ended(copy, ok);
+                } else if !ok {
+                    this.abandon(copy, EIO);
+                } else if let Err(e) = loads.push_within_capacity(copy) {
+                    this.load_ended(e.0);
                 }
             }
-            this.stores.lock().in_flight -= count;
-            this.stored.notify_all();
+            this.loads_ended(&mut loads);
         }
+        *this.ended_spare.lock() = batch;
     }
 }

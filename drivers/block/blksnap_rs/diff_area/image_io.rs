@@ -78,7 +78,7 @@ impl DiffArea {
     /// Where the image data of `sector`, in chunk `chunk` starting at
     /// `chunk_start`, lives: `None` for the original, else the place in
     /// difference storage.  `EIO` if the chunk failed, or is in memory
-    /// (its readers wait for the store first, see `wait_stored`).
+    /// (its readers wait for the store first, see `wait_settled`).
     fn location(
         &self,
         chunk: usize,
@@ -86,7 +86,7 @@ impl DiffArea {
         sector: u64,
     ) -> Result<Option<(Arc<OpenedBlockDevice>, u64)>> {
         match self.chunk_states.lock().get(chunk) {
-            None | Some(Chunk::Loading) => Ok(None),
+            None | Some(Chunk::Loading(_)) => Ok(None),
             Some(Chunk::Stored(l)) => {
                 Ok(Some((l.device.clone(), l.sector + (sector - chunk_start))))
             }
@@ -94,22 +94,25 @@ impl DiffArea {
         }
     }
 
-    /// Waits until no chunk that `bios` touch is in memory: their data is
-    /// then on the original or in difference storage.  The store worker
-    /// marks a chunk stored before it counts it done under `stores`, so
-    /// looking under `stores` misses no wake-up.
-    fn wait_stored(&self, bios: &[SubmittedBio]) {
-        let mut stores = self.stores.lock();
-        while bios.iter().any(|bio| self.touches_in_memory(bio)) {
-            self.stored.wait(&mut stores);
+    /// Waits until no chunk that `bios` touch is loading or in memory:
+    /// their data is then on the original, unchanged until this worker
+    /// starts a copy, or in difference storage.  A read of a chunk still
+    /// loading must not go to the original: the load can end, and a write
+    /// parked on the chunk go on, while the read is in flight.  Copies
+    /// change a chunk's state before they take `copies` to wake waiters, so
+    /// looking under `copies` misses no wake-up.
+    fn wait_settled(&self, bios: &[SubmittedBio]) {
+        let mut copies = self.copies.lock();
+        while bios.iter().any(|bio| self.touches_moving(bio)) {
+            self.settled.wait(&mut copies);
         }
     }
 
-    /// Whether `bio` touches a chunk in memory.
-    fn touches_in_memory(&self, bio: &Bio) -> bool {
+    /// Whether `bio` touches a chunk loading or in memory.
+    fn touches_moving(&self, bio: &Bio) -> bool {
         let chunks = self.chunks.blocks_clipped(bio.sector(), bio.nr_sectors());
         let states = self.chunk_states.lock();
-        chunks.into_iter().any(|c| states.is_in_memory(c))
+        chunks.into_iter().any(|c| states.is_moving(c))
     }
 
     /// Works out where the data of image bio number `index` lives, as
@@ -118,7 +121,12 @@ impl DiffArea {
     /// neighbouring chunks that continue each other on the same device make
     /// one transfer.  Writes only ever go to difference storage: a chunk not
     /// copied yet is copied first, so the original never sees them.
-    fn plan_image_io(&self, index: usize, bio: &SubmittedBio, plan: &mut KVec<Transfer>) -> Result {
+    fn plan_image_io(
+        self: &Arc<Self>,
+        index: usize,
+        bio: &SubmittedBio,
+        plan: &mut KVec<Transfer>,
+    ) -> Result {
         let write = bio.operation().changes_data();
         let shift = self.chunks.block_shift - kernel::block::SECTOR_SHIFT;
         let total = bio.nr_sectors();
@@ -169,12 +177,12 @@ impl DiffArea {
     /// Serves image bios: all their transfers go out in parallel, and each
     /// bio ends once its own are done.  The caller batches only bios that
     /// may run in any order: reads, or a single write.
-    pub(super) fn handle_image_io(&self, bios: KVec<SubmittedBio>) {
+    pub(super) fn handle_image_io(self: &Arc<Self>, bios: KVec<SubmittedBio>) {
         if bios.is_empty() {
             return;
         }
-        // The data of chunks still being stored is not in storage yet.
-        self.wait_stored(&bios);
+        // The data of chunks on their way to storage is not there yet.
+        self.wait_settled(&bios);
         let mut failed = KVec::new();
         let mut plan = KVec::new();
         if failed.reserve(bios.len(), GFP_NOIO).is_err() {
@@ -242,7 +250,7 @@ impl DiffArea {
     }
 
     /// Serves the image reads gathered in `reads`, keeping the vector.
-    pub(super) fn serve_reads(&self, reads: &mut KVec<SubmittedBio>) {
+    pub(super) fn serve_reads(self: &Arc<Self>, reads: &mut KVec<SubmittedBio>) {
         if reads.is_empty() {
             return;
         }
