@@ -133,7 +133,6 @@ impl ActiveMap {
     }
 }
 
-/// The map as it was when the last snapshot was taken, for user space.
 /// Which read map user space sees: the generation of the change maps, and
 /// the number of the last snapshot taken in it.  A map read in pieces is
 /// one map only if its version stays the same.
@@ -143,6 +142,7 @@ pub(crate) struct MapVersion {
     pub(crate) generation: Uuid,
 }
 
+/// The map as it was when the last snapshot was taken, for user space.
 pub(crate) struct ReadMap {
     /// Number of the last snapshot taken in this generation (0: none).
     pub(crate) number: u8,

@@ -41,7 +41,7 @@ pub(crate) fn diff_storage_minimum() -> u64 {
     u64::from(p::diff_storage_minimum.value())
 }
 
-/// Most loaded chunks that wait in memory for their store, per device.
+/// Most chunks loading or in memory, waiting for their store, per device.
 pub(crate) fn chunk_maximum_in_queue() -> u32 {
     p::chunk_maximum_in_queue.value()
 }

@@ -11,8 +11,10 @@
 //! each on its next chunk still loading), and starts the store to
 //! difference storage; when the store ends, the chunk is stored and its
 //! buffer goes back to the pool.  So loads and stores of different chunks
-//! are in flight at once, and the copy worker never waits for a copy unless
-//! `chunk_maximum_in_queue` chunks are already loading or in memory.
+//! are in flight at once.  The copy worker waits for copies only when
+//! `chunk_maximum_in_queue` chunks are already loading or in memory, when
+//! no buffer can be had, and before it serves image I/O of chunks on their
+//! way to storage.
 //!
 //! A zoned original keeps its writes in order: there the worker waits for
 //! a write's loads and lets the writes go on in the order they came.
@@ -28,6 +30,7 @@ use kernel::{
     page::Page,
     prelude::*,
     sync::Arc,
+    warn_on,
     workqueue::WorkItem,
 };
 
@@ -70,13 +73,14 @@ impl page_io::Owner for ChunkCopy {
     /// as many as the bound allows.
     fn io_ended(this: Arc<Self>, ok: bool) {
         let area = this.area.clone();
-        if area.ended.lock().push_within_capacity((this, ok)).is_err() {
-            // Cannot happen (see above); the copy would be lost, and with
-            // it the writes parked on it.
-            pr_err!("blksnap: no room for an ended copy\n");
-        }
-        let queues = area.queues.clone();
-        let _ = queues.store.enqueue::<_, 1>(area);
+        let lost = area.ended.lock().push_within_capacity((this, ok)).is_err();
+        // Cannot happen (see above); the copy would be lost, and with it
+        // the writes parked on it.
+        warn_on!(lost);
+        // If the work is pending already, it holds the area too: the
+        // reference given back here is not the last.  Nothing else is
+        // dropped here: the module's queues must not go in this context.
+        let _ = area.queues.store.enqueue::<_, 1>(area.clone());
     }
 }
 
@@ -111,7 +115,9 @@ impl DiffArea {
         let Some((sector, count)) = bio.changed_sectors() else {
             return Some(bio);
         };
-        if self.error() != 0 {
+        // On a zoned original, writes queued before the failure must go
+        // first: they still go through the worker.
+        if self.error() != 0 && !self.zoned {
             return Some(bio);
         }
         let sector = sector.saturating_sub(self.start_sector);
@@ -197,7 +203,15 @@ impl DiffArea {
         let start = (chunk as u64) << shift;
         let sectors = (1u64 << shift).min(self.chunks.capacity - start);
         let pages = self.buffer()?;
-        let (device, at) = self.storage.lock().alloc(sectors)?;
+        // Storage sectors allocated here are not given back on failure:
+        // the snapshot of the device breaks then anyway.
+        let (device, at) = match self.storage.lock().alloc(sectors) {
+            Ok(place) => place,
+            Err(e) => {
+                self.buffers.lock().give(pages);
+                return Err(e);
+            }
+        };
         let copy = Arc::new(
             ChunkCopy {
                 area: self.clone(),
@@ -210,7 +224,10 @@ impl DiffArea {
             },
             GFP_NOIO,
         )?;
-        self.chunk_states.start_load(chunk)?;
+        if let Err(e) = self.chunk_states.start_load(chunk) {
+            self.finish_unstarted(copy);
+            return Err(e);
+        }
         Ok(copy)
     }
 
@@ -341,12 +358,17 @@ impl DiffArea {
     /// The end of a copy: its buffer goes back to the pool, then it no
     /// longer counts.
     fn finish(&self, copy: Arc<ChunkCopy>) {
+        self.finish_unstarted(copy);
+        self.copy_gone();
+    }
+
+    /// Gives the buffer of `copy` back to the pool.
+    fn finish_unstarted(&self, copy: Arc<ChunkCopy>) {
         // Only the copy's own I/O held it, and that ended.
         if let Some(mut copy) = Arc::into_unique_or_drop(copy) {
             let pages = core::mem::take(&mut copy.pages);
             self.buffers.lock().give(pages);
         }
-        self.copy_gone();
     }
 
     /// Goes on with copies whose load ended: records them in memory under

@@ -23,7 +23,9 @@
 //!
 //! impl page_io::Owner for Copy<'static> {
 //!     fn io_ended(this: Arc<Self>, ok: bool) {
-//!         // Possibly in interrupt context: hand `this` to a work item.
+//!         // Possibly in interrupt context: a real owner hands `this` to a
+//!         // work item.  Dropping it here is fine: what it borrows is
+//!         // `'static`, and its pages can be freed in any context.
 //!         pr_info!("read {} pages: {}\n", this.pages.len(), ok);
 //!     }
 //! }
@@ -62,10 +64,15 @@ pub struct Io<'a> {
 }
 
 /// An object that owns what an [`Io`] borrows, and is told when it ended.
-pub trait Owner: Send + Sync + Sized {
+///
+/// `'static`: what the I/O borrows must not be borrowed from somewhere else,
+/// which could go away while the I/O is in flight.
+pub trait Owner: Send + Sync + Sized + 'static {
     /// Called once, when every bio of the I/O ended, with whether all of
     /// them succeeded.  It runs in the completion context of the last bio,
-    /// which may be interrupt context: it must not sleep.
+    /// which may be interrupt context: it must not sleep, nor drop the last
+    /// reference to anything whose drop sleeps (the bio set the I/O used,
+    /// for one).  Handing `this` to a work item is the usual way on.
     fn io_ended(this: Arc<Self>, ok: bool);
 }
 
