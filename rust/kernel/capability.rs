@@ -17,6 +17,21 @@ impl Capability {
 
 /// Returns true if the current task has `cap` in its user namespace's
 /// initial namespace, recording its use as `capable()` does.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::capability::{capable, Capability};
+///
+/// /// Lets only administrators go on.
+/// fn admin_only() -> Result {
+///     if capable(Capability::SYS_ADMIN) {
+///         Ok(())
+///     } else {
+///         Err(EPERM)
+///     }
+/// }
+/// ```
 pub fn capable(cap: Capability) -> bool {
     // The value is one of the constants above, all valid capabilities.
     let cap = cap.0 as crate::ffi::c_int;

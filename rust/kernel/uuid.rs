@@ -10,6 +10,16 @@ use crate::bindings;
 pub const UUID_SIZE: usize = 16;
 
 /// A 128-bit universally unique identifier.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::uuid::Uuid;
+///
+/// let id = Uuid::new_random();
+/// assert!(Uuid::from_bytes(*id.as_bytes()) == id);
+/// pr_info!("new generation {id}\n");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct Uuid([u8; UUID_SIZE]);
 

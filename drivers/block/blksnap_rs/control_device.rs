@@ -11,7 +11,7 @@ use crate::{
 };
 use core::mem::{offset_of, size_of};
 use kernel::{
-    block::bdev::{Access, OpenedBlockDevice},
+    block::bdev::{Mode, OpenedBlockDevice},
     capability::{capable, Capability},
     fs::File,
     init::InPlaceInit,
@@ -209,7 +209,7 @@ fn append_storage(arg: usize) -> Result<isize> {
     }
 
     let device = Arc::new(
-        OpenedBlockDevice::open_by_path(path, Access::ReadWrite)?,
+        OpenedBlockDevice::open_by_path(path, Mode::ReadWrite, None)?,
         GFP_KERNEL,
     )?;
     snapshot::append_storage(id, device, &ranges)?;

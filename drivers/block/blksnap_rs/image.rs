@@ -11,9 +11,11 @@ use crate::{claims, diff_area::DiffArea, tracker::Tracker};
 use kernel::{
     block::{
         bio::{Operation, Status, SubmittedBio},
-        bio_disk::{self, BioDisk},
+        bio_disk::{self, BioDisk, BioDiskBuilder},
     },
+    fmt::{self, Write},
     prelude::*,
+    str::NullTerminatedFormatter,
     sync::Arc,
 };
 
@@ -70,27 +72,23 @@ impl Drop for Image {
     }
 }
 
-/// Writes the image name of device `major:minor` into `buf`; returns its
-/// length.
-pub(crate) fn name(major: u32, minor: u32, buf: &mut [u8; 32]) -> usize {
-    let mut w = Writer { buf, len: 0 };
-    let _ = core::fmt::write(&mut w, format_args!("blksnap-image_{major}:{minor}"));
-    w.len
+/// The name of the image of device `major:minor`.
+struct ImageName {
+    major: u32,
+    minor: u32,
 }
 
-struct Writer<'a> {
-    buf: &'a mut [u8; 32],
-    len: usize,
+impl fmt::Display for ImageName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "blksnap-image_{}:{}", self.major, self.minor)
+    }
 }
 
-impl core::fmt::Write for Writer<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        // Keep one byte for the NUL of the C side.
-        let room = self.buf.len() - 1 - self.len;
-        let n = s.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
+/// Writes the image name of device `major:minor` into `buf`, NUL-terminated.
+pub(crate) fn name(major: u32, minor: u32, buf: &mut [u8; 32]) {
+    // Cannot fail: the longest name, of the largest numbers, takes 26 bytes.
+    if let Some(mut w) = NullTerminatedFormatter::new(buf) {
+        let _ = w.write_fmt(fmt!("{}", ImageName { major, minor }));
     }
 }
 
@@ -98,20 +96,16 @@ impl core::fmt::Write for Writer<'_> {
 /// in `area`.  Only once copy-on-write is on: from the moment the image
 /// exists, what it shows must be the point in time.
 pub(crate) fn create(tracker: Arc<Tracker>, area: Arc<DiffArea>) -> Result<Image> {
-    let mut buf = [0u8; 32];
     let (major, minor) = tracker.numbers();
-    let len = name(major, minor, &mut buf);
-    let sectors = area.capacity();
     // The original's geometry: a program that reads the image as it would
     // the original meets the same block size and alignment.
-    let geometry = area.original().bdev().io_geometry();
-    let disk = BioDisk::new(
-        &buf[..len],
-        sectors,
-        false,
-        &geometry,
-        Target { tracker, area },
-    )?;
+    let disk = BioDiskBuilder::new()
+        .capacity_sectors(area.capacity())
+        .io_geometry(area.original().bdev().io_geometry())
+        .build(
+            fmt!("{}", ImageName { major, minor }),
+            Target { tracker, area },
+        )?;
     let diskseq = disk.diskseq();
     // Storage claimed on it in the moment since it was added: fail the take.
     claims::add_image(diskseq)?;

@@ -16,7 +16,10 @@ use crate::{
     tracker::Tracker,
 };
 use kernel::{
-    block::bdev::{Access, BlockDevice, OpenedBlockDevice},
+    block::{
+        bdev::{BlockDevice, Mode, OpenedBlockDevice},
+        freeze::Frozen,
+    },
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
@@ -105,7 +108,6 @@ impl Snapshot {
         }
     }
 
-    /// Releases the devices; they keep being tracked.
     /// Takes the snapshot: everything that can fail is prepared first, then
     /// all devices are frozen, switched to copy-on-write together, and
     /// thawed.  On failure nothing is left changed.
@@ -187,22 +189,13 @@ impl Snapshot {
         // Freeze every device before switching any, so that the point in
         // time is the same for all of them.  `take` sorted the devices by
         // `Tracker::freeze_order`, so two takes never freeze in opposite
-        // orders.
-        let mut frozen = 0;
-        let mut result = Ok(());
-        for area in areas.iter() {
-            if let Err(e) = area.original().freeze() {
-                result = Err(e);
-                break;
-            }
-            frozen += 1;
-        }
-        if result.is_ok() {
-            result = Self::switch_devices(&parts.devices, &areas);
-        }
-        for area in areas.iter().take(frozen) {
-            let _ = area.original().thaw();
-        }
+        // orders.  The devices thaw, in the same order, when `frozen` is
+        // dropped: after the switch, and before the images exist.
+        let mut result = Self::freeze_all(&areas).and_then(|frozen| {
+            let switched = Self::switch_devices(&parts.devices, &areas);
+            drop(frozen);
+            switched
+        });
         // Images only now: a reader who opens one the moment it appears, or
         // a partition scan, must not see the original before the switch.
         let mut images = KVec::new();
@@ -234,6 +227,18 @@ impl Snapshot {
         for tracker in devices {
             tracker.stop_cow();
         }
+    }
+
+    /// Freezes the originals of `areas`, in order; on failure those already
+    /// frozen thaw.
+    fn freeze_all(areas: &[Arc<DiffArea>]) -> Result<KVec<Frozen<'_>>> {
+        // Room first, so that no freeze is undone for want of memory.
+        let mut frozen = KVec::with_capacity(areas.len(), GFP_KERNEL)?;
+        for area in areas {
+            // Cannot fail: the room was reserved.
+            let _ = frozen.push(area.original().freeze()?, GFP_NOIO);
+        }
+        Ok(frozen)
     }
 
     /// Switches the devices to copy-on-write with all their queues frozen:
@@ -284,7 +289,7 @@ impl Snapshot {
         for tracker in devices {
             // Read only: the module never writes to an original, and a
             // mounted one refuses writers with bdev_allow_write_mounted=0.
-            let original = OpenedBlockDevice::open_by_devt(tracker.devt(), Access::Read)?;
+            let original = OpenedBlockDevice::open_by_devt(tracker.devt(), Mode::Read, None)?;
             tracker.resize_if_needed(original.bdev().nr_sectors())?;
             let area = DiffArea::new(original, storage.clone(), events.clone(), live.enter())?;
             areas.push(area, GFP_KERNEL)?;

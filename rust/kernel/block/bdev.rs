@@ -4,17 +4,26 @@
 //!
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
-use crate::{
-    bindings,
-    error::{from_err_ptr, to_result},
-    prelude::*,
-    types::Opaque,
-};
-use core::{marker::PhantomData, ptr::NonNull};
+use crate::{bindings, types::Opaque};
+
+mod opened;
+
+pub use opened::{Holder, Mode, OpenedBlockDevice};
 
 /// A block device (`struct block_device`): a whole disk or a partition.
 ///
 /// Only ever used by reference: the block layer owns the object.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::block::bdev::BlockDevice;
+///
+/// /// Returns where sector `sector` of `bdev` lies on its whole disk.
+/// fn disk_sector(bdev: &BlockDevice, sector: u64) -> Option<u64> {
+///     (sector < bdev.nr_sectors()).then(|| bdev.start_sector() + sector)
+/// }
+/// ```
 ///
 /// # Invariants
 ///
@@ -36,14 +45,14 @@ impl BlockDevice {
     ///
     /// `ptr` must point to a valid `struct block_device` that stays valid for
     /// the lifetime `'a`.
-    pub unsafe fn from_raw<'a>(ptr: *mut bindings::block_device) -> &'a Self {
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::block_device) -> &'a Self {
         // SAFETY: `BlockDevice` is `repr(transparent)` over the C struct, and the
         // caller guarantees validity for `'a`.
         unsafe { &*ptr.cast() }
     }
 
     /// Returns the raw pointer, for abstractions that call into C.
-    pub fn as_raw(&self) -> *mut bindings::block_device {
+    pub(crate) fn as_raw(&self) -> *mut bindings::block_device {
         self.0.get()
     }
 
@@ -92,13 +101,6 @@ impl BlockDevice {
         // SAFETY: `bd_disk` is set before the device is visible and stays
         // until it is freed; `diskseq` is set when the disk is allocated.
         unsafe { (*(*self.as_raw()).bd_disk).diskseq }
-    }
-
-    /// Returns true if this is a partition rather than a whole disk.
-    pub fn is_partition(&self) -> bool {
-        // SAFETY: `bd_disk` and the disk's `part0` are set before the device is
-        // visible and stay until it is freed.
-        unsafe { (*(*self.as_raw()).bd_disk).part0 != self.as_raw() }
     }
 
     /// Returns the number of bios in flight on the device, as a bio-based
@@ -157,147 +159,4 @@ pub struct IoGeometry {
     pub discard_granularity: u32,
     /// Largest discard, in 512-byte sectors; 0 if the disk takes none.
     pub max_discard_sectors: u32,
-}
-
-/// What an [`OpenedBlockDevice`] is opened for.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Access {
-    /// Reading only: the open also succeeds where writers are refused, such
-    /// as on a mounted file system's device with `bdev_allow_write_mounted=0`.
-    Read,
-    /// Reading and writing.
-    ReadWrite,
-}
-
-impl Access {
-    fn mode(self) -> bindings::blk_mode_t {
-        match self {
-            Access::Read => bindings::BLK_OPEN_READ,
-            Access::ReadWrite => bindings::BLK_OPEN_READ | bindings::BLK_OPEN_WRITE,
-        }
-    }
-}
-
-/// A block device this module opened, by path; closed when dropped.
-///
-/// The open is not exclusive: the device may be in use by others, mounted
-/// or even filtered by the same module.
-///
-/// # Invariants
-///
-/// `file` was returned by `bdev_file_open_by_path()` and is released only by
-/// `drop`.
-pub struct OpenedBlockDevice {
-    file: NonNull<bindings::file>,
-}
-
-// SAFETY: The open file may be used and released from any thread.
-unsafe impl Send for OpenedBlockDevice {}
-// SAFETY: Only shared access to the block device is handed out.
-unsafe impl Sync for OpenedBlockDevice {}
-
-impl OpenedBlockDevice {
-    /// Opens the block device at `path` with `access`.
-    ///
-    /// Fails with `ENOENT` if there is no such file and `ENOTBLK` if it is not
-    /// a block device.
-    pub fn open_by_path(path: &CStr, access: Access) -> Result<Self> {
-        // SAFETY: `path` is NUL-terminated.  A non-exclusive open takes no
-        // holder and no holder operations.
-        let file = from_err_ptr(unsafe {
-            bindings::bdev_file_open_by_path(
-                path.as_char_ptr(),
-                access.mode(),
-                core::ptr::null_mut(),
-                core::ptr::null(),
-            )
-        })?;
-        // INVARIANT: `file` comes from `bdev_file_open_by_path()`.
-        Ok(Self {
-            file: NonNull::new(file).ok_or(EINVAL)?,
-        })
-    }
-
-    /// Opens the block device with device number `devt` with `access`;
-    /// `ENODEV` if there is none.
-    pub fn open_by_devt(devt: u32, access: Access) -> Result<Self> {
-        // SAFETY: A non-exclusive open takes no holder and no holder
-        // operations.
-        let file = from_err_ptr(unsafe {
-            bindings::bdev_file_open_by_dev(
-                devt,
-                access.mode(),
-                core::ptr::null_mut(),
-                core::ptr::null(),
-            )
-        })?;
-        // INVARIANT: `file` comes from `bdev_file_open_by_dev()`.
-        Ok(Self {
-            file: NonNull::new(file).ok_or(EINVAL)?,
-        })
-    }
-
-    /// Freezes the file system on the device, if any, and blocks new writes
-    /// until [`OpenedBlockDevice::thaw`].
-    pub fn freeze(&self) -> Result {
-        // SAFETY: The device is open, hence valid.
-        to_result(unsafe { bindings::bdev_freeze(self.bdev().as_raw()) })
-    }
-
-    /// Undoes [`OpenedBlockDevice::freeze`].
-    pub fn thaw(&self) -> Result {
-        // SAFETY: The device is open, hence valid.
-        to_result(unsafe { bindings::bdev_thaw(self.bdev().as_raw()) })
-    }
-
-    /// Waits for the I/O in flight on the device's disk to end and holds new
-    /// I/O back (in `submit_bio`) until the returned guard is dropped.
-    ///
-    /// While the guard lives, the caller must neither do I/O to this disk nor
-    /// allocate memory in a way that could (only `GFP_NOIO` or `GFP_ATOMIC`).
-    /// Freezing the same disk twice, as two partitions of it, is fine.
-    pub fn freeze_queue(&self) -> QueueFrozen<'_> {
-        // SAFETY: The device is open, so its disk and queue are valid.
-        let queue = unsafe { (*self.bdev().as_raw()).bd_queue };
-        // SAFETY: `queue` is valid; every freeze is undone by the guard.
-        unsafe { bindings::blk_mq_freeze_queue_nomemsave(queue) };
-        // INVARIANT: The queue was frozen just above.
-        QueueFrozen {
-            queue,
-            _device: PhantomData,
-        }
-    }
-
-    /// Returns the opened block device.
-    pub fn bdev(&self) -> &BlockDevice {
-        // SAFETY: The file is open by the type invariant, so its block device
-        // stays valid as long as `self` does.
-        unsafe { BlockDevice::from_raw(bindings::file_bdev(self.file.as_ptr())) }
-    }
-}
-
-/// A frozen request queue, see [`OpenedBlockDevice::freeze_queue`].
-///
-/// # Invariants
-///
-/// `queue` is the queue of an open block device that outlives the guard, and
-/// this guard holds one freeze of it.
-pub struct QueueFrozen<'a> {
-    queue: *mut bindings::request_queue,
-    _device: PhantomData<&'a OpenedBlockDevice>,
-}
-
-impl Drop for QueueFrozen<'_> {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant the queue is valid and frozen by us.
-        unsafe { bindings::blk_mq_unfreeze_queue_nomemrestore(self.queue) };
-    }
-}
-
-impl Drop for OpenedBlockDevice {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant the file is open and this is the only
-        // place that releases it.
-        unsafe { bindings::fput(self.file.as_ptr()) };
-    }
 }

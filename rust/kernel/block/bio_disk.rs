@@ -9,9 +9,12 @@ use crate::{
     bindings,
     block::{bdev::IoGeometry, bio::SubmittedBio},
     error::{from_err_ptr, to_result},
+    fmt::{self, Write},
     module::this_module,
     prelude::*,
     static_lock_class,
+    str::NullTerminatedFormatter,
+    types::ScopeGuard,
 };
 use core::{marker::PhantomData, ptr::NonNull};
 
@@ -28,7 +31,161 @@ pub trait Operations: Sized + 'static {
     fn submit_bio(data: &Self::Data, bio: SubmittedBio);
 }
 
-/// A bio-based disk, visible in the system from creation until drop.
+/// A builder for [`BioDisk`]: its size and I/O geometry; the name and the
+/// driver's data come with [`BioDiskBuilder::build`].
+///
+/// The disk gets a dynamic device number and no partitions: none are
+/// scanned for when it is added, so no I/O reaches it before `build`
+/// returns.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::block::{
+///     bio::{Status, SubmittedBio},
+///     bio_disk::{self, BioDisk, BioDiskBuilder},
+/// };
+///
+/// /// A disk that takes every bio and does nothing with it.
+/// struct Sink;
+///
+/// #[vtable]
+/// impl bio_disk::Operations for Sink {
+///     type Data = ();
+///
+///     fn submit_bio(_data: &(), bio: SubmittedBio) {
+///         bio.end(Status::Ok);
+///     }
+/// }
+///
+/// /// Adds `sink<n>`, of 1 GiB.
+/// fn add_sink(n: u32) -> Result<BioDisk<Sink>> {
+///     BioDiskBuilder::new()
+///         .capacity_sectors(1 << 21)
+///         .build(fmt!("sink{n}"), ())
+/// }
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BioDiskBuilder {
+    capacity_sectors: u64,
+    geometry: IoGeometry,
+}
+
+impl BioDiskBuilder {
+    /// A builder for an empty disk with the default geometry (512-byte
+    /// blocks, no discards).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the size of the disk, in 512-byte sectors.
+    pub fn capacity_sectors(mut self, sectors: u64) -> Self {
+        self.capacity_sectors = sectors;
+        self
+    }
+
+    /// Sets the block sizes, preferred I/O sizes and discard limits the
+    /// disk announces; zero fields keep the defaults.  The block layer
+    /// checks them when the disk is built.
+    pub fn io_geometry(mut self, geometry: IoGeometry) -> Self {
+        self.geometry = geometry;
+        self
+    }
+
+    /// Builds the disk, named `name` (shorter than `DISK_NAME_LEN` bytes),
+    /// with `data` for the driver, and adds it to the system.
+    pub fn build<T: Operations>(
+        self,
+        name: fmt::Arguments<'_>,
+        data: T::Data,
+    ) -> Result<BioDisk<T>> {
+        let data = KBox::into_raw(KBox::new(data, GFP_KERNEL)?);
+        let data = ScopeGuard::new_with_data(data, |data| {
+            // SAFETY: `data` came from `KBox::into_raw` above, and on this
+            // path nothing else took it over.
+            drop(unsafe { KBox::from_raw(data) });
+        });
+
+        let mut lim = self.queue_limits();
+        // SAFETY: `lim` is a valid limits structure (zero means default); the
+        // lock class key is static.
+        let disk = from_err_ptr(unsafe {
+            bindings::__blk_alloc_disk(
+                &mut lim,
+                bindings::NUMA_NO_NODE,
+                static_lock_class!().as_ptr(),
+            )
+        })?;
+        let disk = NonNull::new(disk).ok_or(ENOMEM)?;
+        // Dropped before `data` on an error: the disk goes first.
+        let put = ScopeGuard::new_with_data(disk, |disk| {
+            // SAFETY: `disk` came from `__blk_alloc_disk` and, on this path,
+            // was not added.
+            unsafe { bindings::put_disk(disk.as_ptr()) };
+        });
+        let disk = disk.as_ptr();
+
+        // SAFETY: `disk` is valid and not added yet: nobody else uses it.
+        let disk_name = unsafe { &mut (*disk).disk_name };
+        NullTerminatedFormatter::new(disk_name)
+            .ok_or(EINVAL)?
+            .write_fmt(name)?;
+        if disk_name[0] == 0 {
+            return Err(EINVAL);
+        }
+
+        // SAFETY: As above; `FOPS` is static, and `data` stays valid until
+        // `BioDisk::drop` has deleted the disk.
+        unsafe {
+            (*disk).major = 0;
+            (*disk).first_minor = 0;
+            (*disk).minors = 0;
+            // The enum constant is unsigned, the field a C `int`.
+            (*disk).flags |= bindings::GENHD_FL_NO_PART as c_int;
+            (*disk).fops = &BioDisk::<T>::FOPS;
+            (*disk).private_data = (*data).cast();
+        }
+        // SAFETY: `disk` is valid and not added yet.
+        unsafe { bindings::set_capacity(disk, self.capacity_sectors) };
+
+        // SAFETY: `disk` is set up; on failure it stays ours to put.
+        to_result(unsafe {
+            bindings::device_add_disk(core::ptr::null_mut(), disk, core::ptr::null_mut())
+        })?;
+
+        let disk = put.dismiss();
+        data.dismiss();
+        // INVARIANT: `disk` was added just above, with the box in
+        // `private_data`.
+        Ok(BioDisk {
+            disk,
+            _t: PhantomData,
+        })
+    }
+
+    /// The queue limits of the disk: the geometry asked for, on top of
+    /// limits that let large bios through whole.
+    fn queue_limits(&self) -> bindings::queue_limits {
+        let mut lim: bindings::queue_limits = pin_init::zeroed();
+        // A bio-based disk typically passes its bios on to devices that
+        // split them as they need: take large bios, so that a large read
+        // stays one bio (zero would mean 127 KiB and 128 segments of 64 KiB
+        // at most).
+        lim.max_hw_sectors = u32::MAX;
+        lim.max_segments = u16::MAX;
+        lim.max_segment_size = u32::MAX;
+        lim.logical_block_size = self.geometry.logical_block_size;
+        lim.physical_block_size = self.geometry.physical_block_size;
+        lim.io_min = self.geometry.io_min;
+        lim.io_opt = self.geometry.io_opt;
+        lim.discard_granularity = self.geometry.discard_granularity;
+        lim.max_hw_discard_sectors = self.geometry.max_discard_sectors;
+        lim
+    }
+}
+
+/// A bio-based disk, visible in the system from [`BioDiskBuilder::build`]
+/// until drop.
 ///
 /// # Invariants
 ///
@@ -52,89 +209,6 @@ impl<T: Operations> BioDisk<T> {
         ..pin_init::zeroed()
     };
 
-    /// Creates and adds a disk called `name` (without a NUL, shorter than
-    /// `DISK_NAME_LEN`) of `sectors` 512-byte sectors with `geometry`, with a
-    /// dynamic device number and no partitions: none are scanned for when it
-    /// is added, so no I/O reaches it before its creator returns.
-    pub fn new(
-        name: &[u8],
-        sectors: u64,
-        read_only: bool,
-        geometry: &IoGeometry,
-        data: T::Data,
-    ) -> Result<Self> {
-        if name.is_empty() || name.len() >= bindings::DISK_NAME_LEN as usize {
-            return Err(EINVAL);
-        }
-        let data = KBox::new(data, GFP_KERNEL)?;
-        let mut lim: bindings::queue_limits = pin_init::zeroed();
-        // The disk passes its bios on to devices that split them as they
-        // need: take large bios, so that a large read stays one bio (zero
-        // would mean 127 KiB and 128 segments of 64 KiB at most).
-        lim.max_hw_sectors = u32::MAX;
-        lim.max_segments = u16::MAX;
-        lim.max_segment_size = u32::MAX;
-        lim.logical_block_size = geometry.logical_block_size;
-        lim.physical_block_size = geometry.physical_block_size;
-        lim.io_min = geometry.io_min;
-        lim.io_opt = geometry.io_opt;
-        lim.discard_granularity = geometry.discard_granularity;
-        lim.max_hw_discard_sectors = geometry.max_discard_sectors;
-        // SAFETY: `lim` is a valid limits structure (zero means default); the
-        // lock class key is static.
-        let disk = from_err_ptr(unsafe {
-            bindings::__blk_alloc_disk(
-                &mut lim,
-                bindings::NUMA_NO_NODE,
-                static_lock_class!().as_ptr(),
-            )
-        })?;
-        // SAFETY: `disk` is a new, not yet added disk that we own.
-        unsafe {
-            (*disk).major = 0;
-            (*disk).first_minor = 0;
-            (*disk).minors = 0;
-            // The enum constant is unsigned, the field a C `int`.
-            (*disk).flags |= bindings::GENHD_FL_NO_PART as crate::ffi::c_int;
-            (*disk).fops = &Self::FOPS;
-            for (i, &b) in name.iter().enumerate() {
-                (*disk).disk_name[i] = b as crate::ffi::c_char;
-            }
-            (*disk).disk_name[name.len()] = 0;
-            (*disk).private_data = KBox::into_raw(data).cast();
-            bindings::set_capacity(disk, sectors);
-            if read_only {
-                bindings::set_disk_ro(disk, true);
-            }
-        }
-        // SAFETY: The disk is fully set up.
-        let ret = unsafe {
-            bindings::device_add_disk(core::ptr::null_mut(), disk, core::ptr::null_mut())
-        };
-        if let Err(e) = to_result(ret) {
-            // SAFETY: The disk was never added; `private_data` is the box set
-            // above and nothing else refers to it.
-            unsafe {
-                let data = (*disk).private_data.cast::<T::Data>();
-                bindings::put_disk(disk);
-                drop(KBox::from_raw(data));
-            }
-            return Err(e);
-        }
-        // INVARIANT: Added above, with the box in `private_data`.
-        Ok(Self {
-            // SAFETY: `from_err_ptr` returned a valid pointer.
-            disk: unsafe { NonNull::new_unchecked(disk) },
-            _t: PhantomData,
-        })
-    }
-
-    /// Returns the device number of the disk.
-    pub fn devt(&self) -> u32 {
-        // SAFETY: The disk is live by the type invariant.
-        unsafe { (*(*self.disk.as_ptr()).part0).bd_dev }
-    }
-
     /// Returns the disk's sequence number, which no other disk ever gets
     /// (see [`BlockDevice::diskseq`]).
     ///
@@ -147,8 +221,8 @@ impl<T: Operations> BioDisk<T> {
 
     /// # Safety
     ///
-    /// Called by the block layer for a disk made by [`BioDisk::new`], with
-    /// the queue entered.
+    /// Called by the block layer for a disk made by [`BioDiskBuilder::build`],
+    /// with the queue entered.
     unsafe extern "C" fn submit_bio_callback(bio: *mut bindings::bio) {
         // SAFETY: The bio's disk is ours, so its `private_data` is our box,
         // which lives until `drop` has deleted the disk, and deleting the disk
@@ -164,15 +238,16 @@ impl<T: Operations> Drop for BioDisk<T> {
     fn drop(&mut self) {
         let disk = self.disk.as_ptr();
         // SAFETY: By the type invariant the disk is added and ours to delete.
-        // `del_gendisk` drains the queue, so no `submit_bio` call is running
-        // or will come when the data is freed.  Users that still have the
-        // disk open only keep the `gendisk` structure, not our data.
-        unsafe {
-            bindings::del_gendisk(disk);
-            let data = (*disk).private_data.cast::<T::Data>();
-            (*disk).private_data = core::ptr::null_mut();
-            bindings::put_disk(disk);
-            drop(KBox::from_raw(data));
-        }
+        // This drains the queue: no `submit_bio` call is running or will
+        // come once it returns.
+        unsafe { bindings::del_gendisk(disk) };
+        // SAFETY: The disk is still valid: only `put_disk` below lets it go.
+        let data = unsafe { (*disk).private_data.cast::<T::Data>() };
+        // SAFETY: The disk was deleted above; users that still have it open
+        // only keep the `gendisk` structure, never our data.
+        unsafe { bindings::put_disk(disk) };
+        // SAFETY: By the type invariant `data` is the box `build` made, and
+        // no callback can reach it any more.
+        drop(unsafe { KBox::from_raw(data) });
     }
 }

@@ -147,6 +147,41 @@ impl<T: Operations> Adapter<T> {
 
 /// A registered block device filter; unregistered when dropped.
 ///
+/// # Examples
+///
+/// ```
+/// use kernel::{
+///     block::{bdev::BlockDevice, bio::SubmittedBio, filter},
+///     c_str,
+///     sync::atomic::{Atomic, Relaxed},
+///     ThisModule,
+/// };
+///
+/// /// Counts the bios sent to each device it is attached to.
+/// struct Counter;
+///
+/// #[vtable]
+/// impl filter::Operations for Counter {
+///     type Attachment = Atomic<usize>;
+///
+///     fn attach(_bdev: &BlockDevice) -> Result<Atomic<usize>> {
+///         Ok(Atomic::new(0))
+///     }
+///
+///     fn submit_bio(count: &Atomic<usize>, bio: SubmittedBio) -> Option<SubmittedBio> {
+///         count.add(1, Relaxed);
+///         Some(bio)
+///     }
+/// }
+///
+/// /// Registers the filter as `counter`, for `BLKFILTER_ATTACH` to name.
+/// fn register(
+///     module: &'static ThisModule,
+/// ) -> impl PinInit<filter::Registration<Counter>, Error> {
+///     filter::Registration::new(c_str!("counter"), module)
+/// }
+/// ```
+///
 /// # Invariants
 ///
 /// `ops` is registered with the block layer from initialisation until drop.

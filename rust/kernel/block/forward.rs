@@ -113,6 +113,28 @@ impl PinnedDrop for Flight {
 ///
 /// Dropping it waits until every clone it sent ended, so `target`, and the
 /// devices borrowed from it, outlive them.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::block::{
+///     bdev::OpenedBlockDevice,
+///     bio::{Status, SubmittedBio},
+///     forward::Forwarder,
+/// };
+///
+/// /// A forwarder to `lower`, which it keeps open while clones are in flight.
+/// fn forwarder(lower: OpenedBlockDevice) -> Result<Pin<KBox<Forwarder<OpenedBlockDevice>>>> {
+///     KBox::pin_init(Forwarder::new(lower), GFP_KERNEL)
+/// }
+///
+/// /// Sends `bio` to the same sector of the lower device, or fails it.
+/// fn pass_down(forwarder: &Forwarder<OpenedBlockDevice>, bio: SubmittedBio) {
+///     if let Err(bio) = forwarder.forward(bio, |lower, bio| Some((lower.bdev(), bio.sector()))) {
+///         bio.end(Status::IoError);
+///     }
+/// }
+/// ```
 #[pin_data(PinnedDrop)]
 pub struct Forwarder<T> {
     #[pin]
