@@ -254,7 +254,7 @@ TEST(module_reload_cycles)
 	unsigned char *b = aligned_alloc(BLK, 65536);
 	long vmalloc0, slab0;
 	struct blksnap_uuid id;
-	int i, ctl;
+	int i, ctl, rc;
 
 	ASSERT_NE(NULL, b);
 	ASSERT_EQ(0, loop_create(&orig, 8 * MIB));
@@ -277,7 +277,12 @@ TEST(module_reload_cycles)
 		ASSERT_EQ(0, snapshot_destroy(ctl, &id));
 		close(ctl);
 		ASSERT_EQ(0, blksnap_detach(orig.fd));
-		ASSERT_EQ(0, run("rmmod blksnap"));
+		rc = run("rmmod blksnap");
+		/* Who still holds the module, for the log. */
+		if (rc)
+			run("grep '^blksnap ' /proc/modules; ls /sys/module/blksnap/holders");
+		ASSERT_EQ(0, rc)
+			TH_LOG("cycle %d", i);
 	}
 	TH_LOG("after 5 cycles: vmalloc %+ld KiB, slab %+ld KiB",
 	       meminfo_kib("VmallocUsed:") - vmalloc0, meminfo_kib("Slab:") - slab0);
