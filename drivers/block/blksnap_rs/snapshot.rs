@@ -235,8 +235,10 @@ impl Snapshot {
         // Room first, so that no freeze is undone for want of memory.
         let mut frozen = KVec::with_capacity(areas.len(), GFP_KERNEL)?;
         for area in areas {
-            // Cannot fail: the room was reserved.
-            let _ = frozen.push(area.original().freeze()?, GFP_NOIO);
+            // Room was reserved: the guard never comes back.
+            frozen
+                .push_within_capacity(area.original().freeze()?)
+                .map_err(|_| ENOMEM)?;
         }
         Ok(frozen)
     }
@@ -247,8 +249,10 @@ impl Snapshot {
     fn switch_devices(devices: &[Arc<Tracker>], areas: &[Arc<DiffArea>]) -> Result {
         let mut queues = KVec::with_capacity(areas.len(), GFP_KERNEL)?;
         for area in areas {
-            // Cannot fail: the room was reserved.
-            let _ = queues.push(area.original().freeze_queue(), GFP_NOIO);
+            // Room was reserved: the guard never comes back.
+            queues
+                .push_within_capacity(area.original().freeze_queue())
+                .map_err(|_| ENOMEM)?;
         }
         for area in areas {
             wait_dispatched(area.original().bdev());

@@ -35,8 +35,9 @@ pub trait Operations: Sized + 'static {
 /// driver's data come with [`BioDiskBuilder::build`].
 ///
 /// The disk gets a dynamic device number and no partitions: none are
-/// scanned for when it is added, so no I/O reaches it before `build`
-/// returns.
+/// scanned for when it is added, so the block layer itself reads nothing
+/// from it.  Others may open it and send I/O as soon as it is added, before
+/// `build` returns: its operations and data are in place by then.
 ///
 /// # Examples
 ///

@@ -100,11 +100,6 @@ impl<L: 'static> Locked<'_, L> {
         }
     }
 
-    /// Whether chunk `chunk` is in memory, waiting to be stored.
-    pub(crate) fn is_in_memory(&self, chunk: usize) -> bool {
-        matches!(self.get(chunk), Some(Chunk::InMemory(_)))
-    }
-
     /// Where chunk `chunk` lives in difference storage, once stored.
     pub(crate) fn stored_at(&self, chunk: usize) -> Option<&L> {
         match self.get(chunk) {
@@ -211,12 +206,12 @@ mod tests {
         assert!(table.lock().is_loading(3) && table.lock().is_moving(3));
         table.loaded(3, 4096, &reads.pause())?;
         assert!(table.lock().is_copied(3));
-        assert!(table.lock().is_in_memory(3));
+        assert!(matches!(table.lock().get(3), Some(Chunk::InMemory(_))));
         assert!(!table.lock().is_loading(3) && table.lock().is_moving(3));
         assert!(table.lock().stored_at(3).is_none());
         table.stored(3)?;
         assert_eq!(table.lock().stored_at(3), Some(&4096));
-        assert!(table.lock().is_copied(3) && !table.lock().is_in_memory(3));
+        assert!(matches!(table.lock().get(3), Some(Chunk::Stored(_))));
         assert!(!table.lock().is_moving(3));
         // Its neighbours are untouched.
         assert!(table.lock().get(2).is_none() && table.lock().get(4).is_none());

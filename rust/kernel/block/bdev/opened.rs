@@ -111,7 +111,10 @@ impl OpenedBlockDevice {
     /// one is given (see [`Holder`]).
     ///
     /// Fails with `ENOENT` if there is no such file, `ENOTBLK` if it is not
-    /// a block device, and `EBUSY` if another holder has claimed it.
+    /// a block device, `ENXIO` if the device is gone, `EACCES` if it is
+    /// read-only and `mode` writes, and `EBUSY` if another holder has
+    /// claimed it or, for a writer, a file system on it does not allow
+    /// writers.
     pub fn open_by_path(path: &CStr, mode: Mode, holder: Option<&'static Holder>) -> Result<Self> {
         // SAFETY: `path` is NUL-terminated.  A holder is `'static`, so it
         // outlives the claim; no holder operations are passed.
@@ -129,8 +132,8 @@ impl OpenedBlockDevice {
     /// Opens the block device with device number `devt` for `mode`, claimed
     /// by `holder` if one is given (see [`Holder`]).
     ///
-    /// Fails with `ENODEV` if there is no such device, and `EBUSY` if
-    /// another holder has claimed it.
+    /// Fails with `ENXIO` if there is no such device, and otherwise as
+    /// [`Self::open_by_path`].
     pub fn open_by_devt(devt: u32, mode: Mode, holder: Option<&'static Holder>) -> Result<Self> {
         // SAFETY: A holder is `'static`, so it outlives the claim; no holder
         // operations are passed.
@@ -166,8 +169,11 @@ impl OpenedBlockDevice {
 
 impl Drop for OpenedBlockDevice {
     fn drop(&mut self) {
+        // `bdev_fput` rather than `fput`: the claim and the write access
+        // end now, not when the file's last reference goes, which `fput`
+        // may defer to a work item.
         // SAFETY: By the type invariant the file is open and this is the only
         // place that releases it.
-        unsafe { bindings::fput(self.file.as_ptr()) };
+        unsafe { bindings::bdev_fput(self.file.as_ptr()) };
     }
 }
