@@ -29,7 +29,7 @@ use cow::{Copies, Ended, MAX_CHUNKS_IN_QUEUE};
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
-        bio::{BioList, BioSet, Operation, SubmittedBio},
+        bio::{plug, BioList, BioSet, Operation, SubmittedBio},
         forward::Forwarder,
     },
     new_condvar, new_mutex, new_spinlock,
@@ -337,9 +337,12 @@ impl WorkItem<0> for DiffArea {
                 }
             }
             this.serve_reads(&mut reads);
-            while let Some(bio) = queued.pop() {
-                this.handle_write(bio);
-            }
+            // The loads a write needs are neighbours: plugged, they merge.
+            plug::plugged(|| {
+                while let Some(bio) = queued.pop() {
+                    this.handle_write(bio);
+                }
+            });
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::{
 use core::{cell::RefCell, marker::PhantomData, ptr::NonNull};
 
 pub mod page_io;
+pub mod plug;
 
 /// What a bio asks the device to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

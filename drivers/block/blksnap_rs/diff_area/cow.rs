@@ -24,7 +24,7 @@ use crate::{buffers, params};
 use kernel::{
     block::{
         bdev::OpenedBlockDevice,
-        bio::{page_io, transfer_pages, BioList, Status, SubmittedBio},
+        bio::{page_io, plug, transfer_pages, BioList, Status, SubmittedBio},
         forward::Paused,
     },
     page::Page,
@@ -499,18 +499,22 @@ impl WorkItem<1> for DiffArea {
             if batch.is_empty() {
                 break;
             }
-            for (copy, ok) in batch.drain_all() {
-                // The chunk's state tells which I/O ended.
-                let loading = this.chunk_states.lock().is_loading(copy.chunk);
-                if !loading {
-                    this.store_ended(copy, ok);
-                } else if !ok {
-                    this.abandon(copy, EIO);
-                } else if let Err(e) = loads.push_within_capacity(copy) {
-                    this.load_ended(e.0);
+            // The stores started and the writes let go here are often
+            // neighbours: plugged, they merge.
+            plug::plugged(|| {
+                for (copy, ok) in batch.drain_all() {
+                    // The chunk's state tells which I/O ended.
+                    let loading = this.chunk_states.lock().is_loading(copy.chunk);
+                    if !loading {
+                        this.store_ended(copy, ok);
+                    } else if !ok {
+                        this.abandon(copy, EIO);
+                    } else if let Err(e) = loads.push_within_capacity(copy) {
+                        this.load_ended(e.0);
+                    }
                 }
-            }
-            this.loads_ended(&mut loads);
+                this.loads_ended(&mut loads);
+            });
         }
         *this.ended_spare.lock() = batch;
     }

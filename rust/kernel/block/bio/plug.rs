@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Plugging: holding back the bios a task submits, so that the block layer
+//! can merge neighbours before they go to the device.
+//!
+//! A task that sends several bios in a row, for example reads of adjacent
+//! ranges, submits them under a plug; they go out when the plug ends, or
+//! when the task sleeps.
+//!
+//! C header: [`include/linux/blkdev.h`](srctree/include/linux/blkdev.h)
+//!
+//! # Examples
+//!
+//! ```
+//! use kernel::block::bio::plug;
+//!
+//! fn send_all(bios: impl Iterator<Item = kernel::block::bio::SubmittedBio>) {
+//!     plug::plugged(|| {
+//!         for bio in bios {
+//!             bio.resubmit();
+//!         }
+//!     });
+//! }
+//! ```
+
+use crate::{bindings, types::Opaque};
+
+/// Runs `f` with the current task's bios plugged, and sends them on when
+/// it returns.  Plugs nest: only the outermost one holds bios back.
+pub fn plugged<R>(f: impl FnOnce() -> R) -> R {
+    let plug = Opaque::<bindings::blk_plug>::uninit();
+    // SAFETY: `plug` lives on this stack frame, does not move, and is
+    // finished below before the frame goes; the task does not return to
+    // user space in between.
+    unsafe { bindings::blk_start_plug(plug.get()) };
+    let result = f();
+    // SAFETY: `plug` was started above, by this task.
+    unsafe { bindings::blk_finish_plug(plug.get()) };
+    result
+}
