@@ -68,7 +68,7 @@ module! {
         },
         chunk_maximum_in_queue: u32 {
             default: 16,
-            description: "Most chunks being read or held in memory before they are stored",
+            description: "Most chunks held in memory waiting to be stored (and being read)",
             perm: 0o644,
         },
         free_diff_buffer_pool_size: u32 {

@@ -25,7 +25,7 @@ use crate::{
     live_areas::LiveArea, params, workers,
 };
 use chunks::ChunkTable;
-use cow::{Copies, Ended, MAX_CHUNKS_IN_QUEUE};
+use cow::{Copies, Ended, MAX_COPIES};
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
@@ -220,11 +220,11 @@ impl DiffArea {
                 copies <- new_mutex!(Copies::default(), "blksnap_diff_area_copies"),
                 settled <- new_condvar!("blksnap_diff_area_settled"),
                 ended <- new_spinlock_irq!(
-                    KVec::with_capacity(MAX_CHUNKS_IN_QUEUE, GFP_KERNEL)?,
+                    KVec::with_capacity(MAX_COPIES, GFP_KERNEL)?,
                     "blksnap_diff_area_ended"
                 ),
                 ended_spare <- new_mutex!(
-                    KVec::with_capacity(MAX_CHUNKS_IN_QUEUE, GFP_KERNEL)?,
+                    KVec::with_capacity(MAX_COPIES, GFP_KERNEL)?,
                     "blksnap_diff_area_ended_spare"
                 ),
                 buffers <- new_mutex!(BufferPool::new(chunk_pages)?, "blksnap_diff_area_buffers"),

@@ -41,7 +41,8 @@ pub(crate) fn diff_storage_minimum() -> u64 {
     u64::from(p::diff_storage_minimum.value())
 }
 
-/// Most chunks loading or in memory, waiting for their store, per device.
+/// Most chunks in memory waiting for their store, per device; the same
+/// number bounds the chunks loading.
 pub(crate) fn chunk_maximum_in_queue() -> u32 {
     p::chunk_maximum_in_queue.value()
 }

@@ -12,9 +12,9 @@
 //! difference storage; when the store ends, the chunk is stored and its
 //! buffer goes back to the pool.  So loads and stores of different chunks
 //! are in flight at once.  The copy worker waits for copies only when
-//! `chunk_maximum_in_queue` chunks are already loading or in memory, when
-//! no buffer can be had, and before it serves image I/O of chunks on their
-//! way to storage.
+//! `chunk_maximum_in_queue` chunks are already loading, or as many in
+//! memory, when no buffer can be had, and before it serves image I/O of
+//! chunks on their way to storage.
 //!
 //! A zoned original keeps its writes in order: there the worker waits for
 //! a write's loads and lets the writes go on in the order they came.
@@ -34,14 +34,18 @@ use kernel::{
     workqueue::WorkItem,
 };
 
-/// The bound on chunks loading or in memory, per device.
+/// The bound on chunks in memory waiting for their store, per device, and
+/// apart from them on chunks loading.
 fn chunk_limit() -> usize {
     (params::chunk_maximum_in_queue() as usize).clamp(1, MAX_CHUNKS_IN_QUEUE)
 }
 
-/// Hard cap on chunks loading or in memory, whatever the parameter says:
-/// the lists of ended copies have room for this many.
-pub(super) const MAX_CHUNKS_IN_QUEUE: usize = 256;
+/// Hard cap on chunks in each stage, whatever the parameter says.
+const MAX_CHUNKS_IN_QUEUE: usize = 256;
+
+/// Most copies in flight: the lists of ended copies have room for this
+/// many.
+pub(super) const MAX_COPIES: usize = 2 * MAX_CHUNKS_IN_QUEUE;
 
 /// One chunk on its way from the original to difference storage: its old
 /// data and where it goes.  It travels with its load and then its store.
@@ -59,18 +63,40 @@ pub(super) struct ChunkCopy {
 /// A copy whose load or store just ended, and whether it succeeded.
 pub(super) type Ended = (Arc<ChunkCopy>, bool);
 
-/// Copies counted against `chunk_limit`.
+/// Where a copy counts against `chunk_limit`.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// From before its load starts until the chunk is in memory.
+    Loading,
+    /// From then until its store ended.
+    InMemory,
+}
+
+/// Copies counted against `chunk_limit`, by stage.
 #[derive(Default)]
 pub(super) struct Copies {
-    /// From the start of a load to the end of its store.
-    in_flight: usize,
+    loading: usize,
+    in_memory: usize,
+}
+
+impl Copies {
+    fn count(&mut self, stage: Stage) -> &mut usize {
+        match stage {
+            Stage::Loading => &mut self.loading,
+            Stage::InMemory => &mut self.in_memory,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.loading + self.in_memory
+    }
 }
 
 impl page_io::Owner for ChunkCopy {
     /// Hands the copy to the copies-ended work: the next step needs a lock
     /// that sleeps.  There is room in the list: a copy counts against the
-    /// bound from before its load to after its store, and the list holds
-    /// as many as the bound allows.
+    /// bounds from before its load to after its store, and the list holds
+    /// as many as both bounds together allow.
     fn io_ended(this: Arc<Self>, ok: bool) {
         let area = this.area.clone();
         let lost = area.ended.lock().push_within_capacity((this, ok)).is_err();
@@ -174,14 +200,16 @@ impl DiffArea {
     }
 
     /// Starts the copy of chunk `chunk`, never copied: it is `Loading`
-    /// until its load ends.  Waits first for room under `chunk_limit`.
+    /// until its load ends.  Waits first until fewer than `chunk_limit`
+    /// chunks are loading, and as many in memory: as in v3, the worker
+    /// reads no more while the stores lag behind.
     fn start_copy(self: &Arc<Self>, chunk: usize) -> Result {
         {
             let mut copies = self.copies.lock();
-            while copies.in_flight >= chunk_limit() {
+            while copies.loading >= chunk_limit() || copies.in_memory >= chunk_limit() {
                 self.settled.wait(&mut copies);
             }
-            copies.in_flight += 1;
+            copies.loading += 1;
         }
         match self.prepare(chunk) {
             Ok(copy) => {
@@ -189,7 +217,7 @@ impl DiffArea {
                 Ok(())
             }
             Err(e) => {
-                self.copy_gone();
+                self.copy_gone(Stage::Loading);
                 Err(e)
             }
         }
@@ -251,25 +279,30 @@ impl DiffArea {
                 continue;
             }
             // This copy counts itself already.
-            if copies.in_flight <= 1 {
+            if copies.total() <= 1 {
                 return Err(err);
             }
             self.settled.wait(&mut copies);
         }
     }
 
-    /// Counts a copy gone, and wakes whoever waits for room or for chunks
-    /// to settle.
-    fn copy_gone(&self) {
-        self.copies.lock().in_flight -= 1;
+    /// Counts a copy gone from `stage`, and wakes whoever waits for room
+    /// or for chunks to settle.
+    fn copy_gone(&self, stage: Stage) {
+        *self.copies.lock().count(stage) -= 1;
         self.settled.notify_all();
     }
 
-    /// Wakes whoever waits for chunks to settle, after a chunk changed
-    /// state.  Waiters look at states under `copies`: taking it after the
-    /// change means each either saw the change or is asleep by now.
-    fn settle(&self) {
-        drop(self.copies.lock());
+    /// Counts `n` copies moved from `Loading` to `InMemory`, after their
+    /// chunks changed state, and wakes whoever waits for chunks to settle.
+    /// Waiters look at states under `copies`: taking it after the change
+    /// means each either saw the change or is asleep by now.
+    fn copies_loaded(&self, n: usize) {
+        {
+            let mut copies = self.copies.lock();
+            copies.loading -= n;
+            copies.in_memory += n;
+        }
         self.settled.notify_all();
     }
 
@@ -344,7 +377,7 @@ impl DiffArea {
 
     /// A copy that did not make it: its chunk fails, and with it the
     /// snapshot of the device; the writes parked on it go on.
-    fn abandon(self: &Arc<Self>, copy: Arc<ChunkCopy>, err: Error) {
+    fn abandon(self: &Arc<Self>, copy: Arc<ChunkCopy>, err: Error, stage: Stage) {
         // The snapshot is broken first, so that no write goes on past the
         // failed chunk while an image read forwarded to it is in flight
         // (see `fail`).
@@ -352,14 +385,14 @@ impl DiffArea {
         if let Ok(parked) = self.chunk_states.fail(copy.chunk) {
             self.release(parked);
         }
-        self.finish(copy);
+        self.finish(copy, stage);
     }
 
     /// The end of a copy: its buffer goes back to the pool, then it no
-    /// longer counts.
-    fn finish(&self, copy: Arc<ChunkCopy>) {
+    /// longer counts in `stage`.
+    fn finish(&self, copy: Arc<ChunkCopy>, stage: Stage) {
         self.finish_unstarted(copy);
-        self.copy_gone();
+        self.copy_gone(stage);
     }
 
     /// Gives the buffer of `copy` back to the pool.
@@ -393,11 +426,11 @@ impl DiffArea {
                     // Cannot fail: room was reserved.
                     let _ = recorded.push((copy, parked), GFP_NOIO);
                 }
-                Err(e) => self.abandon(copy, e),
+                Err(e) => self.abandon(copy, e, Stage::Loading),
             }
         }
         drop(paused);
-        self.settle();
+        self.copies_loaded(recorded.len());
         for (copy, parked) in recorded {
             self.release(parked);
             self.start_store(copy);
@@ -406,14 +439,13 @@ impl DiffArea {
 
     /// `loads_ended` for one copy.
     fn load_ended(self: &Arc<Self>, copy: Arc<ChunkCopy>) {
-        let recorded = self.record(&copy, &self.reads.pause());
-        self.settle();
-        match recorded {
+        match self.record(&copy, &self.reads.pause()) {
             Ok(parked) => {
+                self.copies_loaded(1);
                 self.release(parked);
                 self.start_store(copy);
             }
-            Err(e) => self.abandon(copy, e),
+            Err(e) => self.abandon(copy, e, Stage::Loading),
         }
     }
 
@@ -423,7 +455,7 @@ impl DiffArea {
     fn start_store(&self, copy: Arc<ChunkCopy>) {
         if self.error() != 0 {
             let _ = self.chunk_states.fail(copy.chunk);
-            return self.finish(copy);
+            return self.finish(copy, Stage::InMemory);
         }
         page_io::submit(copy, store);
     }
@@ -431,26 +463,26 @@ impl DiffArea {
     /// Goes on with a copy whose store ended.
     fn store_ended(self: &Arc<Self>, copy: Arc<ChunkCopy>, ok: bool) {
         if !ok {
-            return self.abandon(copy, EIO);
+            return self.abandon(copy, EIO, Stage::InMemory);
         }
         // Before the count goes down in `finish`: a reader waiting for
         // this chunk looks at its state under `copies`.
         if self.chunk_states.stored(copy.chunk).is_err() {
-            return self.abandon(copy, EINVAL);
+            return self.abandon(copy, EINVAL, Stage::InMemory);
         }
-        self.finish(copy);
+        self.finish(copy, Stage::InMemory);
     }
 
     /// Copies chunk `chunk` of the original to difference storage, and
     /// waits: for an image write, which the copy worker serves alone.
     pub(super) fn copy_chunk(self: &Arc<Self>, chunk: usize) -> Result {
-        {
-            self.copies.lock().in_flight += 1;
-        }
+        // Counted as loading throughout: it is one at a time, and waited
+        // for.
+        self.copies.lock().loading += 1;
         let copy = match self.prepare(chunk) {
             Ok(copy) => copy,
             Err(e) => {
-                self.copy_gone();
+                self.copy_gone(Stage::Loading);
                 return Err(e);
             }
         };
@@ -476,8 +508,8 @@ impl DiffArea {
         })
         .and_then(|()| self.chunk_states.stored(chunk));
         match res {
-            Ok(()) => self.finish(copy),
-            Err(e) => self.abandon(copy, e),
+            Ok(()) => self.finish(copy, Stage::Loading),
+            Err(e) => self.abandon(copy, e, Stage::Loading),
         }
         res
     }
@@ -493,7 +525,7 @@ impl WorkItem<1> for DiffArea {
         let mut batch = core::mem::take(&mut *this.ended_spare.lock());
         let mut loads = KVec::new();
         // Without memory, loads go on one at a time.
-        let _ = loads.reserve(MAX_CHUNKS_IN_QUEUE, GFP_NOIO);
+        let _ = loads.reserve(MAX_COPIES, GFP_NOIO);
         loop {
             core::mem::swap(&mut *this.ended.lock(), &mut batch);
             if batch.is_empty() {
@@ -508,7 +540,7 @@ impl WorkItem<1> for DiffArea {
                     if !loading {
                         this.store_ended(copy, ok);
                     } else if !ok {
-                        this.abandon(copy, EIO);
+                        this.abandon(copy, EIO, Stage::Loading);
                     } else if let Err(e) = loads.push_within_capacity(copy) {
                         this.load_ended(e.0);
                     }
