@@ -143,10 +143,7 @@ check() {
 		}
 	done
 	if [ $ok -eq 1 ]; then
-		diffs=0
-		for f in "${touched[@]}"; do
-			cmp -s "$tmp/dep3/$f" "$tmp/fp/$f" || { echo "#   differs: $f"; diffs=$((diffs + 1)); }
-		done
+		compare_trees "$tmp/dep3" "$tmp/fp" "${touched[@]}"
 		if [ $diffs -eq 0 ]; then
 			result ok "lint:dep3:equals-format-patch(${#touched[@]} files)"
 		else

@@ -65,3 +65,14 @@ TOOL_PATHSPEC=':(exclude)tools/blksnap'
 overlay_files() {
 	repo_files block include drivers rust Documentation tools scripts samples "$TOOL_PATHSPEC"
 }
+
+# Logs each of the files named after the two trees that differs between
+# tree $1 and tree $2, and leaves their number in $diffs.
+compare_trees() {
+	local a=$1 b=$2 f
+	shift 2
+	diffs=0
+	for f in "$@"; do
+		cmp -s "$a/$f" "$b/$f" || { echo "#   differs: $f"; diffs=$((diffs + 1)); }
+	done
+}

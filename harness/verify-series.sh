@@ -40,10 +40,8 @@ done
 [ $ok -eq 1 ] && result ok "series:applies-to-pristine"
 
 if [ $ok -eq 1 ]; then
-	diffs=0
-	for f in $touched; do
-		cmp -s "$fresh/$f" "$WORK/$f" || { echo "#   differs: $f"; diffs=$((diffs + 1)); }
-	done
+	# shellcheck disable=SC2086 # one path per word
+	compare_trees "$fresh" "$WORK" $touched
 	if [ $diffs -eq 0 ]; then
 		result ok "series:equals-built-tree"
 	else

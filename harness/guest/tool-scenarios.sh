@@ -174,18 +174,26 @@ check file_storage_image "image differs from the data at the take" [ "$(sum_of "
 blksnap snapshot_destroy -i "$id"
 umount $MNT
 
+# Starts stretch_snapshot on snapshot $1 with the storage options that
+# follow, logging to /tmp/bt_stretch, and waits (10 s at most) until it has
+# answered the module's first request for storage.
+start_stretch() {
+	local id=$1 i=0
+	shift
+	blksnap stretch_snapshot -i "$id" "$@" -t 200 >/tmp/bt_stretch 2>&1 &
+	stretch_pid=$!
+	while [ $i -lt 50 ] && ! grep -q 'appended_sectors=4096 ' /tmp/bt_stretch; do
+		usleep 200000
+		i=$((i + 1))
+	done
+}
+
 # --- a stretched snapshot: storage handed out from a range list as the
 # module asks for it (2 MiB at a time here), up to the limit
 echo "# step: a stretched snapshot"
 echo 4096 >$PARAM
 id=$(blksnap snapshot_create -d $ORIG)
-blksnap stretch_snapshot -i "$id" -d $STORE -r 0:131072 -l 16 -t 200 >/tmp/bt_stretch 2>&1 &
-stretch_pid=$!
-i=0
-while [ $i -lt 50 ] && ! grep -q 'appended_sectors=4096 ' /tmp/bt_stretch; do
-	usleep 200000
-	i=$((i + 1))
-done
+start_stretch "$id" -d $STORE -r 0:131072 -l 16
 check stretch_answers_first_request "log: $(tr '\n' '|' </tmp/bt_stretch)" grep -q 'event=low_free_space requested_nr_sect=4096 device=/dev/bt_store appended_sectors=4096 ' /tmp/bt_stretch
 before=$(sum_of $ORIG 16 8)
 blksnap snapshot_take -i "$id"
@@ -210,13 +218,7 @@ sed 's/^/# stretch: /' /tmp/bt_stretch
 # storage, the snapshot breaks (ENOSPC) and stretch_snapshot ends with 1
 echo "# step: the limit"
 id=$(blksnap snapshot_create -d $ORIG)
-blksnap stretch_snapshot -i "$id" -d $STORE -r 0:131072 -l 2 -t 200 >/tmp/bt_stretch 2>&1 &
-stretch_pid=$!
-i=0
-while [ $i -lt 50 ] && ! grep -q 'appended_sectors=4096 ' /tmp/bt_stretch; do
-	usleep 200000
-	i=$((i + 1))
-done
+start_stretch "$id" -d $STORE -r 0:131072 -l 2
 blksnap snapshot_take -i "$id"
 dd if=/tmp/bt_rand of=$ORIG bs=1M count=4 seek=24 oflag=direct 2>/dev/null
 wait $stretch_pid
@@ -244,13 +246,7 @@ wait_total() {
 echo "# step: a stretched snapshot on files"
 mount $FSDISK $MNT && rm -f $MNT/written $MNT/unwritten
 id=$(blksnap snapshot_create -d $ORIG)
-blksnap stretch_snapshot -i "$id" -p $MNT -l 8 -t 200 >/tmp/bt_stretch 2>&1 &
-stretch_pid=$!
-i=0
-while [ $i -lt 50 ] && ! grep -q 'appended_sectors=4096 ' /tmp/bt_stretch; do
-	usleep 200000
-	i=$((i + 1))
-done
+start_stretch "$id" -p $MNT -l 8
 check stretch_file_made "log: $(tr '\n' '|' </tmp/bt_stretch)" \
 	[ -f "$MNT/diff_storage#0" -a "$(grep -c "device=$FSDISK appended_sectors=4096 " /tmp/bt_stretch)" = 1 ]
 before=$(sum_of $ORIG 32 3)
