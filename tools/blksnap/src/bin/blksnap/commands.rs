@@ -2,10 +2,10 @@
 //! Each subcommand: the library call it makes and the record it prints.
 
 use crate::cli::{CbtCommand, Command, RangeSource};
+use crate::events::wait_record;
 use crate::output::{Printer, Record};
 use crate::stretch;
 use blksnap::changed::changed_extents;
-use blksnap::control::{EventKind, Wait};
 use blksnap::fiemap::file_extents;
 use blksnap::sectors::total;
 use blksnap::uapi::blksnap_sectors;
@@ -154,32 +154,6 @@ pub fn run(command: &Command, out: &Printer) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// An event, or why the wait ended without one.
-pub fn wait_record(wait: &Wait) -> Record {
-    match wait {
-        Wait::Timeout => Record::new().str("result", "timeout"),
-        Wait::Interrupted => Record::new().str("result", "interrupted"),
-        Wait::Event(e) => {
-            let r = Record::new().str("result", "ok").int("time", e.time_label);
-            match e.kind {
-                EventKind::LowFreeSpace { requested_sectors } => r
-                    .str("event", "low_free_space")
-                    .num("requested_nr_sect", requested_sectors),
-                EventKind::Corrupted {
-                    major,
-                    minor,
-                    errno,
-                } => r
-                    .str("event", "corrupted")
-                    .str("device", format!("{major}:{minor}"))
-                    .int("err_code", errno)
-                    .str("error", format!("{:?}", Errno::from_raw(errno))),
-                EventKind::Unknown { code } => r.str("event", "unknown").num("code", code),
-            }
-        }
-    }
 }
 
 fn changed(

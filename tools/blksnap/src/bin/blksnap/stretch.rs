@@ -5,7 +5,7 @@
 //! the snapshot is destroyed (0) or corrupted (1).
 
 use crate::cli::StretchArgs;
-use crate::commands::wait_record;
+use crate::events::wait_record;
 use crate::output::{Printer, Record};
 use blksnap::control::{EventKind, Wait};
 use blksnap::fiemap::file_extents;
