@@ -43,9 +43,12 @@ fn chunk_limit() -> usize {
 /// Hard cap on chunks in each stage, whatever the parameter says.
 const MAX_CHUNKS_IN_QUEUE: usize = 256;
 
-/// Most copies in flight: the lists of ended copies have room for this
-/// many.
+/// Room in the lists of ended copies.  A load starts only while fewer than
+/// `chunk_limit()` chunks are loading and as many are in memory, so at
+/// most `2 * chunk_limit() - 1` copies have I/O in flight.  (`copy_chunk`
+/// does its I/O itself and never comes through the lists.)
 pub(super) const MAX_COPIES: usize = 2 * MAX_CHUNKS_IN_QUEUE;
+const _: () = assert!(MAX_COPIES >= 2 * MAX_CHUNKS_IN_QUEUE - 1);
 
 /// One chunk on its way from the original to difference storage: its old
 /// data and where it goes.  It travels with its load and then its store.
@@ -202,7 +205,9 @@ impl DiffArea {
     /// Starts the copy of chunk `chunk`, never copied: it is `Loading`
     /// until its load ends.  Waits first until fewer than `chunk_limit`
     /// chunks are loading, and as many in memory: as in v3, the worker
-    /// reads no more while the stores lag behind.
+    /// reads no more while the stores lag behind.  The loads in flight
+    /// then join those in memory, so up to `2 * chunk_limit() - 1` chunk
+    /// buffers are in use.
     fn start_copy(self: &Arc<Self>, chunk: usize) -> Result {
         {
             let mut copies = self.copies.lock();
@@ -439,7 +444,9 @@ impl DiffArea {
 
     /// `loads_ended` for one copy.
     fn load_ended(self: &Arc<Self>, copy: Arc<ChunkCopy>) {
-        match self.record(&copy, &self.reads.pause()) {
+        // The pause ends with this statement, not with the match below.
+        let recorded = self.record(&copy, &self.reads.pause());
+        match recorded {
             Ok(parked) => {
                 self.copies_loaded(1);
                 self.release(parked);

@@ -27,11 +27,16 @@ use crate::{bindings, types::Opaque};
 
 /// Runs `f` with the current task's bios plugged, and sends them on when
 /// it returns.  Plugs nest: only the outermost one holds bios back.
+///
+/// Process context only, and it may sleep: the plug belongs to the current
+/// task, and sending the bios on may wait for the device.
 pub fn plugged<R>(f: impl FnOnce() -> R) -> R {
+    crate::task::might_sleep();
     let plug = Opaque::<bindings::blk_plug>::uninit();
-    // SAFETY: `plug` lives on this stack frame, does not move, and is
-    // finished below before the frame goes; the task does not return to
-    // user space in between.
+    // SAFETY: In process context (checked above in debug builds), `plug`
+    // becomes the current task's plug; it lives on this stack frame, does
+    // not move, and is finished below, by the same task, before the frame
+    // goes.
     unsafe { bindings::blk_start_plug(plug.get()) };
     let result = f();
     // SAFETY: `plug` was started above, by this task.
