@@ -43,6 +43,16 @@ fn chunk_limit() -> usize {
 /// Hard cap on chunks in each stage, whatever the parameter says.
 const MAX_CHUNKS_IN_QUEUE: usize = 256;
 
+/// Loads in flight may hold this many bytes of chunks, if that is more
+/// than `chunk_limit()` chunks: with small chunks, the parameter alone
+/// would keep fewer loads in flight than the writes that wait for them.
+const LOAD_BYTES: usize = 16 << 20;
+
+/// The bound on chunks loading, for chunks of `1 << block_shift` bytes.
+fn load_limit(block_shift: u32) -> usize {
+    (LOAD_BYTES >> block_shift.min(usize::BITS - 1)).clamp(chunk_limit(), MAX_CHUNKS_IN_QUEUE)
+}
+
 /// Room in the lists of ended copies.  A load starts only while fewer than
 /// `chunk_limit()` chunks are loading and as many are in memory, so at
 /// most `2 * chunk_limit() - 1` copies have I/O in flight.  (`copy_chunk`
@@ -211,7 +221,8 @@ impl DiffArea {
     fn start_copy(self: &Arc<Self>, chunk: usize) -> Result {
         {
             let mut copies = self.copies.lock();
-            while copies.loading >= chunk_limit() || copies.in_memory >= chunk_limit() {
+            let loads = load_limit(self.chunks.block_shift);
+            while copies.loading >= loads || copies.in_memory >= chunk_limit() {
                 self.settled.wait(&mut copies);
             }
             copies.loading += 1;
