@@ -6,7 +6,7 @@
 
 use crate::tracker::Tracker;
 use kernel::{
-    block::{bdev::BlockDevice, bio::SubmittedBio, filter},
+    block::{bdev::BlockDevice, bio::FilteredBio, filter},
     prelude::*,
     sync::Arc,
     uaccess::UserPtr,
@@ -39,7 +39,7 @@ impl filter::Operations for TrackerFilter {
         crate::blkfilter_ctl::execute(tracker, cmd, buf, len)
     }
 
-    fn submit_bio(tracker: &Arc<Tracker>, bio: SubmittedBio) -> Option<SubmittedBio> {
+    fn submit_bio(tracker: &Arc<Tracker>, bio: FilteredBio) -> Option<FilteredBio> {
         tracker.submit_bio(bio)
     }
 }

@@ -29,7 +29,7 @@ use cow::{Copies, Ended, MAX_COPIES};
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
-        bio::{plug, BioList, BioSet, Operation, SubmittedBio},
+        bio::{plug, BioList, BioSet, Disk, DiskBio, Filtered, FilteredBio, Operation},
         forward::Forwarder,
     },
     new_condvar, new_mutex, new_spinlock,
@@ -46,7 +46,7 @@ const MAX_TOGETHER: usize = 64;
 
 /// A batch of one bio.  Without memory the bio is dropped, which ends it
 /// with an error, and the batch is empty.
-fn single(bio: SubmittedBio) -> KVec<SubmittedBio> {
+fn single(bio: DiskBio) -> KVec<DiskBio> {
     let mut v = KVec::new();
     let _ = v.push(bio, GFP_NOIO);
     v
@@ -104,15 +104,15 @@ struct Location {
 /// only while it is not.  Writes keep their order, which a zoned original
 /// needs.
 struct PendingQueue {
-    writes: BioList,
-    images: BioList,
+    writes: BioList<Filtered>,
+    images: BioList<Disk>,
 }
 
 impl PendingQueue {
     const fn new() -> Self {
         Self {
-            writes: BioList::new(true),
-            images: BioList::new(false),
+            writes: BioList::new(),
+            images: BioList::new(),
         }
     }
 }
@@ -293,13 +293,13 @@ impl DiffArea {
     }
 
     /// Queues a write to the original for the worker.
-    fn queue_write(self: &Arc<Self>, bio: SubmittedBio) {
+    fn queue_write(self: &Arc<Self>, bio: FilteredBio) {
         self.pending.lock().writes.push(bio);
         let _ = self.queues.copy.enqueue::<_, 0>(self.clone());
     }
 
     /// Queues image I/O for the worker.
-    fn queue_image(self: &Arc<Self>, bio: SubmittedBio) {
+    fn queue_image(self: &Arc<Self>, bio: DiskBio) {
         self.pending.lock().images.push(bio);
         let _ = self.queues.copy.enqueue::<_, 0>(self.clone());
     }

@@ -10,7 +10,7 @@
 use crate::{claims, diff_area::DiffArea, tracker::Tracker};
 use kernel::{
     block::{
-        bio::{Operation, Status, SubmittedBio},
+        bio::{DiskBio, Operation, Status},
         bio_disk::{self, BioDisk, BioDiskBuilder},
     },
     fmt::{self, Write},
@@ -32,7 +32,7 @@ pub(crate) struct ImageOps;
 impl bio_disk::Operations for ImageOps {
     type Data = Target;
 
-    fn submit_bio(target: &Target, bio: SubmittedBio) {
+    fn submit_bio(target: &Target, bio: DiskBio) {
         if bio.nr_sectors() == 0 {
             // A flush: our own writes are waited for as they are made.
             return bio.end(Status::Ok);

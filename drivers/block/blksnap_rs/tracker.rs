@@ -12,7 +12,7 @@ use crate::{
     params,
 };
 use kernel::{
-    block::{bdev::BlockDevice, bio::SubmittedBio},
+    block::{bdev::BlockDevice, bio::FilteredBio},
     new_mutex, new_spinlock,
     prelude::*,
     sync::{Arc, Mutex, SpinLock},
@@ -251,7 +251,7 @@ impl Tracker {
 
     /// The submit path of a bio to the device: marks what it changes, and
     /// returns it if it may go on now (see `DiffArea::write`).
-    pub(crate) fn submit_bio(&self, bio: SubmittedBio) -> Option<SubmittedBio> {
+    pub(crate) fn submit_bio(&self, bio: FilteredBio) -> Option<FilteredBio> {
         if let Some((sector, count)) = bio.changed_sectors() {
             let sector = sector.saturating_sub(self.start_sector);
             self.active.lock().mark_io(sector, count);

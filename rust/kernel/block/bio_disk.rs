@@ -7,7 +7,7 @@
 
 use crate::{
     bindings,
-    block::{bdev::IoGeometry, bio::SubmittedBio},
+    block::{bdev::IoGeometry, bio::DiskBio},
     error::{from_err_ptr, to_result},
     fmt::{self, Write},
     module::this_module,
@@ -28,7 +28,7 @@ pub trait Operations: Sized + 'static {
     ///
     /// Runs in the submitter's context; must not wait for bios it submits
     /// itself, which are only dispatched after it returns.
-    fn submit_bio(data: &Self::Data, bio: SubmittedBio);
+    fn submit_bio(data: &Self::Data, bio: DiskBio);
 }
 
 /// A builder for [`BioDisk`]: its size and I/O geometry; the name and the
@@ -43,7 +43,7 @@ pub trait Operations: Sized + 'static {
 ///
 /// ```
 /// use kernel::block::{
-///     bio::{Status, SubmittedBio},
+///     bio::{DiskBio, Status},
 ///     bio_disk::{self, BioDisk, BioDiskBuilder},
 /// };
 ///
@@ -54,7 +54,7 @@ pub trait Operations: Sized + 'static {
 /// impl bio_disk::Operations for Sink {
 ///     type Data = ();
 ///
-///     fn submit_bio(_data: &(), bio: SubmittedBio) {
+///     fn submit_bio(_data: &(), bio: DiskBio) {
 ///         bio.end(Status::Ok);
 ///     }
 /// }
@@ -229,8 +229,9 @@ impl<T: Operations> BioDisk<T> {
         // which lives until `drop` has deleted the disk, and deleting the disk
         // waits for every call to return.
         let data = unsafe { &*(*(*(*bio).bi_bdev).bd_disk).private_data.cast::<T::Data>() };
-        // SAFETY: The block layer hands us the bio's completion.
-        let bio = unsafe { SubmittedBio::from_raw(bio, false) };
+        // SAFETY: The block layer hands us the completion of a bio submitted
+        // to our disk.
+        let bio = unsafe { DiskBio::from_raw(bio) };
         T::submit_bio(data, bio);
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::{
     bindings,
-    block::{bdev::BlockDevice, bio::SubmittedBio},
+    block::{bdev::BlockDevice, bio::FilteredBio},
     error::{from_result, to_result, VTABLE_DEFAULT_ERROR},
     prelude::*,
     types::Opaque,
@@ -45,10 +45,10 @@ pub trait Operations: Sized + 'static {
     /// Looks at a bio before the device does.
     ///
     /// Returns the bio to let it go on, or keeps it and later passes it on
-    /// with [`SubmittedBio::resubmit`] or ends it.  Called in the submitter's
+    /// with [`FilteredBio::resubmit`] or ends it.  Called in the submitter's
     /// context with the queue entered; must not wait for I/O the filter
     /// submitted itself.
-    fn submit_bio(attachment: &Self::Attachment, bio: SubmittedBio) -> Option<SubmittedBio>;
+    fn submit_bio(attachment: &Self::Attachment, bio: FilteredBio) -> Option<FilteredBio>;
 }
 
 /// The state of one attachment, as the C side sees it.
@@ -133,7 +133,7 @@ impl<T: Operations> Adapter<T> {
         let attached = unsafe { Attached::<T>::from_raw(flt) };
         // SAFETY: The bio is in flight and the block layer hands its
         // completion to the filter; it came to a filter's `submit_bio`.
-        let bio = unsafe { SubmittedBio::from_raw(bio, true) };
+        let bio = unsafe { FilteredBio::from_raw(bio) };
         match T::submit_bio(&attached.data, bio) {
             Some(bio) => {
                 // Passed back: the block layer goes on with it.
@@ -151,7 +151,7 @@ impl<T: Operations> Adapter<T> {
 ///
 /// ```
 /// use kernel::{
-///     block::{bdev::BlockDevice, bio::SubmittedBio, filter},
+///     block::{bdev::BlockDevice, bio::FilteredBio, filter},
 ///     c_str,
 ///     sync::atomic::{Atomic, Relaxed},
 ///     ThisModule,
@@ -168,7 +168,7 @@ impl<T: Operations> Adapter<T> {
 ///         Ok(Atomic::new(0))
 ///     }
 ///
-///     fn submit_bio(count: &Atomic<usize>, bio: SubmittedBio) -> Option<SubmittedBio> {
+///     fn submit_bio(count: &Atomic<usize>, bio: FilteredBio) -> Option<FilteredBio> {
 ///         count.add(1, Relaxed);
 ///         Some(bio)
 ///     }

@@ -15,7 +15,7 @@ use crate::{
     bindings,
     block::{
         bdev::BlockDevice,
-        bio::{Bio, SubmittedBio},
+        bio::{Bio, Origin, SubmittedBio},
     },
     error::to_result,
     prelude::*,
@@ -119,7 +119,7 @@ impl PinnedDrop for Flight {
 /// ```
 /// use kernel::block::{
 ///     bdev::OpenedBlockDevice,
-///     bio::{Status, SubmittedBio},
+///     bio::{DiskBio, Status},
 ///     forward::Forwarder,
 /// };
 ///
@@ -129,7 +129,7 @@ impl PinnedDrop for Flight {
 /// }
 ///
 /// /// Sends `bio` to the same sector of the lower device, or fails it.
-/// fn pass_down(forwarder: &Forwarder<OpenedBlockDevice>, bio: SubmittedBio) {
+/// fn pass_down(forwarder: &Forwarder<OpenedBlockDevice>, bio: DiskBio) {
 ///     if let Err(bio) = forwarder.forward(bio, |lower, bio| Some((lower.bdev(), bio.sector()))) {
 ///         bio.end(Status::IoError);
 ///     }
@@ -195,11 +195,11 @@ impl<T: Send + Sync> Forwarder<T> {
     /// begins after it waits for the clone.  The bio is given back if a pause
     /// is in force, if `route` declines, or if there is no memory for the
     /// clone.
-    pub fn forward(
+    pub fn forward<O: Origin>(
         &self,
-        bio: SubmittedBio,
+        bio: SubmittedBio<O>,
         route: impl for<'t> FnOnce(&'t T, &Bio) -> Option<(&'t BlockDevice, u64)>,
-    ) -> core::result::Result<(), SubmittedBio> {
+    ) -> core::result::Result<(), SubmittedBio<O>> {
         if !self.flight.enter() {
             return Err(bio);
         }

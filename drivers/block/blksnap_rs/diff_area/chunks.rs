@@ -30,7 +30,7 @@
 
 use kernel::{
     block::{
-        bio::{BioList, SubmittedBio},
+        bio::{BioList, Filtered, FilteredBio},
         forward::Paused,
     },
     prelude::*,
@@ -41,7 +41,7 @@ use kernel::{
 /// copied chunk lives in difference storage.
 pub(crate) enum Chunk<L> {
     /// With the writes that wait for the load.
-    Loading(BioList),
+    Loading(BioList<Filtered>),
     InMemory(L),
     Stored(L),
     Failed,
@@ -90,7 +90,7 @@ impl<L: 'static> Locked<'_, L> {
 
     /// Parks `write` on chunk `chunk` until the chunk is loaded, or gives
     /// it back if the chunk is not loading.
-    pub(crate) fn park(&mut self, chunk: usize, write: SubmittedBio) -> Result<(), SubmittedBio> {
+    pub(crate) fn park(&mut self, chunk: usize, write: FilteredBio) -> Result<(), FilteredBio> {
         match self.0.get_mut(chunk) {
             Some(Chunk::Loading(parked)) => {
                 parked.push(write);
@@ -135,7 +135,7 @@ impl<L: 'static> ChunkTable<L> {
 
     /// Never copied -> `Loading`.
     pub(crate) fn start_load(&self, chunk: usize) -> Result {
-        let entry = KBox::new(Chunk::Loading(BioList::new(true)), GFP_NOIO)?;
+        let entry = KBox::new(Chunk::Loading(BioList::new()), GFP_NOIO)?;
         let mut locked = self.lock();
         if locked.get(chunk).is_some() {
             return Err(EINVAL);
@@ -148,7 +148,12 @@ impl<L: 'static> ChunkTable<L> {
 
     /// `Loading` -> `InMemory`: the old data is read, and goes to `at`.
     /// Returns the writes parked on the chunk.
-    pub(crate) fn loaded(&self, chunk: usize, at: L, _paused: &Paused<'_>) -> Result<BioList> {
+    pub(crate) fn loaded(
+        &self,
+        chunk: usize,
+        at: L,
+        _paused: &Paused<'_>,
+    ) -> Result<BioList<Filtered>> {
         let mut at = Some(at);
         let old = self.lock().change(chunk, |state| match state {
             Chunk::Loading(_) => at.take().map(Chunk::InMemory),
@@ -173,7 +178,7 @@ impl<L: 'static> ChunkTable<L> {
 
     /// `Loading` or `InMemory` -> `Failed`: the copy did not make it.
     /// Returns the writes that were parked on the chunk.
-    pub(crate) fn fail(&self, chunk: usize) -> Result<BioList> {
+    pub(crate) fn fail(&self, chunk: usize) -> Result<BioList<Filtered>> {
         let old = self.lock().change(chunk, |state| match state {
             Chunk::Loading(_) | Chunk::InMemory(_) => Some(Chunk::Failed),
             _ => None,
@@ -183,10 +188,10 @@ impl<L: 'static> ChunkTable<L> {
 }
 
 /// The writes parked on a chunk that was in state `old`.
-fn parked<L>(old: Chunk<L>) -> BioList {
+fn parked<L>(old: Chunk<L>) -> BioList<Filtered> {
     match old {
         Chunk::Loading(parked) => parked,
-        _ => BioList::new(true),
+        _ => BioList::new(),
     }
 }
 

@@ -24,7 +24,7 @@ use crate::{buffers, params};
 use kernel::{
     block::{
         bdev::OpenedBlockDevice,
-        bio::{page_io, plug, transfer_pages, BioList, Status, SubmittedBio},
+        bio::{page_io, plug, transfer_pages, BioList, Filtered, FilteredBio, Status},
         forward::Paused,
     },
     page::Page,
@@ -150,7 +150,7 @@ fn store(copy: &ChunkCopy) -> page_io::Io<'_> {
 impl DiffArea {
     /// The submit path of a write to the original: returns the bio if it may
     /// go on now, or keeps it until its chunks are copied.
-    pub(crate) fn write(self: &Arc<Self>, bio: SubmittedBio) -> Option<SubmittedBio> {
+    pub(crate) fn write(self: &Arc<Self>, bio: FilteredBio) -> Option<FilteredBio> {
         let Some((sector, count)) = bio.changed_sectors() else {
             return Some(bio);
         };
@@ -179,7 +179,7 @@ impl DiffArea {
 
     /// The copy worker's part of a queued write: starts the copies it needs
     /// and lets it go on once their loads ended.
-    pub(super) fn handle_write(self: &Arc<Self>, bio: SubmittedBio) {
+    pub(super) fn handle_write(self: &Arc<Self>, bio: FilteredBio) {
         if let Err(e) = self.start_copies(&bio) {
             self.fail(e);
         }
@@ -194,7 +194,7 @@ impl DiffArea {
 
     /// Starts copying every chunk that `bio` is about to change and that
     /// was never copied.
-    fn start_copies(self: &Arc<Self>, bio: &SubmittedBio) -> Result {
+    fn start_copies(self: &Arc<Self>, bio: &FilteredBio) -> Result {
         let Some((sector, count)) = bio.changed_sectors() else {
             return Ok(());
         };
@@ -323,7 +323,7 @@ impl DiffArea {
     }
 
     /// Waits until no chunk that `bio` is about to change is loading.
-    fn wait_loaded(&self, bio: &SubmittedBio) {
+    fn wait_loaded(&self, bio: &FilteredBio) {
         let Some((sector, count)) = bio.changed_sectors() else {
             return;
         };
@@ -342,7 +342,7 @@ impl DiffArea {
     /// Lets `write` go on if its chunks are safe: returns it.  Otherwise
     /// parks it on a chunk of it still loading, or queues it to the worker
     /// if one was never copied.
-    fn go_or_park(self: &Arc<Self>, write: SubmittedBio) -> Option<SubmittedBio> {
+    fn go_or_park(self: &Arc<Self>, write: FilteredBio) -> Option<FilteredBio> {
         let Some((sector, count)) = write.changed_sectors() else {
             return Some(write);
         };
@@ -367,7 +367,7 @@ impl DiffArea {
     }
 
     /// Lets the writes of `parked` go on, or parks them again.
-    fn release(self: &Arc<Self>, mut parked: BioList) {
+    fn release(self: &Arc<Self>, mut parked: BioList<Filtered>) {
         while let Some(write) = parked.pop() {
             if let Some(write) = self.go_or_park(write) {
                 write.resubmit();
@@ -382,7 +382,7 @@ impl DiffArea {
     /// Image reads forwarded to the original must end before that, so
     /// this needs forwarding paused: the pause waits for reads in flight,
     /// and reads forwarded after it see the chunk copied.
-    fn record(&self, copy: &ChunkCopy, paused: &Paused<'_>) -> Result<BioList> {
+    fn record(&self, copy: &ChunkCopy, paused: &Paused<'_>) -> Result<BioList<Filtered>> {
         self.reads.target().keep(&copy.device);
         let at = Location {
             device: copy.device.clone(),

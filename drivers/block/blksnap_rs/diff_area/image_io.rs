@@ -17,11 +17,11 @@
 //! touches first.
 
 use super::{chunks::Chunk, single, DiffArea, ReadTargets};
-use core::cell::{Cell, RefCell};
+use core::cell::Cell;
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
-        bio::{transfer_parts, Bio, Operation, Status, SubmittedBio},
+        bio::{batch::Batch, Bio, DiskBio, Operation, Status},
     },
     prelude::*,
     sync::Arc,
@@ -62,7 +62,7 @@ impl DiffArea {
 
     /// The submit path of a read or write of the image.  A read whose data
     /// lies in one place goes straight there; the rest is queued.
-    pub(crate) fn image_io(self: &Arc<Self>, bio: SubmittedBio) {
+    pub(crate) fn image_io(self: &Arc<Self>, bio: DiskBio) {
         let bio = if bio.operation() == Operation::Read {
             // A pause while chunks are recorded as copied orders this
             // against writes to them: see `record`.
@@ -101,7 +101,7 @@ impl DiffArea {
     /// parked on the chunk go on, while the read is in flight.  Copies
     /// change a chunk's state before they take `copies` to wake waiters, so
     /// looking under `copies` misses no wake-up.
-    fn wait_settled(&self, bios: &[SubmittedBio]) {
+    fn wait_settled(&self, bios: &[DiskBio]) {
         let mut copies = self.copies.lock();
         while bios.iter().any(|bio| self.touches_moving(bio)) {
             self.settled.wait(&mut copies);
@@ -124,7 +124,7 @@ impl DiffArea {
     fn plan_image_io(
         self: &Arc<Self>,
         index: usize,
-        bio: &SubmittedBio,
+        bio: &DiskBio,
         plan: &mut KVec<Transfer>,
     ) -> Result {
         let write = bio.operation().changes_data();
@@ -177,7 +177,7 @@ impl DiffArea {
     /// Serves image bios: all their transfers go out in parallel, and each
     /// bio ends once its own are done.  The caller batches only bios that
     /// may run in any order: reads, or a single write.
-    pub(super) fn handle_image_io(self: &Arc<Self>, bios: KVec<SubmittedBio>) {
+    pub(super) fn handle_image_io(self: &Arc<Self>, bios: KVec<DiskBio>) {
         if bios.is_empty() {
             return;
         }
@@ -193,42 +193,27 @@ impl DiffArea {
             // Cannot fail: room was reserved.
             let _ = failed.push(Cell::new(res.is_err()), GFP_NOIO);
         }
-        // Which bio each part sent belongs to.
-        let mut owners = KVec::new();
-        if owners.reserve(plan.len(), GFP_NOIO).is_err() {
-            return end_all(bios, Status::IoError);
-        }
-        let owners = RefCell::new(owners);
-        let sent = transfer_parts(
-            &self.bios,
-            |parts| {
-                for t in plan.iter().filter(|t| !failed[t.bio].get()) {
-                    let (bdev, at) = match &t.source {
-                        Source::Stored(device, at) => (device.bdev(), *at),
-                        Source::Original(at) => (self.original().bdev(), *at),
-                    };
-                    match parts.add(&bios[t.bio], t.offset, t.len, bdev, at) {
-                        Ok(_) => {
-                            // Cannot fail: room was reserved.
-                            if let Ok(mut owners) = owners.try_borrow_mut() {
-                                let _ = owners.push(t.bio, GFP_NOIO);
-                            }
-                        }
-                        Err(_) => failed[t.bio].set(true),
-                    }
+        // Each part is tagged with the failure flag of the bio it serves.
+        let ended = Batch::run(&self.bios, plan.len(), |batch| {
+            for t in plan.iter().filter(|t| !failed[t.bio].get()) {
+                let (bdev, at) = match &t.source {
+                    Source::Stored(device, at) => (device.bdev(), *at),
+                    Source::Original(at) => (self.original().bdev(), *at),
+                };
+                let flag = &failed[t.bio];
+                if batch
+                    .add(flag, &bios[t.bio], t.offset, t.len, bdev, at)
+                    .is_err()
+                {
+                    flag.set(true);
                 }
-            },
-            |part, good| {
-                let owner = owners.try_borrow().ok().and_then(|o| o.get(part).copied());
-                if let Some(bio) = owner {
-                    if !good {
-                        failed[bio].set(true);
-                    }
-                }
-            },
-        );
-        if sent.is_err() {
-            return end_all(bios, Status::IoError);
+            }
+        });
+        match ended {
+            Ok(parts) => parts
+                .filter(|part| part.result.is_err())
+                .for_each(|part| part.tag.set(true)),
+            Err(_) => return end_all(bios, Status::IoError),
         }
         // A failure meanwhile lets writes go on uncopied: one may have
         // reached a chunk these reads took from the original.
@@ -250,7 +235,7 @@ impl DiffArea {
     }
 
     /// Serves the image reads gathered in `reads`, keeping the vector.
-    pub(super) fn serve_reads(self: &Arc<Self>, reads: &mut KVec<SubmittedBio>) {
+    pub(super) fn serve_reads(self: &Arc<Self>, reads: &mut KVec<DiskBio>) {
         if reads.is_empty() {
             return;
         }
@@ -269,7 +254,7 @@ impl DiffArea {
     }
 }
 
-fn end_all(bios: KVec<SubmittedBio>, status: Status) {
+fn end_all(bios: KVec<DiskBio>, status: Status) {
     for bio in bios {
         bio.end(status);
     }

@@ -42,7 +42,10 @@
 //! }
 //! ```
 
-use super::{page_bio, BioSet};
+use super::{
+    set::{page_bio, SECTORS_PER_PAGE},
+    BioSet,
+};
 use crate::{bindings, block::bdev::BlockDevice, page::Page, prelude::*, sync::Arc};
 
 /// One I/O of [`submit`]: the first `sectors` sectors of `pages`, read from
@@ -91,7 +94,7 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Io<'a>) {
     while done < req.sectors {
         // Each bio takes as many pages as it can carry, from where the
         // last one stopped.
-        let first_page = (done / super::SECTORS_PER_PAGE) as usize;
+        let first_page = (done / SECTORS_PER_PAGE) as usize;
         let built = req.pages.get(first_page..).ok_or(EINVAL).and_then(|pages| {
             page_bio(
                 req.bios,

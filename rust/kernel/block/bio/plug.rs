@@ -14,7 +14,7 @@
 //! ```
 //! use kernel::block::bio::plug;
 //!
-//! fn send_all(bios: impl Iterator<Item = kernel::block::bio::SubmittedBio>) {
+//! fn send_all(bios: impl Iterator<Item = kernel::block::bio::FilteredBio>) {
 //!     plug::plugged(|| {
 //!         for bio in bios {
 //!             bio.resubmit();

@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Parts of bios sent at once and waited for together.
+//!
+//! A driver that serves a bio from several places (some sectors from one
+//! device, some from another) sends each stretch as a part: a clone of the
+//! bio, trimmed to the stretch and aimed at its device.  The parts of a
+//! [`Batch`] all run in parallel, and [`Batch::run`] returns once every part
+//! ended.  Each part carries a tag the caller chooses, and comes back with it
+//! and its own result, so the caller learns which of its bios failed without
+//! keeping a table of part numbers.
+//!
+//! The bios and devices a part uses are borrowed for the whole run, so nothing
+//! they own can go away while a part is in flight.  The batch is only lent to
+//! the caller's closure, and only by shared reference, so it can neither be
+//! forgotten with parts in flight nor swapped with the batch of another run.
+//!
+//! # Examples
+//!
+//! Reads the first half of `bio`'s sectors from `a` and the second half from
+//! `b`, and tells whether each half succeeded:
+//!
+//! ```
+//! use kernel::block::{bdev::BlockDevice, bio::{batch::Batch, Bio, BioSet}};
+//! use kernel::prelude::*;
+//!
+//! #[derive(Debug)]
+//! enum Half {
+//!     First,
+//!     Second,
+//! }
+//!
+//! fn read_halves(bios: &BioSet, bio: &Bio, a: &BlockDevice, b: &BlockDevice) -> Result {
+//!     let half = bio.nr_sectors() / 2;
+//!     let ended = Batch::run(bios, 2, |batch| {
+//!         // A part that cannot even be recorded is not sent.
+//!         let _ = batch.add(Half::First, bio, 0, half, a, 0);
+//!         let _ = batch.add(Half::Second, bio, half, bio.nr_sectors() - half, b, 0);
+//!     })?;
+//!     for part in ended {
+//!         if let Err(e) = part.result {
+//!             pr_warn!("{:?} half failed: {:?}\n", part.tag, e);
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
+
+use super::{Bio, BioSet};
+use crate::{
+    alloc::{allocator::Kmalloc, IntoIter},
+    bindings,
+    block::bdev::BlockDevice,
+    error::to_result,
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Full, Relaxed},
+        Completion,
+    },
+};
+use core::{cell::RefCell, marker::PhantomData, ptr::NonNull};
+
+/// What the parts of one [`Batch::run`] share while in flight.
+#[pin_data]
+struct InFlight {
+    /// Parts not ended yet, plus one while parts are being added.
+    remaining: Atomic<usize>,
+    #[pin]
+    done: Completion,
+}
+
+/// One part of a batch: how it ended, once it did, and its clone until then.
+struct Part<T> {
+    ended: Ended<T>,
+    /// The clone in flight, or `None` if the part was not sent.
+    clone: Option<NonNull<bindings::bio>>,
+}
+
+/// A part of a batch once every part ended.
+pub struct Ended<T> {
+    /// The tag the part was added with.
+    pub tag: T,
+    /// Whether the part's I/O succeeded, or why it failed or was not sent.
+    pub result: Result,
+}
+
+/// The parts of a batch once every part ended, in the order they were added.
+///
+/// It borrows nothing of the batch: the parts' I/O is over.
+pub struct EndedParts<T>(IntoIter<Part<T>, Kmalloc>);
+
+impl<T> Iterator for EndedParts<T> {
+    type Item = Ended<T>;
+
+    fn next(&mut self) -> Option<Ended<T>> {
+        self.0.next().map(|part| part.ended)
+    }
+}
+
+/// Parts of bios in flight together; see the [module documentation](self).
+///
+/// # Invariants
+///
+/// `state` points to the `InFlight` of the running [`Batch::run`] call,
+/// which outlives this object.  Each clone in `parts` was submitted with
+/// `state` as its private data and is put only by [`Batch::run`], after all
+/// parts ended.
+pub struct Batch<'b, T> {
+    state: *const InFlight,
+    bios: &'b BioSet,
+    parts: RefCell<KVec<Part<T>>>,
+    _borrows: PhantomData<&'b Bio>,
+}
+
+impl<'b, T> Batch<'b, T> {
+    /// Runs `send`, which adds parts to a new batch with bios from `bios`,
+    /// waits until every part ended, and returns the parts in the order they
+    /// were added.
+    ///
+    /// Room for `expected` parts is made before `send` runs, so adding that
+    /// many cannot fail.  Fails with `ENOMEM`, before anything is sent, if
+    /// that room cannot be had.
+    pub fn run(
+        bios: &'b BioSet,
+        expected: usize,
+        send: impl FnOnce(&Self),
+    ) -> Result<EndedParts<T>> {
+        let state = KBox::pin_init(
+            pin_init!(InFlight {
+                remaining: Atomic::new(1),
+                done <- Completion::new(),
+            }),
+            GFP_NOIO,
+        )?;
+        let mut parts = KVec::new();
+        parts.reserve(expected, GFP_NOIO)?;
+        // INVARIANT: `state` is boxed and outlives `batch`: this function
+        // waits below for every part that used it.
+        let batch = Self {
+            state: &*state,
+            bios,
+            parts: RefCell::new(parts),
+            _borrows: PhantomData,
+        };
+        send(&batch);
+        // Drop the count held while adding; the last part to end completes.
+        if state.remaining.fetch_sub(1, Full) != 1 {
+            state.done.wait_for_completion();
+        }
+        let mut parts = batch.parts.into_inner();
+        for part in parts.iter_mut() {
+            if let Some(clone) = part.clone.take() {
+                let c = clone.as_ptr();
+                // SAFETY: Every part ended; the clone is still ours: read its
+                // status and put it.
+                let errno = unsafe {
+                    let errno = bindings::blk_status_to_errno((*c).bi_status);
+                    bindings::bio_put(c);
+                    errno
+                };
+                part.ended.result = to_result(errno);
+            }
+        }
+        Ok(EndedParts(parts.into_iter()))
+    }
+
+    /// Sends `sectors` sectors of `bio`'s data, from `offset` sectors into
+    /// it, to or from `sector` of `bdev`, without waiting; the I/O skips the
+    /// filter of `bdev` once.
+    ///
+    /// The part comes back from [`Batch::run`] with `tag` and its result;
+    /// a part that cannot be sent (a range outside the bio, no memory for the
+    /// clone) comes back with the error.  Fails with `ENOMEM`, dropping `tag`
+    /// and sending nothing, only if more parts than expected are added and
+    /// there is no memory to record one more.
+    pub fn add(
+        &self,
+        tag: T,
+        bio: &'b Bio,
+        offset: u64,
+        sectors: u64,
+        bdev: &'b BlockDevice,
+        sector: u64,
+    ) -> Result {
+        // Only `add` borrows, and it does not call itself: this cannot fail,
+        // and `try_` keeps panics out of the I/O path.
+        let mut parts = self.parts.try_borrow_mut().map_err(|_| EBUSY)?;
+        parts.reserve(1, GFP_NOIO)?;
+        let sent = self.send(bio, offset, sectors, bdev, sector);
+        let part = Part {
+            clone: sent.as_ref().ok().copied(),
+            ended: Ended {
+                tag,
+                result: sent.map(|_| ()),
+            },
+        };
+        // Cannot fail: room was reserved above.
+        let _ = parts.push(part, GFP_NOIO);
+        Ok(())
+    }
+
+    /// Clones the stretch of `bio` and submits the clone as a part.
+    fn send(
+        &self,
+        bio: &'b Bio,
+        offset: u64,
+        sectors: u64,
+        bdev: &'b BlockDevice,
+        sector: u64,
+    ) -> Result<NonNull<bindings::bio>> {
+        if offset.checked_add(sectors).ok_or(EINVAL)? > bio.nr_sectors() || sectors == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: The source bio is valid for `'b`; the bio set outlives the
+        // clone, which `run` puts before it returns.
+        let clone = NonNull::new(unsafe {
+            bindings::bio_alloc_clone(
+                bdev.as_raw(),
+                bio.raw(),
+                bindings::GFP_NOIO,
+                self.bios.as_raw(),
+            )
+        })
+        .ok_or(ENOMEM)?;
+        let c = clone.as_ptr();
+        // SAFETY: `c` is a new clone we own, not submitted; the range was
+        // checked against the bio's size above.  `state` is valid for the
+        // whole `run` call (type invariant), which waits for this part to
+        // end; what the clone points to is borrowed for `'b`, which outlasts
+        // that call.
+        unsafe {
+            bindings::bio_trim(c, offset, sectors);
+            (*c).bi_iter.bi_sector = sector;
+            (*c).bi_flags |= 1u16 << bindings::BIO_FILTERED;
+            (*self.state).remaining.add(1, Relaxed);
+            (*c).bi_private = self.state.cast_mut().cast();
+            (*c).bi_end_io = Some(part_end_io);
+            bindings::submit_bio(c);
+        }
+        Ok(clone)
+    }
+}
+
+/// Ends one part of a batch.
+///
+/// # Safety
+///
+/// `bio` is a clone sent by [`Batch::add`], ending now.
+unsafe extern "C" fn part_end_io(bio: *mut bindings::bio) {
+    // SAFETY: The private data is the `InFlight` of the run, which waits for
+    // this part before it goes away.
+    let state = unsafe { &*((*bio).bi_private as *const InFlight) };
+    if state.remaining.fetch_sub(1, Full) == 1 {
+        state.done.complete_all();
+    }
+}

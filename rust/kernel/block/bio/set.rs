@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A driver's own pool of bios, and synchronous I/O of pages with it.
+//!
+//! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
+
+use crate::{
+    bindings, block::bdev::BlockDevice, error::to_result, page::Page, prelude::*, types::Opaque,
+};
+use core::ptr::NonNull;
+
+/// A driver's own pool of bios (`struct bio_set`), for the I/O it makes:
+/// [`transfer_pages`], [`super::batch::Batch`] and [`super::page_io`]
+/// take their bios from it.  With
+/// `GFP_NOIO` an allocation waits for a bio of the pool to come back rather
+/// than fail, so the driver's I/O goes on when memory is short, without
+/// taking from a pool that other code counts on, such as `fs_bio_set`.
+///
+/// # Invariants
+///
+/// `set` is initialised with bio vectors, and is exited only by `drop`,
+/// after every bio from it was put: [`transfer_pages`] and
+/// [`super::batch::Batch`] put theirs before they return, and
+/// [`super::page_io`] borrows the set from an owner it keeps until its I/O
+/// ended.
+#[pin_data(PinnedDrop)]
+pub struct BioSet {
+    #[pin]
+    set: Opaque<bindings::bio_set>,
+}
+
+// SAFETY: A bio set is used through the C API, which locks as it needs.
+unsafe impl Send for BioSet {}
+// SAFETY: As for `Send`.
+unsafe impl Sync for BioSet {}
+
+impl BioSet {
+    /// A bio set that keeps `reserve` bios for when memory is short.
+    pub fn new(reserve: u32) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            set <- Opaque::try_ffi_init(move |slot: *mut bindings::bio_set| {
+                // SAFETY: `slot` is valid, uninitialised memory for a bio set,
+                // which `bioset_init` expects zeroed.
+                to_result(unsafe {
+                    core::ptr::write_bytes(slot, 0, 1);
+                    // The enum constant is unsigned, the argument a C `int`.
+                    let flags = bindings::BIOSET_NEED_BVECS as crate::ffi::c_int;
+                    bindings::bioset_init(slot, reserve, 0, flags)
+                })
+            }),
+        })
+    }
+
+    pub(super) fn as_raw(&self) -> *mut bindings::bio_set {
+        self.set.get()
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for BioSet {
+    fn drop(self: Pin<&mut Self>) {
+        // SAFETY: Initialised by the type invariant, and no bio from it is in
+        // use any more.
+        unsafe { bindings::bioset_exit(self.set.get()) };
+    }
+}
+
+/// Largest number of pages one bio carries.
+pub(super) const BIO_MAX_PAGES: usize = bindings::BIO_MAX_VECS as usize;
+
+/// Sectors in a page.
+pub(super) const SECTORS_PER_PAGE: u64 = (bindings::PAGE_SIZE >> crate::block::SECTOR_SHIFT) as u64;
+
+/// Builds a bio that reads (`write == false`) or writes the first `sectors`
+/// sectors of `pages` (at most `BIO_MAX_PAGES` of them are used) at
+/// `sector` of `bdev`, skipping the filter of `bdev` once.  Returns the bio,
+/// not yet submitted, and the number of sectors it moves.
+///
+/// The caller must keep `pages` and `bdev` alive until the bio ends.
+pub(super) fn page_bio(
+    bios: &BioSet,
+    bdev: &BlockDevice,
+    write: bool,
+    sector: u64,
+    pages: &[Page],
+    sectors: u64,
+) -> Result<(NonNull<bindings::bio>, u64)> {
+    let npages = (sectors.div_ceil(SECTORS_PER_PAGE) as usize).min(BIO_MAX_PAGES);
+    if npages > pages.len() || sectors == 0 {
+        return Err(EINVAL);
+    }
+    let op = if write {
+        bindings::req_op_REQ_OP_WRITE
+    } else {
+        bindings::req_op_REQ_OP_READ
+    };
+    // SAFETY: `bdev` is valid; `bios` outlives the bio, which the callers
+    // put before they return.
+    let bio = NonNull::new(unsafe {
+        bindings::bio_alloc_bioset(
+            bdev.as_raw(),
+            npages as u16,
+            op,
+            bindings::GFP_NOIO,
+            bios.as_raw(),
+        )
+    })
+    .ok_or(ENOMEM)?;
+    let raw = bio.as_ptr();
+    let mut done = 0u64;
+    for page in &pages[..npages] {
+        let len = (sectors - done).min(SECTORS_PER_PAGE);
+        let bytes = (len << crate::block::SECTOR_SHIFT) as u32;
+        // SAFETY: `raw` is ours, with room for `npages` pages; the caller
+        // keeps `page` alive until the bio ends.
+        let added = unsafe { bindings::bio_add_page(raw, page.as_ptr(), bytes, 0) };
+        if added != bytes as i32 {
+            // SAFETY: `raw` is ours and was never submitted.
+            unsafe { bindings::bio_put(raw) };
+            return Err(EIO);
+        }
+        done += len;
+    }
+    // SAFETY: `raw` is ours and not submitted yet.
+    unsafe {
+        (*raw).bi_iter.bi_sector = sector;
+        (*raw).bi_flags |= 1u16 << bindings::BIO_FILTERED;
+    }
+    Ok((bio, done))
+}
+
+/// Reads (`write == false`) or writes the first `sectors` sectors of `pages`
+/// at `sector` of `bdev`, and waits for the I/O, with bios from `bios`.  The
+/// I/O skips the filter of `bdev`: this is for a filter's own reads and
+/// writes.
+pub fn transfer_pages(
+    bios: &BioSet,
+    bdev: &BlockDevice,
+    write: bool,
+    sector: u64,
+    pages: &[Page],
+    sectors: u64,
+) -> Result {
+    let mut done = 0u64;
+    let mut page = 0;
+    while done < sectors {
+        let rest = pages.get(page..).ok_or(EINVAL)?;
+        let (bio, n) = page_bio(bios, bdev, write, sector + done, rest, sectors - done)?;
+        // SAFETY: `bio` is ours until `bio_put`; its pages and device outlive
+        // the wait.
+        let ret = unsafe {
+            let ret = bindings::submit_bio_wait(bio.as_ptr());
+            bindings::bio_put(bio.as_ptr());
+            ret
+        };
+        to_result(ret)?;
+        done += n;
+        page += BIO_MAX_PAGES;
+    }
+    Ok(())
+}
