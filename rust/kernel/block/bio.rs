@@ -49,7 +49,8 @@ impl Operation {
     }
 }
 
-/// A bio (`struct bio`) seen by a block device filter while it is submitted.
+/// A bio (`struct bio`) in flight, as a filter or a bio-based disk sees it
+/// while it is submitted: the view shared by every [`SubmittedBio`].
 ///
 /// # Invariants
 ///

@@ -45,7 +45,8 @@ pub trait Operations: Sized + 'static {
     /// Looks at a bio before the device does.
     ///
     /// Returns the bio to let it go on, or keeps it and later passes it on
-    /// with [`FilteredBio::resubmit`] or ends it.  Called in the submitter's
+    /// with [`FilteredBio::resubmit`] or ends it.  (A different bio handed
+    /// back is resubmitted, and the one given counts as kept.)  Called in the submitter's
     /// context with the queue entered; must not wait for I/O the filter
     /// submitted itself.
     fn submit_bio(attachment: &Self::Attachment, bio: FilteredBio) -> Option<FilteredBio>;
@@ -133,12 +134,19 @@ impl<T: Operations> Adapter<T> {
         let attached = unsafe { Attached::<T>::from_raw(flt) };
         // SAFETY: The bio is in flight and the block layer hands its
         // completion to the filter; it came to a filter's `submit_bio`.
-        let bio = unsafe { FilteredBio::from_raw(bio) };
-        match T::submit_bio(&attached.data, bio) {
-            Some(bio) => {
+        let given = unsafe { FilteredBio::from_raw(bio) };
+        match T::submit_bio(&attached.data, given) {
+            Some(back) if back.raw() == bio => {
                 // Passed back: the block layer goes on with it.
-                bio.into_raw();
+                back.into_raw();
                 false
+            }
+            Some(other) => {
+                // Another bio the filter held: the given one is the filter's
+                // now, and the block layer must not go on with it.  The one
+                // handed back goes on as if it had been resubmitted.
+                other.resubmit();
+                true
             }
             None => true,
         }

@@ -15,7 +15,7 @@ use crate::{
     bindings,
     block::{
         bdev::BlockDevice,
-        bio::{Bio, Origin, SubmittedBio},
+        bio::{Bio, DiskBio},
     },
     error::to_result,
     prelude::*,
@@ -195,11 +195,11 @@ impl<T: Send + Sync> Forwarder<T> {
     /// begins after it waits for the clone.  The bio is given back if a pause
     /// is in force, if `route` declines, or if there is no memory for the
     /// clone.
-    pub fn forward<O: Origin>(
+    pub fn forward(
         &self,
-        bio: SubmittedBio<O>,
+        bio: DiskBio,
         route: impl for<'t> FnOnce(&'t T, &Bio) -> Option<(&'t BlockDevice, u64)>,
-    ) -> core::result::Result<(), SubmittedBio<O>> {
+    ) -> core::result::Result<(), DiskBio> {
         if !self.flight.enter() {
             return Err(bio);
         }

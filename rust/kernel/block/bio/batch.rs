@@ -10,10 +10,16 @@
 //! and its own result, so the caller learns which of its bios failed without
 //! keeping a table of part numbers.
 //!
-//! The bios and devices a part uses are borrowed for the whole run, so nothing
-//! they own can go away while a part is in flight.  The batch is only lent to
-//! the caller's closure, and only by shared reference, so it can neither be
-//! forgotten with parts in flight nor swapped with the batch of another run.
+//! The bios and devices a part uses are borrowed for the whole run (`'b` is
+//! invariant, so the closure cannot shorten it to lend something of its
+//! own), so nothing they own can go away while a part is in flight.  The
+//! batch is only lent to the caller's closure, and only by shared reference,
+//! so it can neither be forgotten with parts in flight nor swapped with the
+//! batch of another run.
+//!
+//! [`Batch::run`] waits for I/O: it must not be called where a bio is being
+//! submitted (a filter's or a disk's `submit_bio`), only from a task that
+//! may sleep, such as a work item.
 //!
 //! # Examples
 //!
@@ -97,7 +103,13 @@ impl<T> Iterator for EndedParts<T> {
     fn next(&mut self) -> Option<Ended<T>> {
         self.0.next().map(|part| part.ended)
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
 }
+
+impl<T> ExactSizeIterator for EndedParts<T> {}
 
 /// Parts of bios in flight together; see the [module documentation](self).
 ///
@@ -111,7 +123,10 @@ pub struct Batch<'b, T> {
     state: *const InFlight,
     bios: &'b BioSet,
     parts: RefCell<KVec<Part<T>>>,
-    _borrows: PhantomData<&'b Bio>,
+    /// Makes `'b` invariant: a covariant `'b` would let the closure shrink it
+    /// and add a part with a bio or a device that dies before the part
+    /// ended.
+    _borrows: PhantomData<fn(&'b Bio) -> &'b Bio>,
 }
 
 impl<'b, T> Batch<'b, T> {
@@ -174,7 +189,8 @@ impl<'b, T> Batch<'b, T> {
     /// a part that cannot be sent (a range outside the bio, no memory for the
     /// clone) comes back with the error.  Fails with `ENOMEM`, dropping `tag`
     /// and sending nothing, only if more parts than expected are added and
-    /// there is no memory to record one more.
+    /// there is no memory to record one more (and with `EBUSY`, which cannot
+    /// happen, if the batch's list of parts were in use).
     pub fn add(
         &self,
         tag: T,
