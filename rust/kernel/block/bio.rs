@@ -12,7 +12,7 @@ pub mod page_io;
 pub mod plug;
 mod set;
 
-pub use set::{transfer_pages, BioSet};
+pub use set::{transfer_pages, BioSet, PageIo};
 
 /// What a bio asks the device to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

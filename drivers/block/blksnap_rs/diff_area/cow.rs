@@ -24,7 +24,7 @@ use crate::{buffers, params};
 use kernel::{
     block::{
         bdev::OpenedBlockDevice,
-        bio::{page_io, plug, transfer_pages, BioList, Filtered, FilteredBio, Status},
+        bio::{page_io, plug, transfer_pages, BioList, Filtered, FilteredBio, PageIo, Status},
         forward::Paused,
     },
     page::Page,
@@ -124,8 +124,8 @@ impl page_io::Owner for ChunkCopy {
 }
 
 /// The load of `copy`: its chunk of the original into its pages.
-fn load(copy: &ChunkCopy) -> page_io::Io<'_> {
-    page_io::Io {
+fn load(copy: &ChunkCopy) -> PageIo<'_> {
+    PageIo {
         bios: &copy.area.bios,
         bdev: copy.area.original().bdev(),
         write: false,
@@ -136,8 +136,8 @@ fn load(copy: &ChunkCopy) -> page_io::Io<'_> {
 }
 
 /// The store of `copy`: its pages to its place in difference storage.
-fn store(copy: &ChunkCopy) -> page_io::Io<'_> {
-    page_io::Io {
+fn store(copy: &ChunkCopy) -> PageIo<'_> {
+    PageIo {
         bios: &copy.area.bios,
         bdev: copy.device.bdev(),
         write: true,
@@ -504,27 +504,11 @@ impl DiffArea {
                 return Err(e);
             }
         };
-        let res = transfer_pages(
-            &self.bios,
-            self.original().bdev(),
-            false,
-            copy.start,
-            &copy.pages,
-            copy.sectors,
-        )
-        .and_then(|()| self.record(&copy, &self.reads.pause()))
-        .map(|parked| self.release(parked))
-        .and_then(|()| {
-            transfer_pages(
-                &self.bios,
-                copy.device.bdev(),
-                true,
-                copy.at,
-                &copy.pages,
-                copy.sectors,
-            )
-        })
-        .and_then(|()| self.chunk_states.stored(chunk));
+        let res = transfer_pages(load(&copy))
+            .and_then(|()| self.record(&copy, &self.reads.pause()))
+            .map(|parked| self.release(parked))
+            .and_then(|()| transfer_pages(store(&copy)))
+            .and_then(|()| self.chunk_states.stored(chunk));
         match res {
             Ok(()) => self.finish(copy, Stage::Loading),
             Err(e) => self.abandon(copy, e, Stage::Loading),

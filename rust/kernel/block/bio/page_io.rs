@@ -12,7 +12,7 @@
 //! # Examples
 //!
 //! ```
-//! use kernel::block::{bdev::BlockDevice, bio::{page_io, BioSet}};
+//! use kernel::block::{bdev::BlockDevice, bio::{page_io, BioSet, PageIo}};
 //! use kernel::{page::Page, prelude::*, sync::Arc};
 //!
 //! struct Copy<'d> {
@@ -31,7 +31,7 @@
 //! }
 //!
 //! fn start(copy: Arc<Copy<'static>>) {
-//!     page_io::submit(copy, |c| page_io::Io {
+//!     page_io::submit(copy, |c| PageIo {
 //!         bios: c.bios,
 //!         bdev: c.from,
 //!         write: false,
@@ -42,31 +42,10 @@
 //! }
 //! ```
 
-use super::{
-    set::{page_bio, SECTORS_PER_PAGE},
-    BioSet,
-};
-use crate::{bindings, block::bdev::BlockDevice, page::Page, prelude::*, sync::Arc};
+use super::{set::page_bio, PageIo};
+use crate::{bindings, sync::Arc};
 
-/// One I/O of [`submit`]: the first `sectors` sectors of `pages`, read from
-/// (`write == false`) or written to `sector` of `bdev`, with bios from
-/// `bios`.
-pub struct Io<'a> {
-    /// Where the bios come from.
-    pub bios: &'a BioSet,
-    /// The device the I/O goes to.  The I/O skips its filter once.
-    pub bdev: &'a BlockDevice,
-    /// Whether the pages are written to the device, or read into.
-    pub write: bool,
-    /// First sector on the device.
-    pub sector: u64,
-    /// The pages; the I/O uses as many as `sectors` needs.
-    pub pages: &'a [Page],
-    /// How many sectors move.
-    pub sectors: u64,
-}
-
-/// An object that owns what an [`Io`] borrows, and is told when it ended.
+/// An object that owns what a [`PageIo`] borrows, and is told when it ended.
 ///
 /// `'static`: what the I/O borrows must not be borrowed from somewhere else,
 /// which could go away while the I/O is in flight.
@@ -83,7 +62,7 @@ pub trait Owner: Send + Sync + Sized + 'static {
 /// the last, and keeps `owner` until all of them ended; then calls
 /// `T::io_ended` with it.  If the I/O cannot be built, `T::io_ended` is
 /// called with `false` (from here, or once the bios already sent ended).
-pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Io<'a>) {
+pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> PageIo<'a>) {
     let raw_owner = Arc::into_raw(owner);
     // SAFETY: `raw_owner` holds a reference until `page_io_end` or the error
     // path below takes it back, so the borrow lives as long as the bios.
@@ -94,18 +73,7 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Io<'a>) {
     while done < req.sectors {
         // Each bio takes as many pages as it can carry, from where the
         // last one stopped.
-        let first_page = (done / SECTORS_PER_PAGE) as usize;
-        let built = req.pages.get(first_page..).ok_or(EINVAL).and_then(|pages| {
-            page_bio(
-                req.bios,
-                req.bdev,
-                req.write,
-                req.sector + done,
-                pages,
-                req.sectors - done,
-            )
-        });
-        let Ok((bio, n)) = built else {
+        let Ok((bio, n)) = page_bio(&req, done) else {
             failed = true;
             break;
         };

@@ -71,25 +71,39 @@ pub(super) const BIO_MAX_PAGES: usize = bindings::BIO_MAX_VECS as usize;
 /// Sectors in a page.
 pub(super) const SECTORS_PER_PAGE: u64 = (bindings::PAGE_SIZE >> crate::block::SECTOR_SHIFT) as u64;
 
-/// Builds a bio that reads (`write == false`) or writes the first `sectors`
-/// sectors of `pages` (at most `BIO_MAX_PAGES` of them are used) at
-/// `sector` of `bdev`, skipping the filter of `bdev` once.  Returns the bio,
-/// not yet submitted, and the number of sectors it moves.
+/// I/O of a driver's own pages: the first `sectors` sectors of `pages`,
+/// read from (`write == false`) or written to `sector` of `bdev`, with bios
+/// from `bios`.  It skips the filter of `bdev` once: this is for a filter's
+/// own reads and writes.
+pub struct PageIo<'a> {
+    /// Where the bios come from.
+    pub bios: &'a BioSet,
+    /// The device the I/O goes to.
+    pub bdev: &'a BlockDevice,
+    /// Whether the pages are written to the device, or read into.
+    pub write: bool,
+    /// First sector on the device.
+    pub sector: u64,
+    /// The pages; the I/O uses as many as `sectors` needs.
+    pub pages: &'a [Page],
+    /// How many sectors move.
+    pub sectors: u64,
+}
+
+/// Builds the bio of `io` that starts `done` sectors into it: as many of
+/// the remaining pages as one bio carries.  Returns the bio, not yet
+/// submitted, and the number of sectors it moves.
 ///
-/// The caller must keep `pages` and `bdev` alive until the bio ends.
-pub(super) fn page_bio(
-    bios: &BioSet,
-    bdev: &BlockDevice,
-    write: bool,
-    sector: u64,
-    pages: &[Page],
-    sectors: u64,
-) -> Result<(NonNull<bindings::bio>, u64)> {
+/// The caller must keep what `io` borrows alive until the bio ends.
+pub(super) fn page_bio(io: &PageIo<'_>, done: u64) -> Result<(NonNull<bindings::bio>, u64)> {
+    let first = usize::try_from(done / SECTORS_PER_PAGE).map_err(|_| EINVAL)?;
+    let pages = io.pages.get(first..).ok_or(EINVAL)?;
+    let sectors = io.sectors.checked_sub(done).ok_or(EINVAL)?;
     let npages = (sectors.div_ceil(SECTORS_PER_PAGE) as usize).min(BIO_MAX_PAGES);
-    if npages > pages.len() || sectors == 0 {
+    if npages > pages.len() || sectors == 0 || done % SECTORS_PER_PAGE != 0 {
         return Err(EINVAL);
     }
-    let op = if write {
+    let op = if io.write {
         bindings::req_op_REQ_OP_WRITE
     } else {
         bindings::req_op_REQ_OP_READ
@@ -98,18 +112,18 @@ pub(super) fn page_bio(
     // put before they return.
     let bio = NonNull::new(unsafe {
         bindings::bio_alloc_bioset(
-            bdev.as_raw(),
+            io.bdev.as_raw(),
             npages as u16,
             op,
             bindings::GFP_NOIO,
-            bios.as_raw(),
+            io.bios.as_raw(),
         )
     })
     .ok_or(ENOMEM)?;
     let raw = bio.as_ptr();
-    let mut done = 0u64;
+    let mut moved = 0u64;
     for page in &pages[..npages] {
-        let len = (sectors - done).min(SECTORS_PER_PAGE);
+        let len = (sectors - moved).min(SECTORS_PER_PAGE);
         let bytes = (len << crate::block::SECTOR_SHIFT) as u32;
         // SAFETY: `raw` is ours, with room for `npages` pages; the caller
         // keeps `page` alive until the bio ends.
@@ -119,33 +133,21 @@ pub(super) fn page_bio(
             unsafe { bindings::bio_put(raw) };
             return Err(EIO);
         }
-        done += len;
+        moved += len;
     }
     // SAFETY: `raw` is ours and not submitted yet.
     unsafe {
-        (*raw).bi_iter.bi_sector = sector;
+        (*raw).bi_iter.bi_sector = io.sector + done;
         (*raw).bi_flags |= 1u16 << bindings::BIO_FILTERED;
     }
-    Ok((bio, done))
+    Ok((bio, moved))
 }
 
-/// Reads (`write == false`) or writes the first `sectors` sectors of `pages`
-/// at `sector` of `bdev`, and waits for the I/O, with bios from `bios`.  The
-/// I/O skips the filter of `bdev`: this is for a filter's own reads and
-/// writes.
-pub fn transfer_pages(
-    bios: &BioSet,
-    bdev: &BlockDevice,
-    write: bool,
-    sector: u64,
-    pages: &[Page],
-    sectors: u64,
-) -> Result {
+/// Does `io` and waits for it.
+pub fn transfer_pages(io: PageIo<'_>) -> Result {
     let mut done = 0u64;
-    let mut page = 0;
-    while done < sectors {
-        let rest = pages.get(page..).ok_or(EINVAL)?;
-        let (bio, n) = page_bio(bios, bdev, write, sector + done, rest, sectors - done)?;
+    while done < io.sectors {
+        let (bio, n) = page_bio(&io, done)?;
         // SAFETY: `bio` is ours until `bio_put`; its pages and device outlive
         // the wait.
         let ret = unsafe {
@@ -155,7 +157,6 @@ pub fn transfer_pages(
         };
         to_result(ret)?;
         done += n;
-        page += BIO_MAX_PAGES;
     }
     Ok(())
 }
