@@ -87,6 +87,15 @@ def parse_selftests(text, tally):
         tally.add("fail", program, "output ends inside this program (guest died?)")
 
 
+# Documentation examples of the kernel crate run as one KUnit suite.  Those
+# of the files our patches add or change (patches/0005*) count one by one;
+# the upstream ones count as one case, failed by any failing example.
+DOCTESTS = "rust_doctests_kernel"
+OUR_DOCTESTS = re.compile(
+    r"rust_doctest_kernel_(block_(bdev|bio|filter|forward|freeze)|uuid|capability|"
+    r"transmute|workqueue|module_param)")
+
+
 def parse_kunit(console, tally):
     """Leaf KUnit cases sit one level deep: four spaces, then ok/not ok.
 
@@ -112,7 +121,12 @@ def parse_kunit(console, tally):
             else:
                 outcome = "ok" if status == "ok" else "fail"
             runs.setdefault(f"{suite}.{name}" if suite else name, []).append((outcome, directive))
+    upstream = {"ok": 0, "skip": 0}
     for name, outcomes in runs.items():
+        if name.startswith(DOCTESTS + ".") and not OUR_DOCTESTS.search(name):
+            if not any(o == "fail" for o, _ in outcomes):
+                upstream["skip" if all(o == "skip" for o, _ in outcomes) else "ok"] += 1
+                continue
         n = len(outcomes)
         times = f"{n} runs" if n > 1 else ""
         failed = [d for o, d in outcomes if o == "fail"]
@@ -123,6 +137,9 @@ def parse_kunit(console, tally):
             tally.add("skip", f"kunit: {name}", outcomes[0][1])
         else:
             tally.add("ok", f"kunit: {name}", times)
+    if upstream["ok"] or upstream["skip"]:
+        tally.add("ok", f"kunit: {DOCTESTS}: upstream examples",
+                  f"{upstream['ok']} passed, {upstream['skip']} skipped")
     return suites
 
 
@@ -145,6 +162,13 @@ def self_test():
         ("reads lines stamped with the uptime", "",
          "# selftest: s:p\n[3.25] 1..2\n[3.50] ok 1 a\n[4.00] not ok 2 b\n# exit: 1 s:p\n"
          "BLKSNAP-RUN-END\n", (2, 1, 0)),
+        ("counts upstream examples as one case",
+         "    # Subtest: rust_doctests_kernel\n    ok 1 rust_doctest_kernel_list_rs_0\n"
+         "    ok 2 rust_doctest_kernel_list_rs_1\n    ok 3 rust_doctest_kernel_uuid_rs_0\n",
+         ok_prog, (4, 0, 1)),
+        ("fails a failing upstream example",
+         "    # Subtest: rust_doctests_kernel\n    ok 1 rust_doctest_kernel_list_rs_0\n"
+         "    not ok 2 rust_doctest_kernel_list_rs_1\n", ok_prog, (3, 1, 1)),
         ("fails watchdog", "", ok_prog.replace("BLKSNAP-RUN-END", "BLKSNAP-WATCHDOG-TIMEOUT"), (2, 1, 1)),
     ]
     n = 0
