@@ -144,7 +144,7 @@ struct race {
 	int orig;
 	const char *image;
 	int stop;		/* atomic */
-	int held;		/* the image, opened the moment it appeared */
+	int held;		/* atomic: the image, opened the moment it appeared */
 	unsigned char first[4096];
 };
 
@@ -174,10 +174,12 @@ static void *open_at_once(void *arg)
 	struct race *r = arg;
 
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
-		r->held = open(r->image, O_RDONLY | O_CLOEXEC);
-		if (r->held >= 0) {
-			if (pread(r->held, r->first, 4096, 0) != 4096)
+		int fd = open(r->image, O_RDONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			if (pread(fd, r->first, 4096, 0) != 4096)
 				memset(r->first, 0xff, 4096);
+			__atomic_store_n(&r->held, fd, __ATOMIC_RELEASE);
 			return NULL;
 		}
 	}
@@ -197,7 +199,7 @@ TEST_F(image, item3_image_opened_at_once_shows_the_point_in_time)
 	struct race r = { .orig = self->orig, .image = self->image };
 	pthread_t writer, opener;
 	struct blksnap_uuid id;
-	int round, fd, bad = 0;
+	int round, fd, i, bad = 0;
 
 	ASSERT_NE(NULL, direct);
 	for (round = 0; round < 10; round++) {
@@ -208,6 +210,12 @@ TEST_F(image, item3_image_opened_at_once_shows_the_point_in_time)
 		usleep(10000);
 		ASSERT_EQ(0, snapshot_simple(self->ctl, self->orig, &id, "/dev/" STORE,
 					     DEV_SIZE >> 9));
+		/*
+		 * The opener, spinning on open(), got the image: on a loaded
+		 * machine that can take longer than the writer's 10 ms.
+		 */
+		for (i = 0; i < 5000 && __atomic_load_n(&r.held, __ATOMIC_ACQUIRE) < 0; i++)
+			usleep(1000);
 		usleep(10000);
 		__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
 		ASSERT_EQ(0, pthread_join(writer, NULL));
