@@ -41,6 +41,10 @@ wrappers! {
     EventLowFreeSpace(blksnap_event_low_free_space);
     /// `struct blksnap_event_corrupted`: data of an event.
     EventCorrupted(blksnap_event_corrupted);
+    /// `struct blksnap_event_no_space`: data of an event.
+    EventNoSpace(blksnap_event_no_space);
+    /// `struct blksnap_snapshot_storage`.
+    SnapshotStorage(blksnap_snapshot_storage);
     /// `struct blksnap_sectors`: a range of sectors.
     Sectors(blksnap_sectors);
     /// `struct blksnap_cbtmap`.
@@ -69,6 +73,10 @@ kernel::impl_bytes_for_wrapper! {
     };
     FromBytes + AsBytes for EventCorrupted => uapi::blksnap_event_corrupted {
         dev_id_mj, dev_id_mn, err_code
+    };
+    FromBytes + AsBytes for EventNoSpace => uapi::blksnap_event_no_space { requested_nr_sect };
+    FromBytes + AsBytes for SnapshotStorage => uapi::blksnap_snapshot_storage {
+        id: uapi::blksnap_uuid { b }, path, path_size, flags, limit_sect
     };
     FromBytes + AsBytes for Sectors => uapi::blksnap_sectors { offset, count };
     FromBytes + AsBytes for CbtMap => uapi::blksnap_cbtmap { offset, length, buffer };

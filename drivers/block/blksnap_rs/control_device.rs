@@ -5,13 +5,14 @@
 use crate::{
     abi::{
         self, AppendStorage, BlksnapUuid, BlksnapVersion, Sectors, SnapshotCollect, SnapshotEvent,
+        SnapshotStorage,
     },
     diff_storage::MAX_EXTENTS,
     event_queue, snapshot,
 };
 use core::mem::{offset_of, size_of};
 use kernel::{
-    block::bdev::{Mode, OpenedBlockDevice},
+    block::bdev::{Holder, Mode, OpenedBlockDevice},
     capability::{capable, Capability},
     fs::File,
     init::InPlaceInit,
@@ -49,6 +50,13 @@ const IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT: u32 = _IOW::<uapi::blksnap_snapshot_eve
     BLKSNAP,
     uapi::blksnap_ioctl_blksnap_ioctl_snapshot_wait_event,
 );
+const IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE: u32 = _IOW::<uapi::blksnap_snapshot_storage>(
+    BLKSNAP,
+    uapi::blksnap_ioctl_blksnap_ioctl_snapshot_set_storage,
+);
+
+/// Who holds the storage devices the module opens exclusively.
+static STORAGE_HOLDER: Holder = Holder::new();
 
 /// Version of the interface, as the reference design reports it.
 const VERSION: uapi::blksnap_version = uapi::blksnap_version {
@@ -169,6 +177,55 @@ fn collect(arg: usize) -> Result<isize> {
 /// Longest device path accepted, with its NUL (`PATH_MAX`).
 const PATH_MAX: usize = 4096;
 
+/// Reads a NUL-terminated path of `size` bytes (with the NUL) at `addr`.
+fn read_path(addr: u64, size: u32, buf: &mut KVec<u8>) -> Result<&CStr> {
+    let size = size as usize;
+    if size == 0 || size > PATH_MAX {
+        return Err(EINVAL);
+    }
+    UserSlice::new(UserPtr::from_addr(addr as usize), size).read_all(buf, GFP_KERNEL)?;
+    let nul = buf.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+    CStr::from_bytes_with_nul(&buf[..=nul]).map_err(|_| EINVAL)
+}
+
+/// `struct blksnap_snapshot_storage`: the id, the path (or none, to change
+/// only the limit), flags and the limit.
+fn set_storage(arg: usize) -> Result<isize> {
+    require_admin()?;
+    let SnapshotStorage(uapi::blksnap_snapshot_storage {
+        id,
+        path,
+        path_size,
+        flags,
+        limit_sect,
+    }) = abi::read(UserPtr::from_addr(arg))?;
+    let id = abi::uuid(id);
+    snapshot::exists(id)?;
+    if flags != 0 {
+        return Err(EINVAL);
+    }
+    if path == 0 {
+        if path_size != 0 {
+            return Err(EINVAL);
+        }
+        snapshot::set_storage(id, None, limit_sect)?;
+        return Ok(0);
+    }
+    let mut buf = KVec::new();
+    let path = read_path(path, path_size, &mut buf)?;
+    // Exclusively: nothing else may mount the device or claim it while the
+    // snapshot stores into it.  The I/O goes through a plain open of the
+    // same device (see `snapshot::StorageDevice`).
+    let held = OpenedBlockDevice::open_by_path(path, Mode::ReadWrite, Some(&STORAGE_HOLDER))?;
+    let io = OpenedBlockDevice::open_by_devt(held.bdev().devt(), Mode::ReadWrite, None)?;
+    let device = snapshot::StorageDevice {
+        held,
+        io: Arc::new(io, GFP_KERNEL)?,
+    };
+    snapshot::set_storage(id, Some(device), limit_sect)?;
+    Ok(0)
+}
+
 /// `struct blksnap_snapshot_append_storage`: the id, the path's address and
 /// size, the number of ranges and their address.
 fn append_storage(arg: usize) -> Result<isize> {
@@ -181,20 +238,15 @@ fn append_storage(arg: usize) -> Result<isize> {
         ranges,
     }) = abi::read(UserPtr::from_addr(arg))?;
     let id = abi::uuid(id);
-    let path_size = bdev_path_size as usize;
     let count = count as usize;
 
     snapshot::exists(id)?;
     // No ranges is a valid, empty answer to a request, as in v3.
-    if path_size == 0 || path_size > PATH_MAX || count > MAX_EXTENTS {
+    if count > MAX_EXTENTS {
         return Err(EINVAL);
     }
-
-    let mut path = KVec::new();
-    UserSlice::new(UserPtr::from_addr(bdev_path as usize), path_size)
-        .read_all(&mut path, GFP_KERNEL)?;
-    let nul = path.iter().position(|&b| b == 0).ok_or(EINVAL)?;
-    let path = CStr::from_bytes_with_nul(&path[..=nul]).map_err(|_| EINVAL)?;
+    let mut buf = KVec::new();
+    let path = read_path(bdev_path, bdev_path_size, &mut buf)?;
 
     let mut user_ranges = KVec::from_elem(Sectors::zeroed(), count, GFP_KERNEL)?;
     UserSlice::new(
@@ -247,6 +299,7 @@ impl MiscDevice for Control {
             IOCTL_BLKSNAP_SNAPSHOT_TAKE,
             IOCTL_BLKSNAP_SNAPSHOT_COLLECT,
             IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT,
+            IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE,
         ]
         .into_iter()
         .find(|&c| same_ioctl(cmd, c));
@@ -258,6 +311,7 @@ impl MiscDevice for Control {
             Some(IOCTL_BLKSNAP_SNAPSHOT_TAKE) => take(arg),
             Some(IOCTL_BLKSNAP_SNAPSHOT_COLLECT) => collect(arg),
             Some(IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT) => wait_event(arg),
+            Some(IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE) => set_storage(arg),
             _ => Err(ENOTTY),
         }
     }

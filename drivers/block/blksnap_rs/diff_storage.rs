@@ -7,7 +7,11 @@ use crate::{
     claims::{self, Claim},
     event_queue::EventQueue,
 };
-use kernel::{block::bdev::OpenedBlockDevice, prelude::*, sync::Arc};
+use kernel::{
+    block::bdev::{BlockDevice, OpenedBlockDevice},
+    prelude::*,
+    sync::Arc,
+};
 
 /// Most ranges one snapshot can be given, over all appends.
 pub(crate) const MAX_EXTENTS: usize = 1 << 16;
@@ -46,6 +50,15 @@ impl Extent {
     }
 }
 
+/// Whether `bdev` shares a sector with the `sectors` sectors from `start` of
+/// the disk whose device number is `disk`.
+pub(crate) fn shares_sectors(bdev: &BlockDevice, disk: u32, start: u64, sectors: u64) -> bool {
+    let from = bdev.start_sector();
+    bdev.disk_devt() == disk
+        && from < start.saturating_add(sectors)
+        && start < from.saturating_add(bdev.nr_sectors())
+}
+
 /// Returns true if any two of `extents` share a sector.
 fn any_overlap<'a>(extents: impl Iterator<Item = &'a Extent>) -> Result<bool> {
     let mut keys = KVec::new();
@@ -56,11 +69,27 @@ fn any_overlap<'a>(extents: impl Iterator<Item = &'a Extent>) -> Result<bool> {
     Ok(keys.windows(2).any(|w| w[0].0 == w[1].0 && w[0].2 > w[1].1))
 }
 
+/// What a snapshot was given to store into: one kind or the other, never
+/// both, so that the events it gets ask for one kind of answer.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+enum Given {
+    /// Nothing yet.
+    #[default]
+    Nothing,
+    /// Sector ranges that user space computed (v3).
+    Ranges,
+    /// A whole block device the module opened exclusively itself
+    /// (`SET_STORAGE`), of which `limit` sectors may be used.  It is the one
+    /// extent, claimed whole.
+    Device { limit: u64 },
+}
+
 /// The storage of one snapshot: what was given and how much of it.  Its
 /// ranges stay claimed (see `claims`) until it is dropped, when nothing can
 /// write to them any more.
 #[derive(Default)]
 pub(crate) struct DiffStorage {
+    given: Given,
     extents: KVec<Extent>,
     capacity: u64,
     /// Sectors handed out or skipped.
@@ -89,6 +118,7 @@ impl DiffStorage {
     pub(crate) fn new(events: Arc<EventQueue>, minimum: u64) -> Self {
         events.low_free_space(minimum);
         Self {
+            given: Given::Nothing,
             extents: KVec::new(),
             capacity: 0,
             used: 0,
@@ -102,9 +132,19 @@ impl DiffStorage {
     }
 
     /// Asks for `minimum` more once at most half of it (in whole pages) is
-    /// left of what was asked for, unless a request is still unanswered.
+    /// left of what was asked for (of the limit, for a device the module
+    /// opened), unless a request is still unanswered.
     fn check_free(&mut self) {
         let threshold = (self.minimum / 2) & !(PAGE_SECTORS - 1);
+        if let Given::Device { limit } = self.given {
+            if !self.waiting && limit.saturating_sub(self.used) <= threshold {
+                self.waiting = true;
+                if let Some(events) = &self.events {
+                    events.no_space(self.minimum);
+                }
+            }
+            return;
+        }
         if !self.waiting && self.requested.saturating_sub(self.used) <= threshold {
             self.waiting = true;
             self.requested += self.minimum;
@@ -126,6 +166,9 @@ impl DiffStorage {
         device: Arc<OpenedBlockDevice>,
         ranges: &[(u64, u64)],
     ) -> Result {
+        if let Given::Device { .. } = self.given {
+            return Err(EBUSY);
+        }
         if ranges.is_empty() {
             self.answered();
             return Ok(());
@@ -161,8 +204,68 @@ impl DiffStorage {
             // Cannot fail: the room was reserved.
             let _ = self.extents.push(extent, GFP_NOWAIT);
         }
+        self.given = Given::Ranges;
         self.answered();
         Ok(())
+    }
+
+    /// Stores into the whole of `device`, which the caller opened
+    /// exclusively, using at most `limit` sectors of it (0: all).  Refused
+    /// with `EBUSY` once the snapshot has storage of either kind.
+    pub(crate) fn set_device(&mut self, device: Arc<OpenedBlockDevice>, limit: u64) -> Result {
+        if self.given != Given::Nothing {
+            return Err(EBUSY);
+        }
+        let size = device.bdev().nr_sectors();
+        if size == 0 {
+            return Err(EINVAL);
+        }
+        let extent = Extent {
+            device,
+            start: 0,
+            count: size,
+        };
+        self.extents.reserve(1, GFP_NOIO)?;
+        claims::claim(&[extent.claim()])?;
+        // Cannot fail: the room was reserved.
+        let _ = self.extents.push(extent, GFP_NOWAIT);
+        self.given = Given::Device { limit: 0 };
+        self.waiting = false;
+        self.set_limit(limit)
+    }
+
+    /// Changes how much of the device given with `set_device` may be used:
+    /// `EINVAL` without such a device or below what is used already.
+    pub(crate) fn set_limit(&mut self, limit: u64) -> Result {
+        let Given::Device { .. } = self.given else {
+            return Err(EINVAL);
+        };
+        let size = self.extents.first().map_or(0, |e| e.count);
+        let limit = if limit == 0 { size } else { limit.min(size) };
+        if limit < self.used {
+            return Err(EINVAL);
+        }
+        self.given = Given::Device { limit };
+        self.capacity = limit;
+        let threshold = (self.minimum / 2) & !(PAGE_SECTORS - 1);
+        if limit - self.used > threshold {
+            self.waiting = false;
+        }
+        Ok(())
+    }
+
+    /// Whether storing would write into `bdev`, an original of the
+    /// snapshot: `ELOOP` if so, since every chunk stored would be copied on
+    /// write into the storage again.
+    pub(crate) fn check_not_on(&self, disk_devt: u32, start: u64, sectors: u64) -> Result {
+        let Given::Device { .. } = self.given else {
+            return Ok(());
+        };
+        // The device is the one extent, and it is used whole.
+        match self.extents.first() {
+            Some(e) if shares_sectors(e.device.bdev(), disk_devt, start, sectors) => Err(ELOOP),
+            _ => Ok(()),
+        }
     }
 
     /// Closes the open request once all that was asked for is given.
@@ -182,6 +285,11 @@ impl DiffStorage {
     /// Hands out `sectors` contiguous sectors, from the ranges in the order
     /// they were given; `ENOSPC` when none is left that is large enough.
     pub(crate) fn alloc(&mut self, sectors: u64) -> Result<(Arc<OpenedBlockDevice>, u64)> {
+        if let Given::Device { limit } = self.given {
+            if self.used.saturating_add(sectors) > limit {
+                return Err(ENOSPC);
+            }
+        }
         while let Some(extent) = self.extents.get(self.next) {
             if extent.count - self.used_in_next >= sectors {
                 let at = extent.start + self.used_in_next;

@@ -2,7 +2,7 @@
 
 //! The events of a snapshot, waited for with IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT.
 
-use crate::abi::{EventCorrupted, EventLowFreeSpace};
+use crate::abi::{EventCorrupted, EventLowFreeSpace, EventNoSpace};
 use kernel::{
     new_condvar, new_mutex,
     prelude::*,
@@ -70,6 +70,18 @@ impl EventQueue {
         });
         self.push(
             uapi::blksnap_event_codes_blksnap_event_code_low_free_space,
+            data.as_bytes(),
+        );
+    }
+
+    /// Asks for `sectors` more storage within the limit of storage the module
+    /// opened itself (`SET_STORAGE`).
+    pub(crate) fn no_space(&self, sectors: u64) {
+        let data = EventNoSpace(uapi::blksnap_event_no_space {
+            requested_nr_sect: sectors,
+        });
+        self.push(
+            uapi::blksnap_event_codes_blksnap_event_code_no_space,
             data.as_bytes(),
         );
     }

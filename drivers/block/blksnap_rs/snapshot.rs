@@ -8,7 +8,7 @@
 
 use crate::{
     diff_area::{self, DiffArea},
-    diff_storage::DiffStorage,
+    diff_storage::{shares_sectors, DiffStorage},
     event_queue::{Event, EventQueue},
     image::{self, Image},
     live_areas::LiveAreas,
@@ -30,6 +30,21 @@ use kernel::{
 struct Parts {
     devices: KVec<Arc<Tracker>>,
     storage: DiffStorage,
+    held: HeldStorage,
+}
+
+/// The exclusive open of a storage device given with `SET_STORAGE`, which
+/// keeps others from mounting it or claiming it.  Its I/O goes through a
+/// second, plain open in `DiffStorage`: letting an exclusive open go takes
+/// the disk's `open_mutex`, which device commands hold while they take the
+/// state lock, so it is only ever dropped where no lock is held (by
+/// `destroy` and `take`, after the difference areas are gone).
+type HeldStorage = Option<OpenedBlockDevice>;
+
+/// Storage given with `SET_STORAGE`: the exclusive open, and the one for I/O.
+pub(crate) struct StorageDevice {
+    pub(crate) held: OpenedBlockDevice,
+    pub(crate) io: Arc<OpenedBlockDevice>,
 }
 
 /// What a taken snapshot holds.
@@ -37,6 +52,7 @@ struct TakenParts {
     devices: KVec<Arc<Tracker>>,
     /// Shared by the difference areas; can still grow.
     storage: Arc<Mutex<DiffStorage>>,
+    held: HeldStorage,
     /// Dropped before the devices stop being copied: see `destroy`.
     images: KVec<Image>,
 }
@@ -77,6 +93,7 @@ impl Snapshot {
                     State::Created(Parts {
                         devices: KVec::new(),
                         storage,
+                        held: None,
                     }),
                     "blksnap_snapshot_state"
                 ),
@@ -105,6 +122,39 @@ impl Snapshot {
             State::Taken(taken) => taken.storage.lock().append(device, ranges),
             State::Taking => Err(EBUSY),
             State::Destroyed => Err(ESRCH),
+        }
+    }
+
+    /// Gives the snapshot a whole device as storage (`limit` sectors of it),
+    /// or with `device` `None` changes the limit of the one given before.
+    fn set_storage(&self, mut device: Option<StorageDevice>, limit: u64) -> Result {
+        let result = self.set_storage_locked(&mut device, limit);
+        // A device refused is let go only now, without the state lock.
+        drop(device);
+        result
+    }
+
+    /// `set_storage` under the state lock; takes `device` if it keeps it.
+    fn set_storage_locked(&self, device: &mut Option<StorageDevice>, limit: u64) -> Result {
+        let mut state = self.state.lock();
+        match (&mut *state, device.as_ref()) {
+            (State::Created(parts), Some(given)) => {
+                for tracker in parts.devices.iter() {
+                    let (disk, start, sectors) = tracker.disk_extent();
+                    if shares_sectors(given.io.bdev(), disk, start, sectors) {
+                        return Err(ELOOP);
+                    }
+                }
+                parts.storage.set_device(given.io.clone(), limit)?;
+                parts.held = device.take().map(|d| d.held);
+                Ok(())
+            }
+            (State::Created(parts), None) => parts.storage.set_limit(limit),
+            (State::Taken(taken), None) => taken.storage.lock().set_limit(limit),
+            // A device can only be given before the take, when it is checked
+            // against the originals.
+            (State::Taken(_), Some(_)) | (State::Taking, _) => Err(EBUSY),
+            (State::Destroyed, _) => Err(ESRCH),
         }
     }
 
@@ -147,6 +197,7 @@ impl Snapshot {
                 *state = State::Taken(TakenParts {
                     devices,
                     storage,
+                    held: parts.held.take(),
                     images,
                 });
                 drop(state);
@@ -294,7 +345,15 @@ impl Snapshot {
             // Read only: the module never writes to an original, and a
             // mounted one refuses writers with bdev_allow_write_mounted=0.
             let original = OpenedBlockDevice::open_by_devt(tracker.devt(), Mode::Read, None)?;
-            tracker.resize_if_needed(original.bdev().nr_sectors())?;
+            let bdev = original.bdev();
+            // Checked again with the devices open: one may have been added
+            // after the storage, or have grown.
+            storage.lock().check_not_on(
+                bdev.disk_devt(),
+                bdev.start_sector(),
+                bdev.nr_sectors(),
+            )?;
+            tracker.resize_if_needed(bdev.nr_sectors())?;
             let area = DiffArea::new(original, storage.clone(), events.clone(), live.enter())?;
             areas.push(area, GFP_KERNEL)?;
         }
@@ -308,16 +367,18 @@ impl Snapshot {
     fn destroy(&self) {
         self.events.close();
         let old = core::mem::replace(&mut *self.state.lock(), State::Destroyed);
-        let devices = match old {
-            State::Created(parts) => parts.devices,
+        let (devices, held) = match old {
+            State::Created(parts) => (parts.devices, parts.held),
             State::Taken(taken) => {
                 Self::switch_off(&taken.devices, taken.images);
-                taken.devices
+                (taken.devices, taken.held)
             }
             // The task taking it finishes the destruction.
             State::Taking | State::Destroyed => return,
         };
         self.release(&devices);
+        // Only now: nothing stores into it any more, and no lock is held.
+        drop(held);
     }
 
     /// Lets the devices go once the retired difference areas are gone: until
@@ -423,6 +484,12 @@ pub(crate) fn append_storage(
     ranges: &[(u64, u64)],
 ) -> Result {
     find(id)?.append_storage(device, ranges)
+}
+
+/// Gives snapshot `id` the whole of `device` as storage, or with `device`
+/// `None` changes the limit of the device given before; see `DiffStorage`.
+pub(crate) fn set_storage(id: Uuid, device: Option<StorageDevice>, limit: u64) -> Result {
+    find(id)?.set_storage(device, limit)
 }
 
 /// Takes snapshot `id`.

@@ -151,6 +151,12 @@ impl Tracker {
         Ok(())
     }
 
+    /// The sectors of its whole disk the device covers, as the disk's
+    /// device number, the first sector and the count (as last sized).
+    pub(crate) fn disk_extent(&self) -> (u32, u64, u64) {
+        (self.disk_devt, self.start_sector, self.geometry().capacity)
+    }
+
     pub(crate) fn geometry(&self) -> Geometry {
         self.active.lock().geometry
     }

@@ -144,6 +144,7 @@ struct blksnap_snapshotinfo {
  * @blksnap_ioctl_snapshot_take: IOCTL_BLKSNAP_SNAPSHOT_TAKE
  * @blksnap_ioctl_snapshot_collect: IOCTL_BLKSNAP_SNAPSHOT_COLLECT
  * @blksnap_ioctl_snapshot_wait_event: IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT
+ * @blksnap_ioctl_snapshot_set_storage: IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE
  */
 enum blksnap_ioctl {
 	blksnap_ioctl_version,
@@ -153,6 +154,7 @@ enum blksnap_ioctl {
 	blksnap_ioctl_snapshot_take,
 	blksnap_ioctl_snapshot_collect,
 	blksnap_ioctl_snapshot_wait_event,
+	blksnap_ioctl_snapshot_set_storage,
 };
 
 /**
@@ -267,10 +269,14 @@ struct blksnap_snapshot_collect {
  *	&struct blksnap_event_low_free_space says how much more is wanted.
  * @blksnap_event_code_corrupted: A device's snapshot broke;
  *	&struct blksnap_event_corrupted says which and why.
+ * @blksnap_event_code_no_space: Storage set with
+ *	IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE is running out within its limit;
+ *	&struct blksnap_event_no_space says how much more is wanted.
  */
 enum blksnap_event_codes {
 	blksnap_event_code_low_free_space,
 	blksnap_event_code_corrupted,
+	blksnap_event_code_no_space,
 };
 
 /**
@@ -323,6 +329,58 @@ struct blksnap_event_corrupted {
 	__u32 dev_id_mj;
 	__u32 dev_id_mn;
 	__s32 err_code;
+};
+
+/**
+ * struct blksnap_snapshot_storage - difference storage the module opens
+ * @id: The snapshot.
+ * @path: User space address of the path of the storage, or 0 to change
+ *	only the limit of the storage set before.
+ * @path_size: Size of the buffer at @path, including the NUL; 0 with @path.
+ * @flags: None are defined; must be 0.
+ * @limit_sect: The most sectors of the storage the snapshot may use, or 0
+ *	for all of it.
+ */
+struct blksnap_snapshot_storage {
+	struct blksnap_uuid id;
+	__aligned_u64 path;
+	__u32 path_size;
+	__u32 flags;
+	__aligned_u64 limit_sect;
+};
+
+/**
+ * define IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE - name the snapshot's storage
+ *
+ * Gives the snapshot difference storage that the module opens and manages
+ * itself, instead of sector ranges computed by user space (which the module
+ * would write to behind the back of whatever owns them): a whole block
+ * device, opened exclusively, so that nothing else can mount it or write
+ * to it while the snapshot holds it.  A path that names no block device is
+ * refused with -ENOTBLK (files and directories are not supported yet).
+ *
+ * A snapshot has either such storage or ranges given with
+ * IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, never both (-EBUSY).  Storage on a
+ * device of the snapshot itself, or on a partition or whole disk that
+ * shares sectors with one, would be copied on write into itself: it is
+ * refused with -ELOOP, here and when the snapshot is taken.
+ *
+ * When less than half of diff_storage_minimum is left within @limit_sect,
+ * a blksnap_event_code_no_space event asks for more; raising the limit
+ * (call again with @path 0) before the storage runs out keeps the snapshot
+ * going.  Otherwise the snapshot breaks with -ENOSPC, as with ranges, and
+ * the originals are untouched.
+ */
+#define IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE					\
+	_IOW(BLKSNAP, blksnap_ioctl_snapshot_set_storage,			\
+	     struct blksnap_snapshot_storage)
+
+/**
+ * struct blksnap_event_no_space - details of a no-space event
+ * @requested_nr_sect: How many more sectors of storage the module asks for.
+ */
+struct blksnap_event_no_space {
+	__u64 requested_nr_sect;
 };
 
 #endif /* _UAPI_LINUX_BLKSNAP_H */

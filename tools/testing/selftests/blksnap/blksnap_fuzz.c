@@ -51,7 +51,7 @@ static bool expected_errno(int e)
 	case EINVAL: case EFAULT: case ENOENT: case ESRCH: case ENODEV: case EALREADY:
 	case EBUSY: case ENOSPC: case ENOTTY: case ENODATA: case ENOTBLK: case EINTR:
 	case ENOMEM: case EFBIG: case E2BIG: case ENAMETOOLONG: case EOPNOTSUPP:
-	case ENXIO: case EACCES: case EPERM: case EAGAIN:
+	case ENXIO: case EACCES: case EPERM: case EAGAIN: case ELOOP:
 		return true;
 	}
 	return false;
@@ -130,6 +130,7 @@ static void fill_page(struct fuzz *f, unsigned int *s)
 static void one_call(struct fuzz *f, unsigned int *s)
 {
 	struct blksnap_snapshot_append_storage a;
+	struct blksnap_snapshot_storage st;
 	struct blksnap_snapshot_collect c;
 	struct blksnap_sectors ranges[4];
 	struct blkfilter_ctl fc;
@@ -140,7 +141,7 @@ static void one_call(struct fuzz *f, unsigned int *s)
 	int r, i;
 
 	fill_page(f, s);
-	switch (rand_r(s) % 12) {
+	switch (rand_r(s) % 13) {
 	case 0: /* create */
 		arg = rand_r(s) % 4 ? (void *)&id : any_ptr(f, s, sizeof(id));
 		r = ioctl(f->ctl, IOCTL_BLKSNAP_SNAPSHOT_CREATE, arg);
@@ -217,6 +218,23 @@ static void one_call(struct fuzz *f, unsigned int *s)
 		r = rand_r(s) % 2 ? blksnap_attach(f->fd) : blksnap_detach(f->fd);
 		errno = r;
 		r = r ? -1 : 0;
+		break;
+	case 11: /* storage the module opens, or a new limit */
+		any_id(f, s, &st.id);
+		if (rand_r(s) % 4) {
+			const char *p = rand_r(s) % 2 ? bad_paths[rand_r(s) % 4] :
+					rand_r(s) % 2 ? f->store : f->dev;
+
+			st.path = rand_r(s) % 4 ? (uintptr_t)p : 0;
+			st.path_size = strlen(p) + (rand_r(s) % 4 ? 1 : 0);
+		} else {
+			st.path = (uintptr_t)any_ptr(f, s, 16);
+			st.path_size = any_count(s);
+		}
+		st.flags = rand_r(s) % 8 ? 0 : any_count(s);
+		st.limit_sect = rand_r(s) % 2 ? rand_r(s) % 65536 : any_count(s);
+		arg = rand_r(s) % 4 ? (void *)&st : any_ptr(f, s, sizeof(st));
+		r = ioctl(f->ctl, IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE, arg);
 		break;
 	default: /* image names that come and go */
 		r = 0;
