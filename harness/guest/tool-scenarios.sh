@@ -2,13 +2,14 @@
 # SPDX-License-Identifier: GPL-2.0
 # The blksnap tool end to end in the test guest (run by init as the
 # selftest program "blksnap_tool"): attach, tracker facts, a snapshot on
-# device ranges and one on a file's extents, the image against the data of
-# before the take, the changed extents, marking blocks dirty, a stretched
-# snapshot, and the error messages of bad input.  Three memory-backed
+# device ranges, one on a file's extents and one on a device the module
+# opens itself, the image against the data of before the take, the changed
+# extents, marking blocks dirty, a stretched snapshot, and the error
+# messages of bad input.  Three memory-backed
 # null_blk disks: the original, a storage disk and one for ext4.
 # KTAP-like output: "ok N name" or "not ok N name # why".
 
-PLAN=49
+PLAN=55
 n=0
 echo "1..$PLAN"
 ok() {
@@ -173,6 +174,23 @@ check file_storage_intact "got: $out" [ "$(val "$out" error_code)" = 0 ]
 check file_storage_image "image differs from the data at the take" [ "$(sum_of "$(val "$out" image)" 0 16)" = "$before" ]
 blksnap snapshot_destroy -i "$id"
 umount $MNT
+
+# --- storage the module opens itself: the whole storage disk, held
+# exclusively, within a limit raised with the tool
+echo "# step: storage the module opens itself"
+before=$(sum_of $ORIG 0 16)
+id=$(blksnap snapshot_create -d $ORIG)
+check setstorage_device "failed" blksnap snapshot_setstorage -i "$id" -p $STORE -l 4096
+err=$(blksnap snapshot_setstorage -i "$id" -p $STORE 2>&1)
+rc=$?
+check setstorage_twice_refused "exit $rc, got: $err" matches "$rc $err" '^1 snapshot_setstorage: .*(EBUSY)$'
+check setstorage_raise_limit "failed" blksnap snapshot_setstorage -i "$id" -l 65536
+check setstorage_take "failed" blksnap snapshot_take -i "$id"
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=16 oflag=direct 2>/dev/null
+out=$(blksnap snapshot_info -d $ORIG)
+check setstorage_intact "got: $out" [ "$(val "$out" error_code)" = 0 ]
+check setstorage_image "image differs from the data at the take" [ "$(sum_of "$(val "$out" image)" 0 16)" = "$before" ]
+blksnap snapshot_destroy -i "$id"
 
 # Starts stretch_snapshot on snapshot $1 with the storage options that
 # follow, logging to /tmp/bt_stretch, and waits (10 s at most) until it has

@@ -34,6 +34,9 @@ pub struct Version {
 pub enum EventKind {
     /// The difference storage runs low; this many more sectors are wanted.
     LowFreeSpace { requested_sectors: u64 },
+    /// Storage the module opened is running out within its limit; this many
+    /// more sectors are wanted.
+    NoSpace { requested_sectors: u64 },
     /// The snapshot of device `major:minor` broke with errno `errno`.
     Corrupted { major: u32, minor: u32, errno: i32 },
     /// A code this tool does not know (a newer module).
@@ -73,6 +76,12 @@ impl Event {
             uapi::BLKSNAP_EVENT_CODE_LOW_FREE_SPACE => {
                 let d: uapi::blksnap_event_low_free_space = read_at(&raw.data);
                 EventKind::LowFreeSpace {
+                    requested_sectors: d.requested_nr_sect,
+                }
+            }
+            uapi::BLKSNAP_EVENT_CODE_NO_SPACE => {
+                let d: uapi::blksnap_event_no_space = read_at(&raw.data);
+                EventKind::NoSpace {
                     requested_sectors: d.requested_nr_sect,
                 }
             }
@@ -170,6 +179,43 @@ impl Control {
             ioctl(
                 &self.file,
                 uapi::IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE,
+                &mut arg,
+            )
+        }
+        .map(drop)
+        .map_err(|e| Error::os(CMD, what(), e))
+    }
+
+    /// Gives snapshot `id` storage the module opens itself (a whole block
+    /// device, held exclusively) with at most `limit` sectors used (0: all);
+    /// with `path` `None`, sets a new limit for the storage given before.
+    pub fn set_storage(&self, id: &Uuid, path: Option<&Path>, limit: u64) -> Result<()> {
+        const CMD: &str = "snapshot_setstorage";
+        let shown = path.map_or_else(|| "limit".into(), |p| p.display().to_string());
+        let what = || format!("{CONTROL_PATH}: snapshot {id}: {shown}");
+        let path = path
+            .map(|p| CString::new(p.as_os_str().as_bytes()))
+            .transpose()
+            .map_err(|_| Error::invalid(CMD, what(), "a NUL in the path"))?;
+        let bytes = path.as_ref().map_or(&[][..], |p| p.as_bytes_with_nul());
+        let mut arg = uapi::blksnap_snapshot_storage {
+            id: id.to_raw(),
+            path: uapi::aligned_u64(if bytes.is_empty() {
+                0
+            } else {
+                bytes.as_ptr() as u64
+            }),
+            path_size: u32::try_from(bytes.len())
+                .map_err(|_| Error::invalid(CMD, what(), "path too long"))?,
+            flags: 0,
+            limit_sect: uapi::aligned_u64(limit),
+        };
+        // SAFETY: the path is described by address and size, and lives
+        // until the call returns.
+        unsafe {
+            ioctl(
+                &self.file,
+                uapi::IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE,
                 &mut arg,
             )
         }

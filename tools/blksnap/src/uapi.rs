@@ -33,6 +33,7 @@ pub const BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO: u32 = 4;
 // enum blksnap_event_codes
 pub const BLKSNAP_EVENT_CODE_LOW_FREE_SPACE: u32 = 0;
 pub const BLKSNAP_EVENT_CODE_CORRUPTED: u32 = 1;
+pub const BLKSNAP_EVENT_CODE_NO_SPACE: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -132,6 +133,22 @@ pub struct blksnap_event_low_free_space {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
+pub struct blksnap_snapshot_storage {
+    pub id: blksnap_uuid,
+    pub path: aligned_u64,
+    pub path_size: u32,
+    pub flags: u32,
+    pub limit_sect: aligned_u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct blksnap_event_no_space {
+    pub requested_nr_sect: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct blksnap_event_corrupted {
     pub dev_id_mj: u32,
     pub dev_id_mn: u32,
@@ -201,6 +218,7 @@ pub const IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE: u32 =
 pub const IOCTL_BLKSNAP_SNAPSHOT_TAKE: u32 = ior::<blksnap_uuid>(BLKSNAP, 4);
 pub const IOCTL_BLKSNAP_SNAPSHOT_COLLECT: u32 = iow::<blksnap_snapshot_collect>(BLKSNAP, 5);
 pub const IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT: u32 = iow::<blksnap_snapshot_event>(BLKSNAP, 6);
+pub const IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE: u32 = iow::<blksnap_snapshot_storage>(BLKSNAP, 7);
 
 pub const FS_IOC_FIEMAP: u32 = iowr::<fiemap>(b'f', 11);
 

@@ -40,6 +40,8 @@ fn rust_layouts() -> Vec<Layout> {
         blksnap_snapshot_event { id, timeout_ms, code, time_label, data }
         blksnap_event_low_free_space { requested_nr_sect }
         blksnap_event_corrupted { dev_id_mj, dev_id_mn, err_code }
+        blksnap_snapshot_storage { id, path, path_size, flags, limit_sect }
+        blksnap_event_no_space { requested_nr_sect }
         blkfilter_name { name }
         blkfilter_ctl { name, cmd, optlen, opt }
         fiemap { fm_start, fm_length, fm_flags, fm_mapped_extents, fm_extent_count, fm_reserved }
@@ -79,6 +81,10 @@ fn rust_numbers() -> Vec<(&'static str, u64)> {
             "IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT",
             IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT.into(),
         ),
+        (
+            "IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE",
+            IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE.into(),
+        ),
         ("FS_IOC_FIEMAP", FS_IOC_FIEMAP.into()),
         (
             "blkfilter_ctl_blksnap_cbtinfo",
@@ -107,6 +113,10 @@ fn rust_numbers() -> Vec<(&'static str, u64)> {
         (
             "blksnap_event_code_corrupted",
             BLKSNAP_EVENT_CODE_CORRUPTED.into(),
+        ),
+        (
+            "blksnap_event_code_no_space",
+            BLKSNAP_EVENT_CODE_NO_SPACE.into(),
         ),
         ("UUID_SIZE", UUID_SIZE as u64),
         ("IMAGE_DISK_NAME_LEN", IMAGE_DISK_NAME_LEN as u64),

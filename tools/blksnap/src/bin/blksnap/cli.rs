@@ -107,6 +107,19 @@ pub enum Command {
         #[command(flatten)]
         source: RangeSource,
     },
+    /// Give a snapshot storage the module opens itself (a whole block device,
+    /// held exclusively), or with no --path a new limit for it.
+    #[command(name = "snapshot_setstorage")]
+    SnapshotSetStorage {
+        #[command(flatten)]
+        id: IdArg,
+        /// The block device.
+        #[arg(short, long)]
+        path: Option<PathBuf>,
+        /// The most sectors of it the snapshot may use; 0 for all of it.
+        #[arg(short, long, default_value_t = 0)]
+        limit: u64,
+    },
     /// Take a snapshot: its images appear.
     #[command(name = "snapshot_take")]
     SnapshotTake(IdArg),
@@ -244,6 +257,17 @@ mod tests {
                 .json
         );
         assert!(parse(&["stretch_snapshot", "-i", ID, "-p", "/var/tmp", "-l", "64"]).is_ok());
+        assert!(parse(&[
+            "snapshot_setstorage",
+            "-i",
+            ID,
+            "-p",
+            "/dev/sdc",
+            "-l",
+            "64"
+        ])
+        .is_ok());
+        assert!(parse(&["snapshot_setstorage", "-i", ID, "--limit", "4096"]).is_ok());
         assert!(parse(&[
             "cbt",
             "changed",

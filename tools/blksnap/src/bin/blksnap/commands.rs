@@ -115,6 +115,9 @@ pub fn run(command: &Command, out: &Printer) -> Result<()> {
             Control::open(CMD)?.append_storage(&id.id, &device, &ranges)?;
             out.record(&ranges_record(&device, &ranges));
         }
+        Command::SnapshotSetStorage { id, path, limit } => {
+            Control::open("snapshot_setstorage")?.set_storage(&id.id, path.as_deref(), *limit)?
+        }
         Command::SnapshotTake(id) => Control::open("snapshot_take")?.take(&id.id)?,
         Command::SnapshotInfo(d) => {
             let info = Device::open("snapshot_info", &d.device)?.snapshot_info()?;

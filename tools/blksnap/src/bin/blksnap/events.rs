@@ -18,6 +18,9 @@ pub fn wait_record(wait: &Wait) -> Record {
                 EventKind::LowFreeSpace { requested_sectors } => r
                     .str("event", "low_free_space")
                     .num("requested_nr_sect", requested_sectors),
+                EventKind::NoSpace { requested_sectors } => r
+                    .str("event", "no_space")
+                    .num("requested_nr_sect", requested_sectors),
                 EventKind::Corrupted {
                     major,
                     minor,

@@ -188,7 +188,9 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
                 }
                 return Err(Error::invalid(CMD, format!("snapshot {id}"), why));
             }
-            EventKind::Unknown { .. } => out.line(&r),
+            // Storage the module opened: its limit is raised with
+            // snapshot_setstorage, not with ranges.
+            EventKind::NoSpace { .. } | EventKind::Unknown { .. } => out.line(&r),
         }
     }
 }
