@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! What the module writes to, across all snapshots: the sector ranges given
-//! as difference storage and the image devices.
+//! as difference storage and the image devices; and what it filters.
 //!
 //! One snapshot's storage must never be another's (each would overwrite
 //! the other's copies), nor an image (storing a chunk would write to the
-//! image, which stores chunks).  The checks within one snapshot are
+//! image, which stores chunks).  A whole device given as storage
+//! (`SET_STORAGE`) must share no sector with a device the filter is attached
+//! to: storing skips the filter, so an original's snapshot would read the
+//! stored chunks as its own data, and a tracker would miss those writes.
+//! V3 ranges keep v3's rule, which allows them there.  The checks within one snapshot are
 //! `DiffStorage`'s; these are the ones across snapshots, made and recorded
 //! in one step under one lock, so that two appends cannot both pass.
 
@@ -33,9 +37,32 @@ pub(crate) struct Claims {
     ranges: KVec<Claim>,
     /// Image disks, by sequence number.
     images: KVec<u64>,
+    /// The whole devices among `ranges`.
+    devices: KVec<Claim>,
+    /// The sectors of the devices the filter is attached to.
+    filtered: KVec<Claim>,
 }
 
 impl Claims {
+    /// See `claim`.
+    fn record(&mut self, ranges: &[Claim]) -> Result {
+        for new in ranges {
+            if self.images.contains(&new.disk) {
+                return Err(EINVAL);
+            }
+            if self.taken(new) {
+                return Err(EBUSY);
+            }
+        }
+        self.ranges.reserve(ranges.len(), GFP_NOIO)?;
+        for new in ranges {
+            // Cannot fail: the room was reserved.
+            let _ = self.ranges.push(*new, GFP_NOWAIT);
+        }
+        self.ranges.sort_unstable();
+        Ok(())
+    }
+
     /// Whether `new` overlaps a recorded range.
     fn taken(&self, new: &Claim) -> bool {
         // The first recorded range that starts at or after `new`, and the
@@ -57,6 +84,8 @@ kernel::sync::global_lock! {
     pub(crate) unsafe(uninit) static CLAIMS: Mutex<Claims> = Claims {
         ranges: KVec::new(),
         images: KVec::new(),
+        devices: KVec::new(),
+        filtered: KVec::new(),
     };
 }
 
@@ -67,22 +96,40 @@ kernel::sync::global_lock! {
 /// through one device were checked against each other before).  Records all
 /// or none.
 pub(crate) fn claim(ranges: &[Claim]) -> Result {
+    CLAIMS.lock().record(ranges)
+}
+
+/// Records `whole`, a whole device given as storage: `ELOOP` if it shares
+/// a sector with a device the filter is attached to, else as `claim`.
+pub(crate) fn claim_device(whole: Claim) -> Result {
     let mut claims = CLAIMS.lock();
-    for new in ranges {
-        if claims.images.contains(&new.disk) {
-            return Err(EINVAL);
-        }
-        if claims.taken(new) {
-            return Err(EBUSY);
-        }
+    if claims.filtered.iter().any(|f| f.overlaps(&whole)) {
+        return Err(ELOOP);
     }
-    claims.ranges.reserve(ranges.len(), GFP_NOIO)?;
-    for new in ranges {
-        // Cannot fail: the room was reserved.
-        let _ = claims.ranges.push(*new, GFP_NOWAIT);
-    }
-    claims.ranges.sort_unstable();
+    claims.devices.reserve(1, GFP_NOIO)?;
+    claims.record(&[whole])?;
+    // Cannot fail: the room was reserved.
+    let _ = claims.devices.push(whole, GFP_NOWAIT);
     Ok(())
+}
+
+/// Records the sectors of a device the filter is being attached to: `EBUSY`
+/// if a whole device given as storage shares one of them.
+pub(crate) fn add_filtered(device: Claim) -> Result {
+    let mut claims = CLAIMS.lock();
+    if claims.devices.iter().any(|d| d.overlaps(&device)) {
+        return Err(EBUSY);
+    }
+    claims.filtered.push(device, GFP_NOIO)?;
+    Ok(())
+}
+
+/// Forgets a device the filter was detached from.
+pub(crate) fn remove_filtered(device: &Claim) {
+    let mut claims = CLAIMS.lock();
+    if let Some(i) = claims.filtered.iter().position(|f| f == device) {
+        let _ = claims.filtered.remove(i);
+    }
 }
 
 /// Forgets `ranges`, once nothing writes to them any more.
@@ -98,6 +145,9 @@ pub(crate) fn release(ranges: impl ExactSizeIterator<Item = Claim>) {
             if let Ok(i) = claims.ranges.binary_search(&c) {
                 let _ = claims.ranges.remove(i);
             }
+            if let Some(i) = claims.devices.iter().position(|d| *d == c) {
+                let _ = claims.devices.remove(i);
+            }
         }
         return;
     }
@@ -106,10 +156,9 @@ pub(crate) fn release(ranges: impl ExactSizeIterator<Item = Claim>) {
         let _ = gone.push(c, GFP_NOWAIT);
     }
     gone.sort_unstable();
-    CLAIMS
-        .lock()
-        .ranges
-        .retain(|c| gone.binary_search(c).is_err());
+    let mut claims = CLAIMS.lock();
+    claims.ranges.retain(|c| gone.binary_search(c).is_err());
+    claims.devices.retain(|c| gone.binary_search(c).is_err());
 }
 
 /// Frees the registry's memory when the module goes (a static is never
@@ -118,8 +167,10 @@ pub(crate) fn clear() {
     let mut claims = CLAIMS.lock();
     let ranges = core::mem::take(&mut claims.ranges);
     let images = core::mem::take(&mut claims.images);
+    let devices = core::mem::take(&mut claims.devices);
+    let filtered = core::mem::take(&mut claims.filtered);
     drop(claims);
-    drop((ranges, images));
+    drop((ranges, images, devices, filtered));
 }
 
 /// Records image disk `disk` (its sequence number), which storage may not
@@ -164,6 +215,8 @@ mod tests {
         let mut claims = Claims {
             ranges: KVec::new(),
             images: KVec::new(),
+            devices: KVec::new(),
+            filtered: KVec::new(),
         };
         for r in [c(2, 5, 6), c(1, 20, 30), c(1, 0, 10)] {
             claims.ranges.push(r, GFP_NOIO)?;

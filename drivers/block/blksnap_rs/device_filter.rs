@@ -26,12 +26,15 @@ impl filter::Operations for TrackerFilter {
             return Err(EINVAL);
         }
         let tracker = Tracker::new(bdev)?;
+        // Not on a device given whole as storage: storing skips the filter.
+        crate::claims::add_filtered(tracker.sectors())?;
         let (major, minor) = tracker.numbers();
         pr_debug!("tracking {}:{}\n", major, minor);
         Ok(tracker)
     }
 
     fn detach(tracker: Arc<Tracker>) {
+        crate::claims::remove_filtered(&tracker.sectors());
         tracker.detach();
     }
 

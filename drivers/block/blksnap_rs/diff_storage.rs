@@ -7,11 +7,7 @@ use crate::{
     claims::{self, Claim},
     event_queue::EventQueue,
 };
-use kernel::{
-    block::bdev::{BlockDevice, OpenedBlockDevice},
-    prelude::*,
-    sync::Arc,
-};
+use kernel::{block::bdev::OpenedBlockDevice, prelude::*, sync::Arc};
 
 /// Most ranges one snapshot can be given, over all appends.
 pub(crate) const MAX_EXTENTS: usize = 1 << 16;
@@ -48,15 +44,6 @@ impl Extent {
             self.start + self.count,
         )
     }
-}
-
-/// Whether `bdev` shares a sector with the `sectors` sectors from `start` of
-/// the disk whose device number is `disk`.
-pub(crate) fn shares_sectors(bdev: &BlockDevice, disk: u32, start: u64, sectors: u64) -> bool {
-    let from = bdev.start_sector();
-    bdev.disk_devt() == disk
-        && from < start.saturating_add(sectors)
-        && start < from.saturating_add(bdev.nr_sectors())
 }
 
 /// Returns true if any two of `extents` share a sector.
@@ -217,7 +204,7 @@ impl DiffStorage {
             return Err(EBUSY);
         }
         let size = device.bdev().nr_sectors();
-        if size == 0 {
+        if size == 0 || limit > size {
             return Err(EINVAL);
         }
         let extent = Extent {
@@ -226,23 +213,26 @@ impl DiffStorage {
             count: size,
         };
         self.extents.reserve(1, GFP_NOIO)?;
-        claims::claim(&[extent.claim()])?;
+        claims::claim_device(extent.claim())?;
         // Cannot fail: the room was reserved.
         let _ = self.extents.push(extent, GFP_NOWAIT);
-        self.given = Given::Device { limit: 0 };
+        self.given = Given::Device { limit: size };
         self.waiting = false;
         self.set_limit(limit)
     }
 
-    /// Changes how much of the device given with `set_device` may be used:
-    /// `EINVAL` without such a device or below what is used already.
+    /// Changes how much of the device given with `set_device` may be used
+    /// (0: all of it): `EINVAL` without such a device, above its size or
+    /// below what is used already.  A limit that leaves little room asks for
+    /// more at once, so that the event always comes before the storage runs
+    /// out.
     pub(crate) fn set_limit(&mut self, limit: u64) -> Result {
         let Given::Device { .. } = self.given else {
             return Err(EINVAL);
         };
         let size = self.extents.first().map_or(0, |e| e.count);
-        let limit = if limit == 0 { size } else { limit.min(size) };
-        if limit < self.used {
+        let limit = if limit == 0 { size } else { limit };
+        if limit > size || limit < self.used {
             return Err(EINVAL);
         }
         self.given = Given::Device { limit };
@@ -251,21 +241,8 @@ impl DiffStorage {
         if limit - self.used > threshold {
             self.waiting = false;
         }
+        self.check_free();
         Ok(())
-    }
-
-    /// Whether storing would write into `bdev`, an original of the
-    /// snapshot: `ELOOP` if so, since every chunk stored would be copied on
-    /// write into the storage again.
-    pub(crate) fn check_not_on(&self, disk_devt: u32, start: u64, sectors: u64) -> Result {
-        let Given::Device { .. } = self.given else {
-            return Ok(());
-        };
-        // The device is the one extent, and it is used whole.
-        match self.extents.first() {
-            Some(e) if shares_sectors(e.device.bdev(), disk_devt, start, sectors) => Err(ELOOP),
-            _ => Ok(()),
-        }
     }
 
     /// Closes the open request once all that was asked for is given.

@@ -8,7 +8,7 @@
 
 use crate::{
     diff_area::{self, DiffArea},
-    diff_storage::{shares_sectors, DiffStorage},
+    diff_storage::DiffStorage,
     event_queue::{Event, EventQueue},
     image::{self, Image},
     live_areas::LiveAreas,
@@ -139,12 +139,7 @@ impl Snapshot {
         let mut state = self.state.lock();
         match (&mut *state, device.as_ref()) {
             (State::Created(parts), Some(given)) => {
-                for tracker in parts.devices.iter() {
-                    let (disk, start, sectors) = tracker.disk_extent();
-                    if shares_sectors(given.io.bdev(), disk, start, sectors) {
-                        return Err(ELOOP);
-                    }
-                }
+                // `ELOOP` on a filtered device: see `claims`.
                 parts.storage.set_device(given.io.clone(), limit)?;
                 parts.held = device.take().map(|d| d.held);
                 Ok(())
@@ -345,15 +340,7 @@ impl Snapshot {
             // Read only: the module never writes to an original, and a
             // mounted one refuses writers with bdev_allow_write_mounted=0.
             let original = OpenedBlockDevice::open_by_devt(tracker.devt(), Mode::Read, None)?;
-            let bdev = original.bdev();
-            // Checked again with the devices open: one may have been added
-            // after the storage, or have grown.
-            storage.lock().check_not_on(
-                bdev.disk_devt(),
-                bdev.start_sector(),
-                bdev.nr_sectors(),
-            )?;
-            tracker.resize_if_needed(bdev.nr_sectors())?;
+            tracker.resize_if_needed(original.bdev().nr_sectors())?;
             let area = DiffArea::new(original, storage.clone(), events.clone(), live.enter())?;
             areas.push(area, GFP_KERNEL)?;
         }

@@ -8,6 +8,7 @@
 
 use crate::{
     cbt_map::{ActiveMap, Geometry, MapVersion, ReadMap},
+    claims::Claim,
     diff_area::DiffArea,
     params,
 };
@@ -48,6 +49,9 @@ pub(crate) struct Tracker {
     /// First sector of the device on its disk: bios reach the filter with
     /// whole-disk sectors.
     start_sector: u64,
+    /// The sectors of its disk it covers (all of them for a whole disk,
+    /// which may grow), as storage is checked against them.
+    sectors: Claim,
     /// Taken on every write: a spinlock, as it sits in the submit path.
     #[pin]
     active: SpinLock<ActiveMap>,
@@ -78,6 +82,15 @@ impl Tracker {
                 major: bdev.major(),
                 minor: bdev.minor(),
                 start_sector: bdev.start_sector(),
+                sectors: Claim {
+                    disk: bdev.diskseq(),
+                    start: bdev.start_sector(),
+                    end: if bdev.devt() == bdev.disk_devt() {
+                        u64::MAX
+                    } else {
+                        bdev.start_sector() + bdev.nr_sectors()
+                    },
+                },
                 active <- new_spinlock!(active, "blksnap_tracker_active"),
                 read <- new_mutex!(read, "blksnap_tracker_read"),
                 membership <- new_mutex!(Membership::Free, "blksnap_tracker_membership"),
@@ -151,10 +164,9 @@ impl Tracker {
         Ok(())
     }
 
-    /// The sectors of its whole disk the device covers, as the disk's
-    /// device number, the first sector and the count (as last sized).
-    pub(crate) fn disk_extent(&self) -> (u32, u64, u64) {
-        (self.disk_devt, self.start_sector, self.geometry().capacity)
+    /// The sectors of its disk the device covers.
+    pub(crate) fn sectors(&self) -> Claim {
+        self.sectors
     }
 
     pub(crate) fn geometry(&self) -> Geometry {

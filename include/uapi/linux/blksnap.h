@@ -339,7 +339,7 @@ struct blksnap_event_corrupted {
  * @path_size: Size of the buffer at @path, including the NUL; 0 with @path.
  * @flags: None are defined; must be 0.
  * @limit_sect: The most sectors of the storage the snapshot may use, or 0
- *	for all of it.
+ *	for all of it; more than the device holds is refused (-EINVAL).
  */
 struct blksnap_snapshot_storage {
 	struct blksnap_uuid id;
@@ -355,20 +355,21 @@ struct blksnap_snapshot_storage {
  * Gives the snapshot difference storage that the module opens and manages
  * itself, instead of sector ranges computed by user space (which the module
  * would write to behind the back of whatever owns them): a whole block
- * device, opened exclusively, so that nothing else can mount it or write
- * to it while the snapshot holds it.  A path that names no block device is
+ * device, opened exclusively, so that nothing else can mount it or claim it
+ * while the snapshot holds it.  A path that names no block device is
  * refused with -ENOTBLK (files and directories are not supported yet).
  *
  * A snapshot has either such storage or ranges given with
- * IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, never both (-EBUSY).  Storage on a
- * device of the snapshot itself, or on a partition or whole disk that
- * shares sectors with one, would be copied on write into itself: it is
- * refused with -ELOOP, here and when the snapshot is taken.
+ * IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, never both (-EBUSY).  The module's
+ * writes to such storage skip the block device filter, so storage that
+ * shares sectors with a device blksnap is attached to (an original of any
+ * snapshot, or a tracked device) is refused with -ELOOP, and blksnap cannot
+ * be attached to a device given as storage (-EBUSY).
  *
- * When less than half of diff_storage_minimum is left within @limit_sect,
- * a blksnap_event_code_no_space event asks for more; raising the limit
- * (call again with @path 0) before the storage runs out keeps the snapshot
- * going.  Otherwise the snapshot breaks with -ENOSPC, as with ranges, and
+ * When at most half of diff_storage_minimum is left within @limit_sect, a
+ * blksnap_event_code_no_space event asks for more; raising the limit (call
+ * again with @path 0, never below what is used) before the storage runs out
+ * keeps the snapshot going.  Otherwise the snapshot breaks with -ENOSPC, as with ranges, and
  * the originals are untouched.
  */
 #define IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE					\

@@ -158,6 +158,9 @@ TEST_F(setstorage, whole_device_keeps_the_point_in_time)
 	ASSERT_EQ(0, overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 500));
 	EXPECT_EQ(0, image_equals(self, self->before));
 	EXPECT_EQ(0, info_error(self));
+	/* The chunks went to the device, in the order they were copied. */
+	ASSERT_EQ(0, read_whole(self->store.path, self->buf, ORIG_SIZE));
+	EXPECT_EQ(0, memcmp(self->buf, self->before, ORIG_SIZE));
 	/* 64 chunks of the 96 the device holds: no request for more. */
 	EXPECT_EQ(ENOENT, next_event(self, blksnap_event_code_no_space, 0));
 	EXPECT_EQ(0, original_intact(self));
@@ -172,6 +175,18 @@ TEST_F(setstorage, device_held_exclusively_until_destroy)
 	fd = open(self->store.path, O_RDONLY | O_EXCL | O_CLOEXEC);
 	EXPECT_EQ(-1, fd);
 	EXPECT_EQ(EBUSY, errno);
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	fd = open(self->store.path, O_RDONLY | O_EXCL | O_CLOEXEC);
+	EXPECT_LE(0, fd);
+	close(fd);
+	/* The same after a take, and after a take refused. */
+	ASSERT_EQ(0, snapshot_create(self->ctl, &self->id));
+	ASSERT_EQ(0, snapshot_add(self->orig.fd, &self->id));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, self->store.path, 0));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	EXPECT_EQ(EALREADY, snapshot_take(self->ctl, &self->id));
+	fd = open(self->store.path, O_RDONLY | O_EXCL | O_CLOEXEC);
+	EXPECT_EQ(-1, fd);
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	fd = open(self->store.path, O_RDONLY | O_EXCL | O_CLOEXEC);
 	EXPECT_LE(0, fd);
@@ -238,9 +253,13 @@ TEST_F(setstorage, refused_arguments)
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
 	EXPECT_EQ(EBUSY, set_storage(self->ctl, &self->id, self->store.path, 0));
 	ASSERT_EQ(0, overwrite_chunks(self, 0, 4, 900));
-	/* Not below what is used: 4 chunks of 512 sectors. */
+	/* Not below what is used (4 chunks of 512 sectors), nor above the size. */
 	EXPECT_EQ(EINVAL, set_storage(self->ctl, &self->id, NULL, 1024));
+	EXPECT_EQ(EINVAL, set_storage(self->ctl, &self->id, NULL, self->store.size / 512 + 1));
+	/* No room left: the request for more comes with the new limit. */
+	EXPECT_EQ(ENOENT, next_event(self, blksnap_event_code_no_space, 0));
 	EXPECT_EQ(0, set_storage(self->ctl, &self->id, NULL, 2048));
+	EXPECT_EQ(0, next_event(self, blksnap_event_code_no_space, 0));
 	EXPECT_EQ(0, info_error(self));
 }
 
@@ -253,13 +272,18 @@ TEST_F(setstorage, storage_on_an_original_is_refused)
 	int fd;
 
 	EXPECT_EQ(ELOOP, set_storage(self->ctl, &self->id, self->orig.path, 0));
-	/* An original added after the storage: refused at the take. */
+
+	/* Another snapshot's original, or a device only tracked, alike. */
 	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
-	ASSERT_EQ(0, set_storage(self->ctl, &id2, self->orig.path, 0));
-	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
-	ASSERT_EQ(0, snapshot_add(self->orig.fd, &id2));
-	EXPECT_EQ(ELOOP, snapshot_take(self->ctl, &id2));
+	EXPECT_EQ(ELOOP, set_storage(self->ctl, &id2, self->orig.path, 0));
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	/* And no filter on a device given as storage. */
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
+	ASSERT_EQ(0, set_storage(self->ctl, &id2, self->store.path, 0));
+	EXPECT_EQ(EBUSY, blksnap_attach(self->store.fd));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	EXPECT_EQ(0, blksnap_attach(self->store.fd));
+	EXPECT_EQ(0, blksnap_detach(self->store.fd));
 
 	/* A partition of a disk: its whole disk is refused, its neighbour is not. */
 	ASSERT_EQ(0, loop_create(&disk, 64 * MIB));
@@ -295,6 +319,11 @@ TEST_F(setstorage, limit_reached_breaks_with_enospc)
 	EXPECT_EQ(ENOSPC, ((struct blksnap_event_corrupted *)self->ev->data)->err_code);
 	EXPECT_EQ(-ENOSPC, info_error(self));
 	EXPECT_EQ(0, original_intact(self));
+	/* The first 8 chunks stored, nothing past the limit. */
+	ASSERT_EQ(0, read_whole(self->store.path, self->buf, 2 * MINIMUM * 512));
+	EXPECT_EQ(0, memcmp(self->buf, self->before, MINIMUM * 512));
+	memset(self->now, 0, MINIMUM * 512);
+	EXPECT_EQ(0, memcmp(self->buf + MINIMUM * 512, self->now, MINIMUM * 512));
 }
 
 /* A limit raised when the event comes keeps the snapshot whole. */
