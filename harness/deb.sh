@@ -22,7 +22,6 @@ DEB_DIR=$CACHE/deb
 # passes its revision ("1~bpo13+1+blksnap1") as KBUILD_BUILD_VERSION, so
 # the packaged kernel says it in `uname -v` ("#1~bpo13+1+blksnap1 ...").
 KDEB_VERSION=${KERNEL_VERSION_PIN}+blksnap1
-KDEB_REVISION=${KDEB_VERSION##*-}
 MAINTAINER="blksnap-rs developers <blksnap-rs@lists.example.org>"
 TOOL_DIR=$REPO/tools/blksnap
 TOOL_PKG=blksnap
@@ -45,7 +44,7 @@ tool_version() { sed -n 's/^version = "\(.*\)"/\1/p' "$TOOL_DIR/Cargo.toml" | he
 # The one .deb of package $1 in $DEB_DIR.
 deb_of() {
 	local f
-	f=$(ls "$DEB_DIR/$1"_*.deb 2>/dev/null | head -n1)
+	f=$(find "$DEB_DIR" -maxdepth 1 -name "$1_*.deb" | head -n1)
 	[ -n "$f" ] && echo "$f"
 }
 
@@ -146,6 +145,14 @@ EOF
 deb_paths() { dpkg-deb --contents "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
 has_path() { grep -qx -- "$2" <<<"$1"; }
 same_file() { cmp -s "$1" "$2"; }
+gz_equal() { [ -f "$1" ] && zcat "$1" | cmp -s - "$2"; }
+tool_binary() { [ -x "$1" ] && same_file "$1" "$2"; }
+changelog_for() { # changelog.Debian.gz deb: its first entry is the package's version
+	[ -f "$1" ] && zcat "$1" | head -n1 | grep -qF "($(dpkg-deb --field "$2" Version))"
+}
+md5sums_match() { # deb root scratch-dir
+	[ -n "$1" ] && dpkg-deb -e "$1" "$3" && (cd "$2" && md5sum --quiet -c "$3/md5sums")
+}
 
 check_debs() {
 	local ver img hdr libc tool tmp p paths f
@@ -171,7 +178,7 @@ check_debs() {
 
 	# linux-image: the kernel image, blksnap.ko for this release, stripped
 	# as modules_install INSTALL_MOD_STRIP=1 leaves it.
-	paths=$( [ -n "$img" ] && deb_paths "$img")
+	paths=$(if [ -n "$img" ]; then deb_paths "$img"; fi)
 	check "deb:image:vmlinuz" "no /boot/vmlinuz-$ver" \
 		has_path "$paths" "/boot/vmlinuz-$ver"
 	check "deb:image:vmlinuz-is-the-built-bzImage" "differs from $OUT_BASE/test/arch/x86/boot/bzImage" \
@@ -212,16 +219,18 @@ check_debs() {
 
 	# The tool: the binary tool.sh builds, its man page, policy's documents.
 	local troot=$tmp/$TOOL_PKG
+	local bin
+	bin=$("$REPO/harness/tool.sh" build 2>/dev/null) || bin=none
 	check "deb:tool:/usr/sbin/blksnap" "missing, not executable or not the static build" \
-		eval '[ -x "$troot/usr/sbin/blksnap" ] && same_file "$troot/usr/sbin/blksnap" "$("$REPO/harness/tool.sh" build 2>/dev/null)"'
+		tool_binary "$troot/usr/sbin/blksnap" "$bin"
 	check "deb:tool:man8/blksnap.8.gz" "missing or not tools/blksnap/blksnap.8" \
-		eval 'zcat "$troot/usr/share/man/man8/blksnap.8.gz" | cmp -s - "$TOOL_DIR/blksnap.8"'
+		gz_equal "$troot/usr/share/man/man8/blksnap.8.gz" "$TOOL_DIR/blksnap.8"
 	check "deb:tool:copyright" "no /usr/share/doc/$TOOL_PKG/copyright" \
 		grep -q '^License: GPL-2.0-only' "$troot/usr/share/doc/$TOOL_PKG/copyright"
 	check "deb:tool:changelog.Debian.gz" "missing or not for this version" \
-		eval 'zcat "$troot/usr/share/doc/$TOOL_PKG/changelog.Debian.gz" | head -n1 | grep -qF "($(dpkg-deb --field "$tool" Version))"'
+		changelog_for "$troot/usr/share/doc/$TOOL_PKG/changelog.Debian.gz" "$tool"
 	check "deb:tool:md5sums" "DEBIAN/md5sums does not match the files" \
-		eval 'dpkg-deb -e "$tool" "$tmp/tool.ctl" && (cd "$troot" && md5sum --quiet -c "$tmp/tool.ctl/md5sums")'
+		md5sums_match "$tool" "$troot" "$tmp/tool.ctl"
 	if command -v lintian >/dev/null; then
 		local out
 		if out=$(lintian --fail-on error "$tool" 2>&1); then
@@ -279,23 +288,44 @@ config_changes() {
 # Those that were on (y or m) in $1 and are off in $2.
 turned_off() { awk -F'\t' '($2 == "y" || $2 == "m") && $3 == "n" { print $1 }' <<<"$1"; }
 
-step() { # name command... : one result, the command's time, its output on failure
-	local name=$1 t0 out
+not_set() { ! grep -q "^$1=" "$2"; }
+
+# step NAME COMMAND...: one result for a make step, with its time; fails on
+# an error, or on a compiler warning in our files.  objtool's warnings are
+# left to objtool_check, in $step_out.
+step_out=
+step() {
+	local name=$1 t0
 	shift
 	t0=$(date +%s)
-	if out=$("$@" 2>&1); then
+	if step_out=$("$@" 2>&1); then
 		echo "# $name: $(($(date +%s) - t0)) s"
-		# Our files must compile without a warning.
-		if grep -E 'warning' <<<"$out" | grep -qE 'blk-filter|blksnap|block/'; then
-			echo "$out" | grep -A5 warning | head -40 | sed 's/^/#   /'
-			result fail "$name" "warnings in our files"
+		if grep 'warning' <<<"$step_out" | grep -v 'warning: objtool:' |
+			grep -qE 'blk-filter|blksnap|block/'; then
+			echo "$step_out" | grep -v 'warning: objtool:' | grep -A5 warning | head -40 | sed 's/^/#   /'
+			result fail "$name" "compiler warnings in our files"
 		else
 			result ok "$name"
 		fi
 	else
-		echo "$out" | tail -40 | sed 's/^/#   /'
+		echo "$step_out" | tail -40 | sed 's/^/#   /'
 		result fail "$name" "failed after $(($(date +%s) - t0)) s"
 	fi
+}
+# objtool_check NAME: no objtool warning on our objects in the last step.
+# (A function that "falls through to the next function" ends in a call
+# objtool does not know to be noreturn: the list in tools/objtool/check.c
+# must know every such function of Rust's core that the compiler uses.)
+objtool_check() {
+	local warnings callees
+	warnings=$(grep 'warning: objtool:' <<<"$step_out" | grep -E 'blk-filter|blksnap|block/' || true)
+	if [ -z "$warnings" ]; then
+		result ok "$1"
+		return
+	fi
+	echo "$warnings" | cut -c1-300 | sed 's/^/#   /'
+	callees=$(grep -o 'falls through' <<<"$warnings" | wc -l)
+	result fail "$1" "$(wc -l <<<"$warnings") objtool warnings ($callees 'falls through to next function')"
 }
 
 debconfig() {
@@ -313,7 +343,7 @@ debconfig() {
 	# gcc 14 and binutils, pahole 1.24 instead of 1.30) turns off: not
 	# Rust's doing, but a Debian build would have them.
 	changed=$(config_changes "$DEBIAN_CONFIG" "$out/config.debian")
-	echo "# Debian options off under this toolchain (not Rust's doing):" $(turned_off "$changed")
+	echo "# Debian options off under this toolchain (not Rust's doing): $(turned_off "$changed" | tr '\n' ' ')"
 	# Then Rust and blksnap.
 	(cd "$WORK" && scripts/kconfig/merge_config.sh -m -O "$out" "$out/.config" "$frag" >/dev/null)
 	dmake olddefconfig >/dev/null
@@ -323,7 +353,7 @@ debconfig() {
 			opt=${line#\# }
 			opt=${opt%% *}
 			check "debconfig:$opt=n" "$(grep "^$opt=" "$out/.config")" \
-				eval '! grep -q "^$opt=" "$out/.config"'
+				not_set "$opt" "$out/.config"
 			;;
 		CONFIG_*)
 			check "debconfig:$line" "got: $(grep "^${line%%=*}[= ]" "$out/.config" || echo unset)" \
@@ -337,7 +367,7 @@ debconfig() {
 	changed=$(config_changes "$out/config.debian" "$out/.config")
 	echo "# changed by debian-rust.config: $(tr '\t\n' ' ;' <<<"${changed:-none}")"
 	gone=$(turned_off "$changed")
-	check "debconfig:no-debian-option-turned-off" "turned off: $(echo $gone)" test -z "$gone"
+	check "debconfig:no-debian-option-turned-off" "turned off: $(tr '\n' ' ' <<<"$gone")" test -z "$gone"
 	cp "$out/.config" "$out/config.debian-rust"
 
 	step "debconfig:make-prepare" dmake -j"$(nproc)" prepare
@@ -348,11 +378,15 @@ debconfig() {
 	mapfile -t objs <"$out/objs"
 	rm -f "${objs[@]/#/$out/}"
 	step "debconfig:block-objects" dmake -j"$(nproc)" "${objs[@]}"
+	objtool_check "debconfig:objtool:block-objects"
 	for obj in "${objs[@]}"; do
 		check "debconfig:$obj" "not built" test -s "$out/$obj"
 	done
 	step "debconfig:rust" dmake -j"$(nproc)" rust/
+	# From its sources each time: the time of the check is this step's.
+	rm -f "$out"/drivers/block/blksnap_rs/*.o
 	step "debconfig:drivers/block/blksnap_rs" dmake -j"$(nproc)" drivers/block/blksnap_rs/
+	objtool_check "debconfig:objtool:drivers/block/blksnap_rs"
 	check "debconfig:blksnap.o" "no drivers/block/blksnap_rs/blksnap.o" \
 		test -s "$out/drivers/block/blksnap_rs/blksnap.o"
 	echo "# debconfig: $(($(date +%s) - t0)) s"
