@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # deb.sh build|check|unpack DIR|debconfig: Debian packages of our kernel and
 # of the blksnap tool, and Debian's own configuration with our work.
-#   build      `make bindeb-pkg` in the test kernel's build directory (same
+#   build [kernel|tool]  `make bindeb-pkg` in the test kernel's build directory (same
 #              make variables as build.sh test, so nothing recompiles):
 #              linux-image-*, linux-headers-*, linux-libc-dev; and the
 #              blksnap tool's package (dpkg-deb from a staged tree).  The
@@ -71,7 +71,7 @@ build_kernel_debs() {
 
 # --- the tool's package: a staged tree and dpkg-deb --build
 build_tool_deb() {
-	local bin ver stage date crate cver lic glibc
+	local bin ver stage date glibc
 	bin=$("$REPO/harness/tool.sh" build) || die "tool build failed"
 	ver=$(tool_version)-$TOOL_REVISION
 	stage=$DEB_DIR/stage-$TOOL_PKG
@@ -98,15 +98,12 @@ build_tool_deb() {
 		echo "Upstream-Name: blksnap-rs"
 		echo "Comment: /usr/sbin/blksnap is linked statically; it holds, besides"
 		echo " blksnap-rs's own code, these crates (from crates.io, versions of"
-		echo " tools/blksnap/Cargo.lock, licences as the crates declare them) and"
+		echo " tools/blksnap/Cargo.lock, licences as the crates declare them; proc"
+		echo " macros, which run only at build time, left out) and"
 		echo " $glibc (LGPL-2.1+, /usr/share/doc/libc6/copyright):"
-		awk '/^name = /{n=$3} /^version = /{gsub(/"/,"",n); v=$3; gsub(/"/,"",v); print n, v}' \
-			"$TOOL_DIR/Cargo.lock" | while read -r crate cver; do
-			[ "$crate" = "$TOOL_PKG" ] && continue
-			lic=$(sed -n 's/^license = "\(.*\)"/\1/p' \
-				"$HOME"/.cargo/registry/src/*/"$crate-$cver"/Cargo.toml 2>/dev/null | head -n1)
-			echo " $crate $cver: ${lic:-see the crate}"
-		done
+		(cd "$TOOL_DIR" && cargo tree -q --locked --offline -e normal,no-proc-macro \
+			--prefix none --format '{p} {l}' --target x86_64-unknown-linux-gnu) |
+			grep -v "^$TOOL_PKG " | sort -u | sed 's/^\([^ ]*\) v\([^ ]*\) /\1 \2: /; s/^/ /'
 		echo
 		echo "Files: *"
 		echo "Copyright: blksnap-rs developers"
@@ -145,6 +142,9 @@ EOF
 deb_paths() { dpkg-deb --contents "$1" | awk '{print $6}' | sed 's|^\./|/|'; }
 has_path() { grep -qx -- "$2" <<<"$1"; }
 same_file() { cmp -s "$1" "$2"; }
+uapi_equal() { # installed-header repo-header scratch-file
+	(cd "$OUT_BASE/test" && "$WORK/scripts/headers_install.sh" "$2" "$3") && same_file "$1" "$3"
+}
 gz_equal() { [ -f "$1" ] && zcat "$1" | cmp -s - "$2"; }
 tool_binary() { [ -x "$1" ] && same_file "$1" "$2"; }
 changelog_for() { # changelog.Debian.gz deb: its first entry is the package's version
@@ -207,15 +207,15 @@ check_debs() {
 	check "deb:headers:build-link" "/lib/modules/$ver/build is not a link to the headers" \
 		test "$(readlink "$tmp/linux-headers-$ver/lib/modules/$ver/build")" = "/usr/src/linux-headers-$ver"
 
-	# linux-libc-dev: headers_install's copies, which here are the
-	# repository's bytes (headers_install only strips what our headers
-	# do not use); fs.h carries the BLKFILTER ioctls of the series.
+	# linux-libc-dev: headers_install's copies of our uapi headers (the
+	# repository's bytes, the include guard's _UAPI_ prefix dropped, as
+	# scripts/headers_install.sh does), and fs.h as the series edits it.
 	for f in blksnap.h blk-filter.h; do
-		check "deb:libc-dev:/usr/include/linux/$f" "missing or not the repository's" \
-			same_file "$tmp/linux-libc-dev/usr/include/linux/$f" "$REPO/include/uapi/linux/$f"
+		check "deb:libc-dev:/usr/include/linux/$f" "missing or not the repository's, as headers_install gives it" \
+			uapi_equal "$tmp/linux-libc-dev/usr/include/linux/$f" "$REPO/include/uapi/linux/$f" "$tmp/$f"
 	done
-	check "deb:libc-dev:fs.h-BLKFILTER" "/usr/include/linux/fs.h has no BLKFILTER ioctls" \
-		grep -q 'BLKFILTER' "$tmp/linux-libc-dev/usr/include/linux/fs.h"
+	check "deb:libc-dev:/usr/include/linux/fs.h" "not the series' fs.h (block device filter ioctl numbers)" \
+		grep -q 'used by block device filter ioctls' "$tmp/linux-libc-dev/usr/include/linux/fs.h"
 
 	# The tool: the binary tool.sh builds, its man page, policy's documents.
 	local troot=$tmp/$TOOL_PKG
@@ -396,8 +396,9 @@ debconfig() {
 mkdir -p "$DEB_DIR"
 case ${1:-} in
 build)
-	build_kernel_debs
-	build_tool_deb
+	# "build kernel" or "build tool" builds only those.
+	[ "${2:-kernel}" = kernel ] && build_kernel_debs
+	[ "${2:-tool}" = tool ] && build_tool_deb
 	ls -l "$DEB_DIR"/*.deb >&2
 	;;
 check) check_debs ;;
