@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # deb.sh build|check|unpack DIR|debconfig: Debian packages of our kernel and
 # of the blksnap tool, and Debian's own configuration with our work.
-#   build [kernel|tool]  `make bindeb-pkg` in the test kernel's build directory (same
+#   build [kernel|tool]
+#              `make bindeb-pkg` in the test kernel's build directory (same
 #              make variables as build.sh test, so nothing recompiles):
 #              linux-image-*, linux-headers-*, linux-libc-dev; and the
 #              blksnap tool's package (dpkg-deb from a staged tree).  The
@@ -13,8 +14,9 @@
 #              run-qemu.sh's BLKSNAP_PKGROOT
 #   debconfig  Debian's amd64 configuration + configs/debian-rust.config:
 #              no option dropped, then our objects compiled under it
-#              (make prepare, the rust/ crates, blk-filter and the C files
-#              the series edits, drivers/block/blksnap_rs/), KTAP-like lines
+#              (make prepare, which builds the rust/ crates, blk-filter and
+#              the C files the series edits, drivers/block/blksnap_rs/),
+#              KTAP-like lines
 source "$(dirname "$0")/lib.sh"
 
 DEB_DIR=$CACHE/deb
