@@ -3,10 +3,23 @@
 # run-qemu.sh FLAVOUR MODE RUNDIR: pack the guest, boot it under QEMU/TCG and
 # leave console.log (kernel) and results.log (tests) in RUNDIR.  A watchdog
 # kills QEMU after BLKSNAP_TIMEOUT seconds; that counts as a failed run.
+# BLKSNAP_PKGROOT=DIR (harness/deb.sh unpack DIR): boot the kernel of the
+# linux-image package unpacked there, with its modules and the blksnap
+# tool's package, instead of the build directory's kernel, modules and tool;
+# the selftest program blksnap_package checks in the guest that it does.
 source "$(dirname "$0")/lib.sh"
 
 flavour=$1 mode=$2 rundir=$3
 out=$OUT_BASE/$flavour
+kernel=$out/arch/x86/boot/bzImage
+pkgroot=${BLKSNAP_PKGROOT:-}
+if [ -n "$pkgroot" ]; then
+	pkgroot=$(cd "$pkgroot" && pwd)
+	pkgrelease=$(ls "$pkgroot/lib/modules")
+	kernel=$pkgroot/boot/vmlinuz-$pkgrelease
+	[ -f "$kernel" ] && [ -x "$pkgroot/usr/sbin/blksnap" ] ||
+		die "$pkgroot: not an unpacked linux-image and blksnap package (deb.sh unpack)"
+fi
 timeout_s=${BLKSNAP_TIMEOUT:-2400}
 mkdir -p "$rundir"
 rundir=$(cd "$rundir" && pwd)
@@ -55,8 +68,12 @@ ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
 kmake "$flavour" headers_install >/dev/null
 hdr=$out/usr/include
 # The blksnap tool (tools/blksnap), static, for the demo, the benchmark
-# and its own scenarios.
-cp "$("$REPO/harness/tool.sh" build)" "$root/bin/blksnap"
+# and its own scenarios; or its package's, where the package puts it.
+if [ -n "$pkgroot" ]; then
+	cp -p "$pkgroot/usr/sbin/blksnap" "$root/usr/sbin/blksnap"
+else
+	cp "$("$REPO/harness/tool.sh" build)" "$root/bin/blksnap"
+fi
 
 for dir in "$WORK"/tools/testing/selftests/blksnap; do
 	suite=$(basename "$dir")
@@ -91,7 +108,17 @@ cp "$REPO/harness/guest/tool-scenarios.sh" "$root/selftests/blksnap_tool/blksnap
 chmod +x "$root/selftests/blksnap_tool/blksnap_tool"
 echo blksnap_tool >"$root/selftests/blksnap_tool/list"
 
-if grep -q '^CONFIG_MODULES=y' "$out/.config"; then
+if [ -n "$pkgroot" ]; then
+	# The packages as dpkg installs them: their files and their md5sums.
+	mkdir -p "$root/lib" "$root/var/lib"
+	cp -a "$pkgroot/lib/modules" "$root/lib/"
+	cp -a "$pkgroot/var/lib/dpkg" "$root/var/lib/"
+	[ -f "$root/lib/modules/$pkgrelease/modules.dep" ] || depmod -b "$root" "$pkgrelease"
+	mkdir -p "$root/selftests/blksnap_package"
+	cp "$REPO/harness/guest/package-check.sh" "$root/selftests/blksnap_package/blksnap_package"
+	chmod +x "$root/selftests/blksnap_package/blksnap_package"
+	echo blksnap_package >"$root/selftests/blksnap_package/list"
+elif grep -q '^CONFIG_MODULES=y' "$out/.config"; then
 	kmake "$flavour" INSTALL_MOD_PATH="$root" modules_install >/dev/null
 fi
 (cd "$root" && find . | cpio -o -H newc --quiet) >"$rundir/initramfs.cpio"
@@ -142,7 +169,7 @@ set +e
 timeout -k 10 "$timeout_s" qemu-system-x86_64 \
 	-machine q35 -accel tcg -cpu max -smp 2 -m 2G \
 	-display none -monitor none -no-reboot \
-	-kernel "$out/arch/x86/boot/bzImage" -initrd "$rundir/initramfs.cpio" \
+	-kernel "$kernel" -initrd "$rundir/initramfs.cpio" \
 	-append "$append" \
 	-drive file="$diskdir/vda.img",if=virtio,format=raw,cache=unsafe \
 	-drive file="$diskdir/vdb.img",if=virtio,format=raw,cache=unsafe \

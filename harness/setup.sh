@@ -7,7 +7,11 @@ source "$(dirname "$0")/lib.sh"
 APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison
 	libelf-dev libssl-dev cpio kmod qemu-system-x86 busybox-static
 	e2fsprogs fdisk util-linux rsync python3 gcc libc6-dev make perl git xz-utils
-	curl ca-certificates fio dmsetup gcc-multilib file)
+	curl ca-certificates fio dmsetup gcc-multilib file
+	dpkg-dev debhelper lintian libbpf1)
+# dpkg-dev and debhelper: `make bindeb-pkg` (dpkg-buildpackage, dh_*) and
+# the tool's package (harness/deb.sh), which lintian checks.  libbpf1 for
+# the private pahole below.
 
 install_apt() {
 	local missing=()
@@ -115,6 +119,40 @@ fetch_tool_crates() {
 	(cd "$REPO/tools/blksnap" && cargo fetch -q --locked)
 }
 
+# Debian's own kernel configuration for amd64, of the pinned kernel's
+# version (the linux-config package is built from the same source package),
+# for harness/deb.sh debconfig.
+DEBIAN_CONFIG_PKG=linux-config-7.3
+fetch_debian_config() {
+	local dest=$TOOLS/debian-config deb tmp
+	[ -f "$dest/.version" ] && [ "$(cat "$dest/.version")" = "$KERNEL_VERSION_PIN" ] && return 0
+	deb=$(trixie_fetch "$DEBIAN_CONFIG_PKG" "$KERNEL_VERSION_PIN") ||
+		die "$DEBIAN_CONFIG_PKG $KERNEL_VERSION_PIN is not in $KERNEL_SUITE"
+	tmp=$(mktemp -d "$CACHE/extract.XXXX")
+	dpkg-deb -x "$deb" "$tmp"
+	rm -rf "$dest" && mkdir -p "$dest"
+	xz -dc "$tmp/usr/src/$DEBIAN_CONFIG_PKG/config.amd64_none_amd64.xz" >"$dest/config.amd64_none_amd64"
+	rm -rf "$tmp"
+	echo "$KERNEL_VERSION_PIN" >"$dest/.version"
+	log "debian config: $DEBIAN_CONFIG_PKG $KERNEL_VERSION_PIN"
+}
+
+# pahole (bookworm's), extracted, never installed: Debian's configuration
+# keeps BTF only with it (and Rust needs one with --lang_exclude), but a
+# pahole on PATH would change CONFIG_PAHOLE_VERSION of every other build
+# directory and rebuild all their Rust.  Only deb.sh debconfig uses it.
+fetch_pahole() {
+	local dest=$TOOLS/pahole deb tmp
+	[ -x "$dest/usr/bin/pahole" ] && return 0
+	tmp=$(mktemp -d "$CACHE/extract.XXXX")
+	(cd "$tmp" && { apt-get download -qq pahole 2>/dev/null ||
+		{ apt-get update -qq && apt-get download -qq pahole; }; }) || die "apt-get download pahole"
+	rm -rf "$dest" && mkdir -p "$dest"
+	dpkg-deb -x "$tmp"/pahole_*.deb "$dest"
+	rm -rf "$tmp"
+	log "pahole: $("$dest/usr/bin/pahole" --version) in $dest"
+}
+
 mkdir -p "$CACHE" "$TOOLS"
 install_apt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || log "WARNING: clippy missing"
@@ -124,4 +162,6 @@ trixie_init
 fetch_kernel
 fetch_rust_src
 install_bindgen
+fetch_debian_config
+fetch_pahole
 log "setup: done ($(cat "$PRISTINE/.blksnap-version"), rustc $(rustc --version | awk '{print $2}'), $(bindgen --version))"

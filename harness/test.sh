@@ -5,7 +5,10 @@
 #   -> build the debug test kernel -> ABI check
 #   -> series check
 #   -> boot under QEMU/TCG: KUnit + kselftests + kmemleak -> splat check
-#   -> two short boots: bdev_allow_write_mounted=0, the tool's scenarios
+#   -> Debian packages (bindeb-pkg, the tool's), their contents
+#   -> two short boots: bdev_allow_write_mounted=0; the packaged kernel,
+#      modules and tool, with the tool's scenarios
+#   -> Debian's configuration + Rust + blksnap: configure, our objects
 # Ends with "N passed, N failed, N skipped"; exits non-zero on any failure.
 source "$(dirname "$0")/lib.sh"
 
@@ -32,6 +35,8 @@ OWN_BOOT=blksnap_writemounted
 # The blksnap tool's scenarios, in a boot of their own too: the main guest
 # has about a minute left under its time target, they take two.
 TOOL_BOOT=blksnap_tool
+# The packaged kernel's own checks, in that boot, which runs the packages.
+PKG_BOOT=blksnap_package
 
 "$REPO/harness/setup.sh"
 "$REPO/harness/apply.sh"
@@ -57,14 +62,39 @@ if "$REPO/harness/build.sh" test; then
 		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-ro"
 	python3 "$REPO/harness/results.py" "$rundir/guest-ro" >"$rundir/guest-ro.txt"
 	grep -v '^RESULT ' "$rundir/guest-ro.txt" >>"$report"
-	log "boot: again, the blksnap tool end to end"
-	BLKSNAP_ONLY=$TOOL_BOOT BLKSNAP_APPEND="kunit.enable=0" \
-		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-tool"
+	# Debian packages of this kernel (bindeb-pkg) and of the tool, their
+	# contents; the third boot runs the packaged kernel, its modules and
+	# the packaged tool (blksnap_package checks that it does).
+	pkgroot=
+	if "$REPO/harness/deb.sh" build; then
+		echo "OK   deb:build" >>"$report"
+		"$REPO/harness/deb.sh" check | collect || stage_failed deb:check "deb.sh check exited early"
+		if "$REPO/harness/deb.sh" unpack "$rundir/pkgroot"; then
+			pkgroot=$rundir/pkgroot
+		else
+			stage_failed deb:unpack "see the output above"
+		fi
+	else
+		stage_failed deb:build "see the output above"
+	fi
+	if [ -n "$pkgroot" ]; then
+		log "boot: again, the packaged kernel and the blksnap tool end to end"
+		BLKSNAP_PKGROOT=$pkgroot BLKSNAP_ONLY=$PKG_BOOT,$TOOL_BOOT BLKSNAP_APPEND="kunit.enable=0" \
+			"$REPO/harness/run-qemu.sh" test test "$rundir/guest-tool"
+	else
+		log "boot: again, the blksnap tool end to end (no packages)"
+		BLKSNAP_ONLY=$TOOL_BOOT BLKSNAP_APPEND="kunit.enable=0" \
+			"$REPO/harness/run-qemu.sh" test test "$rundir/guest-tool"
+	fi
 	python3 "$REPO/harness/results.py" "$rundir/guest-tool" >"$rundir/guest-tool.txt"
 	grep -v '^RESULT ' "$rundir/guest-tool.txt" >>"$report"
 else
 	stage_failed build:test-kernel "see the build output above"
 fi
+
+# Debian's own configuration with Rust and blksnap: no option dropped, and
+# our objects compile under it (not a whole kernel: far too long here).
+"$REPO/harness/deb.sh" debconfig | collect || stage_failed debconfig "deb.sh debconfig exited early"
 
 cat "$report"
 passed=$(grep -c '^OK ' "$report" || true)
