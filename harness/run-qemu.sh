@@ -23,6 +23,9 @@ fi
 timeout_s=${BLKSNAP_TIMEOUT:-2400}
 mkdir -p "$rundir"
 rundir=$(cd "$rundir" && pwd)
+# What QEMU boots, for test.sh to check that a package boot booted the
+# package's kernel (the guest cannot tell: bindeb-pkg packs the same image).
+echo "$kernel" >"$rundir/booted-kernel"
 rm -f "$rundir"/{console,results}.log
 
 # --- user space: busybox, our tools and the selftests, all static

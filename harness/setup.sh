@@ -124,29 +124,44 @@ fetch_tool_crates() {
 # for harness/deb.sh debconfig.
 DEBIAN_CONFIG_PKG=linux-config-7.3
 fetch_debian_config() {
-	local dest=$TOOLS/debian-config deb tmp
-	[ -f "$dest/.version" ] && [ "$(cat "$dest/.version")" = "$KERNEL_VERSION_PIN" ] && return 0
-	deb=$(trixie_fetch "$DEBIAN_CONFIG_PKG" "$KERNEL_VERSION_PIN") ||
-		die "$DEBIAN_CONFIG_PKG $KERNEL_VERSION_PIN is not in $KERNEL_SUITE"
+	local dest=$TOOLS/debian-config deb tmp ver
+	# The version of the source actually extracted (the pin, or what
+	# fetch_kernel fell back to, loudly).
+	ver=$(awk '{print $2}' "$PRISTINE/.blksnap-version")
+	[ -f "$dest/.version" ] && [ "$(cat "$dest/.version")" = "$ver" ] && return 0
+	if ! trixie_apt apt-cache madison "$DEBIAN_CONFIG_PKG" | grep -qF "| $ver |"; then
+		log "WARNING: $DEBIAN_CONFIG_PKG $ver is not in $KERNEL_SUITE;"
+		ver=$(trixie_apt apt-cache madison "$DEBIAN_CONFIG_PKG" | awk '{print $3}' |
+			sort -V | tail -n1)
+		[ -n "$ver" ] || die "$DEBIAN_CONFIG_PKG is not in $KERNEL_SUITE"
+		log "WARNING: USING ITS $ver, WHICH WAS NOT VERIFIED"
+	fi
+	deb=$(trixie_fetch "$DEBIAN_CONFIG_PKG" "$ver")
+	[ -n "$deb" ] && [ -f "$deb" ] || die "could not download $DEBIAN_CONFIG_PKG $ver"
 	tmp=$(mktemp -d "$CACHE/extract.XXXX")
 	dpkg-deb -x "$deb" "$tmp"
 	rm -rf "$dest" && mkdir -p "$dest"
 	xz -dc "$tmp/usr/src/$DEBIAN_CONFIG_PKG/config.amd64_none_amd64.xz" >"$dest/config.amd64_none_amd64"
 	rm -rf "$tmp"
-	echo "$KERNEL_VERSION_PIN" >"$dest/.version"
-	log "debian config: $DEBIAN_CONFIG_PKG $KERNEL_VERSION_PIN"
+	echo "$ver" >"$dest/.version"
+	log "debian config: $DEBIAN_CONFIG_PKG $ver"
 }
 
 # pahole (bookworm's), extracted, never installed: Debian's configuration
 # keeps BTF only with it (and Rust needs one with --lang_exclude), but a
 # pahole on PATH would change CONFIG_PAHOLE_VERSION of every other build
 # directory and rebuild all their Rust.  Only deb.sh debconfig uses it.
+PAHOLE_PIN=1.24-4.1
 fetch_pahole() {
 	local dest=$TOOLS/pahole deb tmp
 	[ -x "$dest/usr/bin/pahole" ] && return 0
 	tmp=$(mktemp -d "$CACHE/extract.XXXX")
-	(cd "$tmp" && { apt-get download -qq pahole 2>/dev/null ||
-		{ apt-get update -qq && apt-get download -qq pahole; }; }) || die "apt-get download pahole"
+	# Bookworm's 1.24, the version the README's results are for; any other
+	# only with a warning.
+	(cd "$tmp" && { apt-get download -qq "pahole=$PAHOLE_PIN" 2>/dev/null ||
+		{ apt-get update -qq && apt-get download -qq "pahole=$PAHOLE_PIN"; } ||
+		{ log "WARNING: pahole $PAHOLE_PIN is gone; USING THE NEWEST, NOT VERIFIED" &&
+			apt-get download -qq pahole; }; }) || die "apt-get download pahole"
 	rm -rf "$dest" && mkdir -p "$dest"
 	dpkg-deb -x "$tmp"/pahole_*.deb "$dest"
 	rm -rf "$tmp"

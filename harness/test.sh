@@ -23,6 +23,7 @@ collect() {
 	local line
 	while IFS= read -r line; do
 		case $line in
+		"ok "*" # SKIP"*) echo "SKIP ${line#ok [0-9]* }" >>"$report" ;;
 		"ok "*) echo "OK   ${line#ok [0-9]* }" >>"$report" ;;
 		"not ok "*) echo "FAIL ${line#not ok [0-9]* }" >>"$report" ;;
 		"#"*) echo "$line" ;;
@@ -81,6 +82,14 @@ if "$REPO/harness/build.sh" test; then
 		log "boot: again, the packaged kernel and the blksnap tool end to end"
 		BLKSNAP_PKGROOT=$pkgroot BLKSNAP_ONLY=$PKG_BOOT,$TOOL_BOOT BLKSNAP_APPEND="kunit.enable=0" \
 			"$REPO/harness/run-qemu.sh" test test "$rundir/guest-tool"
+		# The host side of "the packaged kernel booted": QEMU was given the
+		# package's vmlinuz (and, below, the guest's package checks ran).
+		booted=$(cat "$rundir/guest-tool/booted-kernel" 2>/dev/null || true)
+		case $booted in
+		"$pkgroot"/boot/vmlinuz-*) echo "OK   deb:boot:kernel-from-package" >>"$report" ;;
+		*) stage_failed deb:boot:kernel-from-package "QEMU booted ${booted:-nothing}" ;;
+		esac
+
 	else
 		log "boot: again, the blksnap tool end to end (no packages)"
 		BLKSNAP_ONLY=$TOOL_BOOT BLKSNAP_APPEND="kunit.enable=0" \
@@ -88,6 +97,13 @@ if "$REPO/harness/build.sh" test; then
 	fi
 	python3 "$REPO/harness/results.py" "$rundir/guest-tool" >"$rundir/guest-tool.txt"
 	grep -v '^RESULT ' "$rundir/guest-tool.txt" >>"$report"
+	if [ -n "$pkgroot" ]; then
+		if grep -q "blksnap_package" "$rundir/guest-tool.txt"; then
+			echo "OK   deb:boot:package-checks-ran" >>"$report"
+		else
+			stage_failed deb:boot:package-checks-ran "no blksnap_package result from the guest"
+		fi
+	fi
 else
 	stage_failed build:test-kernel "see the build output above"
 fi
