@@ -212,6 +212,8 @@ TEST_F(setstorage, refused_arguments)
 	st.path = (uintptr_t)self->store.path;
 	st.path_size = 0;
 	EXPECT_EQ(EINVAL, sys_errno(ioctl(self->ctl, IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE, &st)));
+	st.path_size = 1 << 20;	/* over PATH_MAX */
+	EXPECT_EQ(EINVAL, sys_errno(ioctl(self->ctl, IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE, &st)));
 	st.path = 16;
 	st.path_size = 8;
 	EXPECT_EQ(EFAULT, sys_errno(ioctl(self->ctl, IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE, &st)));
