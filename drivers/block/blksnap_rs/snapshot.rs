@@ -300,8 +300,8 @@ impl Snapshot {
                 .push_within_capacity(area.original().freeze_queue())
                 .map_err(|_| ENOMEM)?;
         }
-        for area in areas {
-            wait_dispatched(area.original().bdev());
+        for (tracker, area) in devices.iter().zip(areas.iter()) {
+            wait_dispatched(tracker, area.original().bdev());
         }
         let mut result = Ok(());
         for (tracker, area) in devices.iter().zip(areas.iter()) {
@@ -423,15 +423,17 @@ pub(crate) fn destroy_all() {
     }
 }
 
-/// Waits, with the queue of `bdev` frozen, for the writes its driver sent on
-/// before the freeze.  The freeze waits for every bio of a blk-mq disk; a
-/// bio-based driver (device mapper, md) holds the queue only while it
-/// passes a bio down, so what it sent may still be on its way below.  At
+/// Waits, with the queue of `bdev` frozen, for the writes its driver took
+/// in before the freeze.  The freeze waits for every bio of a blk-mq disk; a
+/// bio-based driver (device mapper, md) holds the queue only while it takes
+/// a bio in, so what it took may still be held in it (dm-crypt, dm-delay,
+/// dm-thin count a bio in flight only once they send it down) or be on its
+/// way below: the tracker counts the writes it let pass until they end.  At
 /// most five seconds: a lower device frozen by the same take (a snapshot of
 /// a device and of one under it) holds such writes until the thaw.
-fn wait_dispatched(bdev: &BlockDevice) {
+fn wait_dispatched(tracker: &Tracker, bdev: &BlockDevice) {
     for _ in 0..5000 {
-        if bdev.bios_in_flight() == 0 {
+        if tracker.writes_in_flight() == 0 && bdev.bios_in_flight() == 0 {
             return;
         }
         kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));

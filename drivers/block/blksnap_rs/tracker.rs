@@ -13,7 +13,11 @@ use crate::{
     params,
 };
 use kernel::{
-    block::{bdev::BlockDevice, bio::FilteredBio},
+    block::{
+        bdev::BlockDevice,
+        bio::{FilteredBio, Status},
+        filter::passed::PassedBios,
+    },
     new_mutex, new_spinlock,
     prelude::*,
     sync::{Arc, Mutex, SpinLock},
@@ -63,6 +67,10 @@ pub(crate) struct Tracker {
     /// Looked at for every write: a spinlock.
     #[pin]
     cow: SpinLock<Cow>,
+    /// On a bio-based disk, the writes passed on and not ended yet: its
+    /// driver may hold them without counting them in flight, and a take
+    /// must wait for them.
+    passed: Option<PassedBios>,
 }
 
 impl Tracker {
@@ -75,6 +83,11 @@ impl Tracker {
         )?;
         let active = ActiveMap::new(geometry)?;
         let read = ReadMap::new(&active)?;
+        let passed = if bdev.is_bio_based() {
+            Some(PassedBios::new()?)
+        } else {
+            None
+        };
         Arc::pin_init(
             try_pin_init!(Self {
                 devt: bdev.devt(),
@@ -95,6 +108,7 @@ impl Tracker {
                 read <- new_mutex!(read, "blksnap_tracker_read"),
                 membership <- new_mutex!(Membership::Free, "blksnap_tracker_membership"),
                 cow <- new_spinlock!(Cow::Off, "blksnap_tracker_cow"),
+                passed,
             }),
             GFP_KERNEL,
         )
@@ -274,13 +288,38 @@ impl Tracker {
             let sector = sector.saturating_sub(self.start_sector);
             self.active.lock().mark_io(sector, count);
         }
-        match self.diff_area() {
+        let passed = match self.diff_area() {
             Some(area) => {
                 let passed = area.write(bio);
                 DiffArea::put_in_submit(area);
                 passed
             }
             None => Some(bio),
+        };
+        passed.and_then(|bio| self.count_passed(bio))
+    }
+
+    /// Counts a write passed on to a bio-based disk until it ends.
+    fn count_passed(&self, mut bio: FilteredBio) -> Option<FilteredBio> {
+        let Some(passed) = &self.passed else {
+            return Some(bio);
+        };
+        if bio.changed_sectors().is_none() {
+            return Some(bio);
         }
+        match passed.count(&mut bio) {
+            Ok(()) => Some(bio),
+            Err(_) => {
+                // Only a write that asked not to wait gets here.
+                bio.end(Status::Again);
+                None
+            }
+        }
+    }
+
+    /// Writes passed on to the device's bio-based driver that have not
+    /// ended; always 0 on a blk-mq disk, whose queue freeze waits for them.
+    pub(crate) fn writes_in_flight(&self) -> usize {
+        self.passed.as_ref().map_or(0, PassedBios::in_flight)
     }
 }

@@ -103,6 +103,14 @@ impl BlockDevice {
         unsafe { (*(*self.as_raw()).bd_disk).diskseq }
     }
 
+    /// Returns true if the device's disk is bio-based: its driver takes
+    /// bios itself (device mapper, md) instead of requests through blk-mq.
+    pub fn is_bio_based(&self) -> bool {
+        // SAFETY: `bd_disk` is set before the device is visible and stays
+        // until it is freed; a disk's operations never change.
+        unsafe { (*(*(*self.as_raw()).bd_disk).fops).submit_bio.is_some() }
+    }
+
     /// Returns the number of bios in flight on the device, as a bio-based
     /// driver that accounts its I/O (device mapper, md) counts them; always
     /// 0 for other drivers, whose requests are not counted here.

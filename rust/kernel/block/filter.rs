@@ -19,6 +19,8 @@ use crate::{
 };
 use core::marker::PhantomData;
 
+pub mod passed;
+
 /// The operations of a block device filter.
 #[vtable]
 pub trait Operations: Sized + 'static {
