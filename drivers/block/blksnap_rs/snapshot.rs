@@ -23,6 +23,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{Arc, Mutex},
+    time::{Delta, Instant, Monotonic},
     uuid::Uuid,
 };
 
@@ -430,13 +431,17 @@ pub(crate) fn destroy_all() {
 /// dm-thin count a bio in flight only once they send it down) or be on its
 /// way below: the tracker counts the writes it let pass until they end.  At
 /// most five seconds: a lower device frozen by the same take (a snapshot of
-/// a device and of one under it) holds such writes until the thaw.
+/// a device and of one under it) holds such writes until the thaw, and so
+/// does this queue hold the rest of a write its driver split, which comes
+/// back through it (the write then lies across the point in time, as a
+/// write in flight at a crash may).
 fn wait_dispatched(tracker: &Tracker, bdev: &BlockDevice) {
-    for _ in 0..5000 {
+    let start = Instant::<Monotonic>::now();
+    while start.elapsed() < Delta::from_millis(5000) {
         if tracker.writes_in_flight() == 0 && bdev.bios_in_flight() == 0 {
             return;
         }
-        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+        kernel::time::delay::fsleep(Delta::from_millis(1));
     }
     pr_warn!(
         "{}:{}: I/O still in flight below the device at the take\n",

@@ -9,7 +9,13 @@
 //! and may hold it a long time before that.  Nor does a queue freeze wait
 //! for such a bio: a bio-based driver holds its queue only while it takes a
 //! bio in.  [`PassedBios`] hooks the end of each bio it is given, the way
-//! stacking drivers save and restore `bi_end_io`.
+//! stacking drivers save and restore `bi_end_io`, and ends it again once
+//! the hook is undone.
+//!
+//! A bio the driver split comes back to the filter for its rest: it is
+//! counted once, until all of it ended.  The hooks come from a mempool with
+//! a small reserve; past it, counting a bio waits for memory, or for counted
+//! bios to end.
 //!
 //! C header: [`include/linux/mempool.h`](srctree/include/linux/mempool.h)
 
@@ -96,7 +102,7 @@ impl PassedBios {
                 RESERVED_HOOKS,
                 Some(bindings::mempool_kmalloc),
                 Some(bindings::mempool_kfree),
-                core::mem::size_of::<Hook>() as *mut c_void,
+                core::ptr::without_provenance_mut(core::mem::size_of::<Hook>()),
                 bindings::GFP_KERNEL,
                 bindings::NUMA_NO_NODE,
             )
@@ -123,6 +129,14 @@ impl PassedBios {
     /// to wait can fail, with `EAGAIN`, when no memory is at hand; the
     /// caller ends it then.
     pub fn count(&self, bio: &mut FilteredBio) -> Result {
+        let raw = bio.raw();
+        // SAFETY: We own the bio's completion (type invariant of
+        // `FilteredBio`); its `bi_end_io` is ours to read.
+        let end_io = unsafe { (*raw).bi_end_io };
+        if end_io.is_some_and(|f| core::ptr::fn_addr_eq(f, passed_end_io as PassedEndIo)) {
+            // The rest of a bio counted when its first part passed.
+            return Ok(());
+        }
         let gfp = if bio.is_nowait() {
             bindings::GFP_NOWAIT
         } else {
@@ -136,17 +150,21 @@ impl PassedBios {
         }
         let hook = hook.cast::<Hook>();
         self.counts.in_flight.fetch_add(1, Full);
-        let raw = bio.raw();
+        // SAFETY: We own the bio's completion, see above.
+        let private = unsafe { (*raw).bi_private };
         // SAFETY: `hook` is a new element of `Hook` size, suitably aligned
-        // as kmalloc memory is.  We own the bio's completion (type invariant
-        // of `FilteredBio`), so its `bi_end_io` and `bi_private` are ours to
-        // replace until it ends, when `passed_end_io` puts them back.
+        // as kmalloc memory is.
         unsafe {
             hook.write(Hook {
-                end_io: (*raw).bi_end_io,
-                private: (*raw).bi_private,
+                end_io,
+                private,
                 counts: Arc::into_raw(self.counts.clone()),
-            });
+            })
+        };
+        // SAFETY: We own the bio's completion, so its `bi_end_io` and
+        // `bi_private` are ours to replace until it ends, when
+        // `passed_end_io` puts them back.
+        unsafe {
             (*raw).bi_end_io = Some(passed_end_io);
             (*raw).bi_private = hook.cast();
         }
@@ -159,31 +177,37 @@ impl PassedBios {
     }
 }
 
-/// Ends a counted bio: puts its own completion back and calls it.
+type PassedEndIo = unsafe extern "C" fn(*mut bindings::bio);
+
+/// Ends a counted bio: puts its own completion back and ends it again.
 ///
 /// # Safety
 ///
 /// `bio` was counted by [`PassedBios::count`] and is ending now.
 unsafe extern "C" fn passed_end_io(bio: *mut bindings::bio) {
-    // SAFETY: `count` put a hook in `bi_private` and a reference to its
-    // counts in the hook; the hook goes back to the pool before the
-    // reference is dropped, so the pool outlives it.  After the bio's own
-    // completion ran, the bio is not touched again.
+    // SAFETY: `count` put a hook in `bi_private`, and the bio is ours until
+    // it is ended again below.
+    let hook = unsafe { (*bio).bi_private.cast::<Hook>() };
+    // SAFETY: The hook is valid and read once, here.
+    let Hook {
+        end_io,
+        private,
+        counts,
+    } = unsafe { hook.read() };
+    // SAFETY: `count` gave the hook this reference.
+    let counts = unsafe { Arc::from_raw(counts) };
+    // SAFETY: The hook came from this pool, which lives while `counts` does.
+    unsafe { bindings::mempool_free(hook.cast(), counts.pool.as_ptr()) };
+    // SAFETY: The bio is ours until it is ended again.
     unsafe {
-        let hook = (*bio).bi_private.cast::<Hook>();
-        let Hook {
-            end_io,
-            private,
-            counts,
-        } = hook.read();
-        let counts = Arc::from_raw(counts);
-        bindings::mempool_free(hook.cast(), counts.pool.as_ptr());
         (*bio).bi_end_io = end_io;
         (*bio).bi_private = private;
-        // The rest of `bio_endio` already ran: call the completion itself.
-        if let Some(end_io) = end_io {
-            end_io(bio);
-        }
-        counts.in_flight.fetch_sub(1, Full);
     }
+    // Again, not the saved completion directly: `bio_endio` resolves a
+    // chained bio (`bio_chain_endio` itself must never be called), and what
+    // it did the first time (the chain count, integrity, zone and trace
+    // flags, the cgroup) is cleared and not done twice.
+    // SAFETY: The bio is ending; after this it is not touched again.
+    unsafe { bindings::bio_endio(bio) };
+    counts.in_flight.fetch_sub(1, Full);
 }
