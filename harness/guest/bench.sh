@@ -17,6 +17,7 @@ repeat=${BENCH_REPEAT:-5}
 chunk_sectors=512	# dm-snapshot chunk = blksnap's 256 KiB chunk for 1 GiB
 
 modprobe blksnap || exit 1
+mkdir -p /mnt/bstore
 store_sectors=$(blockdev --getsz $store)
 
 fio_run() {
@@ -114,6 +115,21 @@ for run in $(seq 1 "$repeat"); do
 	blksnap snapshot_destroy -i "$id"
 	blksnap detach -d $orig
 	rmmod blksnap && modprobe blksnap
+
+	# The same three with storage in a file the module creates and grows,
+	# on ext4 on the storage disk, against the sector ranges above.
+	mkfs.ext4 -q -F $store && mount $store /mnt/bstore
+	blksnap attach -d $orig
+	id=$(blksnap snapshot_create -d $orig)
+	blksnap snapshot_setstorage -i "$id" -p /mnt/bstore -l $((store_sectors * 3 / 4))
+	blksnap snapshot_take -i "$id"
+	seq_write file_first_write "$run" $orig
+	seq_write file_rewrite "$run" $orig --loops=$loops
+	ln -sf "$(blksnap snapshot_info -d $orig | sed -n 's/^image=//p')" /dev/bench-image
+	seq_read file_image_read "$run" /dev/bench-image
+	blksnap snapshot_destroy -i "$id"
+	blksnap detach -d $orig
+	umount /mnt/bstore
 
 	wipe_store
 	dm_new

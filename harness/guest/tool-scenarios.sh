@@ -9,7 +9,7 @@
 # null_blk disks: the original, a storage disk and one for ext4.
 # KTAP-like output: "ok N name" or "not ok N name # why".
 
-PLAN=55
+PLAN=59
 n=0
 echo "1..$PLAN"
 ok() {
@@ -191,6 +191,19 @@ out=$(blksnap snapshot_info -d $ORIG)
 check setstorage_intact "got: $out" [ "$(val "$out" error_code)" = 0 ]
 check setstorage_image "image differs from the data at the take" [ "$(sum_of "$(val "$out" image)" 0 16)" = "$before" ]
 blksnap snapshot_destroy -i "$id"
+
+# --- an unnamed file the module creates in a directory and grows
+echo "# step: storage in a directory"
+mkdir -p /tmp/bt_store_dir
+before=$(sum_of $ORIG 0 16)
+id=$(blksnap snapshot_create -d $ORIG)
+check setstorage_directory "failed" blksnap snapshot_setstorage -i "$id" -p /tmp/bt_store_dir -l 65536
+check setstorage_directory_take "failed" blksnap snapshot_take -i "$id"
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=16 oflag=direct 2>/dev/null
+out=$(blksnap snapshot_info -d $ORIG)
+check setstorage_directory_image "image differs from the data at the take, got: $out" [ "$(val "$out" error_code)" = 0 -a "$(sum_of "$(val "$out" image)" 0 16)" = "$before" ]
+blksnap snapshot_destroy -i "$id"
+check setstorage_directory_empty "left: $(ls -A /tmp/bt_store_dir)" [ -z "$(ls -A /tmp/bt_store_dir)" ]
 
 # Starts stretch_snapshot on snapshot $1 with the storage options that
 # follow, logging to /tmp/bt_stretch, and waits (10 s at most) until it has

@@ -41,6 +41,12 @@ pub(crate) struct Claims {
     devices: KVec<Claim>,
     /// The sectors of the devices the filter is attached to.
     filtered: KVec<Claim>,
+    /// The devices of file systems that hold storage files, once per file:
+    /// several snapshots may store into one file system.
+    file_systems: KVec<Claim>,
+    /// Storage files, by file system device and inode number: one file is
+    /// storage of one snapshot, through any of its names.
+    files: KVec<(u32, u64)>,
 }
 
 impl Claims {
@@ -86,6 +92,8 @@ kernel::sync::global_lock! {
         images: KVec::new(),
         devices: KVec::new(),
         filtered: KVec::new(),
+        file_systems: KVec::new(),
+        files: KVec::new(),
     };
 }
 
@@ -113,11 +121,56 @@ pub(crate) fn claim_device(whole: Claim) -> Result {
     Ok(())
 }
 
+/// Records `fs`, the device of a file system that a storage file is on:
+/// `ELOOP` if it shares a sector with a device the filter is attached to
+/// (the file system's writes would come back to the filter), `EINVAL` if it
+/// is an image.
+pub(crate) fn claim_file_system(fs: Claim) -> Result {
+    let mut claims = CLAIMS.lock();
+    if claims.images.contains(&fs.disk) {
+        return Err(EINVAL);
+    }
+    if claims.filtered.iter().any(|f| f.overlaps(&fs)) {
+        return Err(ELOOP);
+    }
+    claims.file_systems.push(fs, GFP_NOIO)?;
+    Ok(())
+}
+
+/// Records storage file `file` (see `Claims::files`): `EBUSY` if it is
+/// storage already.
+pub(crate) fn claim_file(file: (u32, u64)) -> Result {
+    let mut claims = CLAIMS.lock();
+    if claims.files.contains(&file) {
+        return Err(EBUSY);
+    }
+    claims.files.push(file, GFP_NOIO)?;
+    Ok(())
+}
+
+/// Forgets storage file `file`.
+pub(crate) fn release_file(file: (u32, u64)) {
+    let mut claims = CLAIMS.lock();
+    if let Some(i) = claims.files.iter().position(|f| *f == file) {
+        let _ = claims.files.remove(i);
+    }
+}
+
+/// Forgets one storage file on the file system on `fs`.
+pub(crate) fn release_file_system(fs: &Claim) {
+    let mut claims = CLAIMS.lock();
+    if let Some(i) = claims.file_systems.iter().position(|c| c == fs) {
+        let _ = claims.file_systems.remove(i);
+    }
+}
+
 /// Records the sectors of a device the filter is being attached to: `EBUSY`
-/// if a whole device given as storage shares one of them.
+/// if a whole device given as storage, or a file system holding a storage
+/// file, shares one of them.
 pub(crate) fn add_filtered(device: Claim) -> Result {
     let mut claims = CLAIMS.lock();
-    if claims.devices.iter().any(|d| d.overlaps(&device)) {
+    let mut stored = Iterator::chain(claims.devices.iter(), claims.file_systems.iter());
+    if stored.any(|d| d.overlaps(&device)) {
         return Err(EBUSY);
     }
     claims.filtered.push(device, GFP_NOIO)?;
@@ -169,8 +222,10 @@ pub(crate) fn clear() {
     let images = core::mem::take(&mut claims.images);
     let devices = core::mem::take(&mut claims.devices);
     let filtered = core::mem::take(&mut claims.filtered);
+    let file_systems = core::mem::take(&mut claims.file_systems);
+    let files = core::mem::take(&mut claims.files);
     drop(claims);
-    drop((ranges, images, devices, filtered));
+    drop((ranges, images, devices, filtered, file_systems, files));
 }
 
 /// Records image disk `disk` (its sequence number), which storage may not
@@ -217,6 +272,8 @@ mod tests {
             images: KVec::new(),
             devices: KVec::new(),
             filtered: KVec::new(),
+            file_systems: KVec::new(),
+            files: KVec::new(),
         };
         for r in [c(2, 5, 6), c(1, 20, 30), c(1, 0, 10)] {
             claims.ranges.push(r, GFP_NOIO)?;

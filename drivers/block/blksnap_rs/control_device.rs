@@ -12,9 +12,10 @@ use crate::{
 };
 use core::mem::{offset_of, size_of};
 use kernel::{
+    bindings,
     block::bdev::{Holder, Mode, OpenedBlockDevice},
     capability::{capable, Capability},
-    fs::File,
+    fs::{open::Kind, File},
     init::InPlaceInit,
     ioctl::{_IOC_NR, _IOC_SIZE, _IOC_TYPE, _IOR, _IOW},
     miscdevice::{MiscDevice, MiscDeviceRegistration},
@@ -213,17 +214,44 @@ fn set_storage(arg: usize) -> Result<isize> {
     }
     let mut buf = KVec::new();
     let path = read_path(path, path_size, &mut buf)?;
-    // Exclusively: nothing else may mount the device or claim it while the
-    // snapshot stores into it.  The I/O goes through a plain open of the
-    // same device (see `snapshot::StorageDevice`).
-    let held = OpenedBlockDevice::open_by_path(path, Mode::ReadWrite, Some(&STORAGE_HOLDER))?;
-    let io = OpenedBlockDevice::open_by_devt(held.bdev().devt(), Mode::ReadWrite, None)?;
-    let device = snapshot::StorageDevice {
-        held,
-        io: Arc::new(io, GFP_KERNEL)?,
-    };
-    snapshot::set_storage(id, Some(device), limit_sect)?;
+    let storage = open_storage(path)?;
+    snapshot::set_storage(id, Some(storage), limit_sect)?;
     Ok(0)
+}
+
+/// Opens what `path` names as storage: a block device whole and
+/// exclusively, a regular file as it is, and in a directory a new unnamed
+/// file, which goes away with the snapshot, even after a crash.  Files are
+/// opened for direct I/O: `EINVAL` on a file system without it.
+fn open_storage(path: &CStr) -> Result<snapshot::NewStorage> {
+    // Only to see what it is: `O_PATH` opens no device.
+    let kind = File::open(path, bindings::O_PATH, 0)?.kind();
+    // `O_NOCTTY`: the path may have become a terminal since it was looked at.
+    let direct = bindings::O_RDWR | bindings::O_DIRECT | bindings::O_LARGEFILE | bindings::O_NOCTTY;
+    let file = match kind {
+        Kind::BlockDevice => {
+            // Exclusively: nothing else may mount the device or claim it
+            // while the snapshot stores into it.  The I/O goes through a
+            // plain open of the same device (see `snapshot::StorageDevice`).
+            let held =
+                OpenedBlockDevice::open_by_path(path, Mode::ReadWrite, Some(&STORAGE_HOLDER))?;
+            let io = OpenedBlockDevice::open_by_devt(held.bdev().devt(), Mode::ReadWrite, None)?;
+            return Ok(snapshot::NewStorage::Device(snapshot::StorageDevice {
+                held,
+                io: Arc::new(io, GFP_KERNEL)?,
+            }));
+        }
+        Kind::Directory => {
+            File::open(path, bindings::O_TMPFILE | bindings::O_EXCL | direct, 0o600)?
+        }
+        Kind::Regular => File::open(path, direct, 0)?,
+        Kind::Other => return Err(ENOTBLK),
+    };
+    // Between the two opens the path may have changed to something else.
+    if file.kind() != Kind::Regular {
+        return Err(EINVAL);
+    }
+    Ok(snapshot::NewStorage::File(file))
 }
 
 /// `struct blksnap_snapshot_append_storage`: the id, the path's address and

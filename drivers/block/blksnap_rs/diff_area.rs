@@ -21,8 +21,12 @@ mod cow;
 mod image_io;
 
 use crate::{
-    buffers::BufferPool, cbt_map::Geometry, diff_storage::DiffStorage, event_queue::EventQueue,
-    live_areas::LiveArea, params, workers,
+    buffers::BufferPool,
+    cbt_map::Geometry,
+    diff_storage::{DiffStorage, Place},
+    event_queue::EventQueue,
+    live_areas::LiveArea,
+    params, workers,
 };
 use chunks::ChunkTable;
 use cow::{Copies, Ended, MAX_COPIES};
@@ -88,12 +92,6 @@ impl ReadTargets {
     }
 }
 
-/// Where a copied chunk lives in difference storage.
-struct Location {
-    device: Arc<OpenedBlockDevice>,
-    sector: u64,
-}
-
 /// The queues of the copy worker: writes to the original that wait for
 /// their chunks, and image I/O.  Linked through the bios, so queueing in a
 /// submit path never allocates and never fails.
@@ -134,7 +132,7 @@ pub(crate) struct DiffArea {
     events: Arc<EventQueue>,
     /// Where each chunk stands in copy-on-write, see `chunks`.
     #[pin]
-    chunk_states: ChunkTable<Location>,
+    chunk_states: ChunkTable<Place>,
     /// 0 while the snapshot of this device is intact, else the negative
     /// errno that broke it.  Set once.
     error: Atomic<i32>,

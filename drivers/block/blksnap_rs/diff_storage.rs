@@ -7,13 +7,108 @@ use crate::{
     claims::{self, Claim},
     event_queue::EventQueue,
 };
-use kernel::{block::bdev::OpenedBlockDevice, prelude::*, sync::Arc};
+use kernel::{
+    bindings,
+    block::bdev::OpenedBlockDevice,
+    fs::{open::Backing, File},
+    prelude::*,
+    sync::{aref::ARef, Arc},
+};
 
 /// Most ranges one snapshot can be given, over all appends.
 pub(crate) const MAX_EXTENTS: usize = 1 << 16;
 
 /// Sectors in a page: requests are judged in whole pages, as in v3.
 const PAGE_SECTORS: u64 = (kernel::page::PAGE_SIZE as u64) >> kernel::block::SECTOR_SHIFT;
+
+/// Where a chunk's copy lies in difference storage.
+#[derive(Clone)]
+pub(crate) enum Place {
+    /// A sector of a block device.
+    Device(Arc<OpenedBlockDevice>, u64),
+    /// A sector of a file the module opened, counted from its start.
+    File(ARef<File>, u64),
+}
+
+impl Place {
+    /// The place `sectors` further on.
+    pub(crate) fn after(&self, sectors: u64) -> Self {
+        match self {
+            Self::Device(device, at) => Self::Device(device.clone(), at + sectors),
+            Self::File(file, at) => Self::File(file.clone(), at + sectors),
+        }
+    }
+
+    /// Checks that `sectors` from here are still in storage: a named file
+    /// may have been truncated behind the module's back (a directory gives
+    /// an unnamed file nobody else can reach), and a direct read of what was
+    /// cut off would return zeroes, not the data stored there.  `EIO` then.
+    pub(crate) fn check_within(&self, sectors: u64) -> Result {
+        match self {
+            Self::Device(..) => Ok(()),
+            Self::File(file, at) => {
+                let end = (at + sectors) << kernel::block::SECTOR_SHIFT;
+                if file.size() < end {
+                    Err(EIO)
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Whether `next` starts where `len` sectors from `self` end, on the
+    /// same device or in the same file.
+    pub(crate) fn continued_by(&self, next: &Place, len: u64) -> bool {
+        match (self, next) {
+            (Self::Device(d, a), Self::Device(e, b)) => Arc::ptr_eq(d, e) && a + len == *b,
+            (Self::File(f, a), Self::File(g, b)) => {
+                core::ptr::eq::<File>(&**f, &**g) && a + len == *b
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A file given as storage, and how much of it the module may write.
+struct StorageFile {
+    file: ARef<File>,
+    /// The device of its file system, recorded in `claims`.
+    fs: Option<Claim>,
+    /// Sectors the file has: the module writes only below this.
+    allocated: u64,
+    /// A growth is running, without the storage lock.
+    growing: bool,
+    /// Why the last growth failed: writes past `allocated` fail with it.
+    grow_error: Option<Error>,
+}
+
+/// A growth of a storage file, which its caller runs without the storage
+/// lock: the file system may allocate, wait for its journal, or do I/O.
+pub(crate) struct Growth {
+    file: ARef<File>,
+    from: u64,
+    sectors: u64,
+}
+
+impl Growth {
+    /// Allocates the sectors, as written zeroes where the file system can
+    /// (nothing to convert when the data is written), else as unwritten
+    /// extents.  Runs without I/O from reclaim: a task that waits for
+    /// copy-on-write may be writing back.
+    pub(crate) fn run(&self) -> Result {
+        let from = self.from << kernel::block::SECTOR_SHIFT;
+        let len = self.sectors << kernel::block::SECTOR_SHIFT;
+        let _noio = kernel::fs::direct_io::NoIo::new();
+        match self
+            .file
+            .allocate(bindings::FALLOC_FL_WRITE_ZEROES, from, len)
+        {
+            Err(e) if e == EOPNOTSUPP || e == EINVAL => self.file.allocate(0, from, len),
+            result => result,
+        }
+    }
+}
 
 /// A range of sectors on a block device.
 pub(crate) struct Extent {
@@ -69,6 +164,10 @@ enum Given {
     /// (`SET_STORAGE`), of which `limit` sectors may be used.  It is the one
     /// extent, claimed whole.
     Device { limit: u64 },
+    /// A file the module opened itself (`SET_STORAGE` with a regular file,
+    /// or an unnamed one in a directory), which it grows up to `limit`
+    /// sectors.
+    File { limit: u64 },
 }
 
 /// The storage of one snapshot: what was given and how much of it.  Its
@@ -78,6 +177,7 @@ enum Given {
 pub(crate) struct DiffStorage {
     given: Given,
     extents: KVec<Extent>,
+    file: Option<StorageFile>,
     capacity: u64,
     /// Sectors handed out or skipped.
     used: u64,
@@ -107,6 +207,7 @@ impl DiffStorage {
         Self {
             given: Given::Nothing,
             extents: KVec::new(),
+            file: None,
             capacity: 0,
             used: 0,
             next: 0,
@@ -123,7 +224,7 @@ impl DiffStorage {
     /// opened), unless a request is still unanswered.
     fn check_free(&mut self) {
         let threshold = (self.minimum / 2) & !(PAGE_SECTORS - 1);
-        if let Given::Device { limit } = self.given {
+        if let Given::Device { limit } | Given::File { limit } = self.given {
             if !self.waiting && limit.saturating_sub(self.used) <= threshold {
                 self.waiting = true;
                 if let Some(events) = &self.events {
@@ -153,7 +254,7 @@ impl DiffStorage {
         device: Arc<OpenedBlockDevice>,
         ranges: &[(u64, u64)],
     ) -> Result {
-        if let Given::Device { .. } = self.given {
+        if let Given::Device { .. } | Given::File { .. } = self.given {
             return Err(EBUSY);
         }
         if ranges.is_empty() {
@@ -221,21 +322,91 @@ impl DiffStorage {
         self.set_limit(limit)
     }
 
+    /// Stores into `file`, which the module opened itself, growing it up to
+    /// `limit` sectors (not 0).  Refused with `EBUSY` once the snapshot has
+    /// storage of any kind; `ELOOP` if its file system is on a filtered
+    /// device.
+    pub(crate) fn set_file(&mut self, file: ARef<File>, limit: u64) -> Result {
+        if self.given != Given::Nothing {
+            return Err(EBUSY);
+        }
+        if limit == 0 {
+            return Err(EINVAL);
+        }
+        if file.is_swap_file() {
+            return Err(ETXTBSY);
+        }
+        // Only a file system on a device it was mounted from can be checked
+        // against the filtered devices; one in memory needs no check.
+        let fs = match file.backing() {
+            Backing::Device => file.with_fs_device(|bdev| {
+                bdev.map(|bdev| {
+                    // Image reads come in 512-byte sectors: direct I/O of
+                    // them needs a device that takes them.
+                    let sector = bdev.io_geometry().logical_block_size;
+                    let claim = Claim {
+                        disk: bdev.diskseq(),
+                        start: bdev.start_sector(),
+                        end: bdev.start_sector() + bdev.nr_sectors(),
+                    };
+                    if sector > 512 {
+                        Err(EINVAL)
+                    } else {
+                        Ok(claim)
+                    }
+                })
+            }),
+            Backing::Memory => None,
+            Backing::Other => return Err(EOPNOTSUPP),
+        }
+        .transpose()?;
+        claims::claim_file(file.identity())?;
+        if let Some(fs) = fs {
+            if let Err(e) = claims::claim_file_system(fs) {
+                claims::release_file(file.identity());
+                return Err(e);
+            }
+        }
+        // Whole pages: direct I/O at the end of a chunk stays aligned.
+        let allocated = (file.size() >> kernel::block::SECTOR_SHIFT) & !(PAGE_SECTORS - 1);
+        self.file = Some(StorageFile {
+            file,
+            fs,
+            allocated,
+            growing: false,
+            grow_error: None,
+        });
+        self.given = Given::File { limit };
+        self.waiting = false;
+        self.set_limit(limit)
+    }
+
     /// Changes how much of the device given with `set_device` may be used
-    /// (0: all of it): `EINVAL` without such a device, above its size or
+    /// (0: all of it), or how far the file given with `set_file` may grow
+    /// (not 0): `EINVAL` without such storage, above the device's size or
     /// below what is used already.  A limit that leaves little room asks for
     /// more at once, so that the event always comes before the storage runs
     /// out.
     pub(crate) fn set_limit(&mut self, limit: u64) -> Result {
-        let Given::Device { .. } = self.given else {
-            return Err(EINVAL);
+        let limit = match self.given {
+            Given::Device { .. } => {
+                let size = self.extents.first().map_or(0, |e| e.count);
+                let limit = if limit == 0 { size } else { limit };
+                if limit > size {
+                    return Err(EINVAL);
+                }
+                limit
+            }
+            Given::File { .. } if limit != 0 => limit,
+            _ => return Err(EINVAL),
         };
-        let size = self.extents.first().map_or(0, |e| e.count);
-        let limit = if limit == 0 { size } else { limit };
-        if limit > size || limit < self.used {
+        if limit < self.used {
             return Err(EINVAL);
         }
-        self.given = Given::Device { limit };
+        self.given = match self.given {
+            Given::File { .. } => Given::File { limit },
+            _ => Given::Device { limit },
+        };
         self.capacity = limit;
         let threshold = (self.minimum / 2) & !(PAGE_SECTORS - 1);
         if limit - self.used > threshold {
@@ -260,12 +431,29 @@ impl DiffStorage {
 
 impl DiffStorage {
     /// Hands out `sectors` contiguous sectors, from the ranges in the order
-    /// they were given; `ENOSPC` when none is left that is large enough.
-    pub(crate) fn alloc(&mut self, sectors: u64) -> Result<(Arc<OpenedBlockDevice>, u64)> {
-        if let Given::Device { limit } = self.given {
+    /// they were given, or from the file; `ENOSPC` when none is left that is
+    /// large enough.  `EAGAIN` when the file must grow first: see `growth`.
+    pub(crate) fn alloc(&mut self, sectors: u64) -> Result<Place> {
+        if let Given::Device { limit } | Given::File { limit } = self.given {
             if self.used.saturating_add(sectors) > limit {
                 return Err(ENOSPC);
             }
+        }
+        if let Some(f) = &self.file {
+            if self.used + sectors > f.allocated {
+                // `EAGAIN` means "grow first" here: a growth that failed
+                // with it (a file system that said so) is an I/O error.
+                return Err(match f.grow_error {
+                    None => EAGAIN,
+                    Some(e) if e == EAGAIN => EIO,
+                    Some(e) => e,
+                });
+            }
+            let at = self.used;
+            self.used += sectors.next_multiple_of(PAGE_SECTORS);
+            let place = Place::File(f.file.clone(), at);
+            self.check_free();
+            return Ok(place);
         }
         while let Some(extent) = self.extents.get(self.next) {
             if extent.count - self.used_in_next >= sectors {
@@ -274,7 +462,7 @@ impl DiffStorage {
                 self.used_in_next += sectors;
                 self.used += sectors;
                 self.check_free();
-                return Ok((device, at));
+                return Ok(Place::Device(device, at));
             }
             // The rest of this range is too small for a chunk: skip it.
             self.used += extent.count - self.used_in_next;
@@ -285,8 +473,67 @@ impl DiffStorage {
     }
 }
 
+impl DiffStorage {
+    /// A growth of the storage file to run now, if it has less than half of
+    /// `minimum` left (or less than `needed`), can grow, and is not growing
+    /// already.  The caller runs it without the lock and reports with
+    /// `grown`.
+    pub(crate) fn growth(&mut self, needed: u64) -> Option<Growth> {
+        let Given::File { limit } = self.given else {
+            return None;
+        };
+        let threshold = (self.minimum / 2).max(needed);
+        let f = self.file.as_mut()?;
+        let free = f.allocated.saturating_sub(self.used);
+        if f.growing || f.grow_error.is_some() || free > threshold || f.allocated >= limit {
+            return None;
+        }
+        let sectors = self.minimum.max(needed).min(limit - f.allocated);
+        let sectors = sectors.next_multiple_of(PAGE_SECTORS);
+        if sectors == 0 {
+            return None;
+        }
+        f.growing = true;
+        Some(Growth {
+            file: f.file.clone(),
+            from: f.allocated,
+            sectors,
+        })
+    }
+
+    /// Records how `growth` ended.  A file system that is full fails the
+    /// writes that needed the room (the snapshot breaks with `ENOSPC`);
+    /// a limit raised later does not bring it back.
+    pub(crate) fn grown(&mut self, growth: Growth, result: Result) {
+        if let Some(f) = &mut self.file {
+            f.growing = false;
+            match result {
+                Ok(()) => f.allocated = f.allocated.max(growth.from + growth.sectors),
+                Err(e) => {
+                    // A file system that ran out part-way may have grown
+                    // the file some: what it has is usable.
+                    let size = (f.file.size() >> kernel::block::SECTOR_SHIFT) & !(PAGE_SECTORS - 1);
+                    f.allocated = f.allocated.max(size.min(growth.from + growth.sectors));
+                    f.grow_error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Whether a growth is running: a caller that got `EAGAIN` waits.
+    pub(crate) fn growing(&self) -> bool {
+        self.file.as_ref().is_some_and(|f| f.growing)
+    }
+}
+
 impl Drop for DiffStorage {
     fn drop(&mut self) {
         claims::release(self.extents.iter().map(Extent::claim));
+        if let Some(f) = &self.file {
+            claims::release_file(f.file.identity());
+            if let Some(fs) = &f.fs {
+                claims::release_file_system(fs);
+            }
+        }
     }
 }

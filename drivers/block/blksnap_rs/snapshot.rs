@@ -20,9 +20,10 @@ use kernel::{
         bdev::{BlockDevice, Mode, OpenedBlockDevice},
         freeze::Frozen,
     },
+    fs::File,
     new_mutex,
     prelude::*,
-    sync::{Arc, Mutex},
+    sync::{aref::ARef, Arc, Mutex},
     time::{Delta, Instant, Monotonic},
     uuid::Uuid,
 };
@@ -42,10 +43,19 @@ struct Parts {
 /// `destroy` and `take`, after the difference areas are gone).
 type HeldStorage = Option<OpenedBlockDevice>;
 
-/// Storage given with `SET_STORAGE`: the exclusive open, and the one for I/O.
+/// A whole device given with `SET_STORAGE`: the exclusive open, and the one
+/// for I/O.
 pub(crate) struct StorageDevice {
     pub(crate) held: OpenedBlockDevice,
     pub(crate) io: Arc<OpenedBlockDevice>,
+}
+
+/// Storage given with `SET_STORAGE`.
+pub(crate) enum NewStorage {
+    Device(StorageDevice),
+    /// A file the module opened: the one named, or an unnamed one in the
+    /// directory named.
+    File(ARef<File>),
 }
 
 /// What a taken snapshot holds.
@@ -126,9 +136,10 @@ impl Snapshot {
         }
     }
 
-    /// Gives the snapshot a whole device as storage (`limit` sectors of it),
-    /// or with `device` `None` changes the limit of the one given before.
-    fn set_storage(&self, mut device: Option<StorageDevice>, limit: u64) -> Result {
+    /// Gives the snapshot a whole device (`limit` sectors of it) or a file
+    /// (grown up to `limit` sectors) as storage, or with `device` `None`
+    /// changes the limit of the one given before.
+    fn set_storage(&self, mut device: Option<NewStorage>, limit: u64) -> Result {
         let result = self.set_storage_locked(&mut device, limit);
         // A device refused is let go only now, without the state lock.
         drop(device);
@@ -136,14 +147,20 @@ impl Snapshot {
     }
 
     /// `set_storage` under the state lock; takes `device` if it keeps it.
-    fn set_storage_locked(&self, device: &mut Option<StorageDevice>, limit: u64) -> Result {
+    fn set_storage_locked(&self, device: &mut Option<NewStorage>, limit: u64) -> Result {
         let mut state = self.state.lock();
         match (&mut *state, device.as_ref()) {
-            (State::Created(parts), Some(given)) => {
+            (State::Created(parts), Some(NewStorage::Device(given))) => {
                 // `ELOOP` on a filtered device: see `claims`.
                 parts.storage.set_device(given.io.clone(), limit)?;
-                parts.held = device.take().map(|d| d.held);
+                if let Some(NewStorage::Device(d)) = device.take() {
+                    parts.held = Some(d.held);
+                }
                 Ok(())
+            }
+            // `ELOOP` if its file system is on a filtered device.
+            (State::Created(parts), Some(NewStorage::File(file))) => {
+                parts.storage.set_file(file.clone(), limit)
             }
             (State::Created(parts), None) => parts.storage.set_limit(limit),
             (State::Taken(taken), None) => taken.storage.lock().set_limit(limit),
@@ -480,9 +497,9 @@ pub(crate) fn append_storage(
     find(id)?.append_storage(device, ranges)
 }
 
-/// Gives snapshot `id` the whole of `device` as storage, or with `device`
-/// `None` changes the limit of the device given before; see `DiffStorage`.
-pub(crate) fn set_storage(id: Uuid, device: Option<StorageDevice>, limit: u64) -> Result {
+/// Gives snapshot `id` a whole device or a file as storage, or with `device`
+/// `None` changes the limit of the storage given before; see `DiffStorage`.
+pub(crate) fn set_storage(id: Uuid, device: Option<NewStorage>, limit: u64) -> Result {
     find(id)?.set_storage(device, limit)
 }
 

@@ -339,7 +339,8 @@ struct blksnap_event_corrupted {
  * @path_size: Size of the buffer at @path, including the NUL; 0 with @path.
  * @flags: None are defined; must be 0.
  * @limit_sect: The most sectors of the storage the snapshot may use, or 0
- *	for all of it; more than the device holds is refused (-EINVAL).
+ *	for all of a device; more than the device holds is refused
+ *	(-EINVAL).  For a file, how far the module may grow it; not 0.
  */
 struct blksnap_snapshot_storage {
 	struct blksnap_uuid id;
@@ -356,21 +357,29 @@ struct blksnap_snapshot_storage {
  * itself, instead of sector ranges computed by user space (which the module
  * would write to behind the back of whatever owns them): a whole block
  * device, opened exclusively, so that nothing else can mount it or claim it
- * while the snapshot holds it.  A path that names no block device is
- * refused with -ENOTBLK (files and directories are not supported yet).
+ * while the snapshot holds it; in a directory, an unnamed file the module
+ * creates (O_TMPFILE), which nothing else can reach and nothing is left of;
+ * or a regular file, used from its start.  Files are written with direct
+ * I/O through their file system (-EINVAL without it) and grown by the
+ * module, by diff_storage_minimum at a time, up to @limit_sect.  Any other
+ * kind of path is refused with -ENOTBLK.
  *
  * A snapshot has either such storage or ranges given with
  * IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE, never both (-EBUSY).  The module's
- * writes to such storage skip the block device filter, so storage that
- * shares sectors with a device blksnap is attached to (an original of any
- * snapshot, or a tracked device) is refused with -ELOOP, and blksnap cannot
- * be attached to a device given as storage (-EBUSY).
+ * writes to a device skip the block device filter, and its writes to a file
+ * pass the filter of the file system's device, so a device that shares
+ * sectors with a device blksnap is attached to (an original of any
+ * snapshot, or a tracked device), or a file on a file system on such a
+ * device, is refused with -ELOOP, and blksnap cannot be attached to a
+ * device given as storage or holding a storage file's file system (-EBUSY).
  *
  * When at most half of diff_storage_minimum is left within @limit_sect, a
  * blksnap_event_code_no_space event asks for more; raising the limit (call
  * again with @path 0, never below what is used) before the storage runs out
- * keeps the snapshot going.  Otherwise the snapshot breaks with -ENOSPC, as with ranges, and
- * the originals are untouched.
+ * keeps the snapshot going.  Otherwise the snapshot breaks with -ENOSPC,
+ * as with ranges, and the originals are untouched; so it does when the
+ * file system of a storage file is full.  A named file that shrinks under
+ * the snapshot breaks it with -EIO.
  */
 #define IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE					\
 	_IOW(BLKSNAP, blksnap_ioctl_snapshot_set_storage,			\

@@ -187,8 +187,10 @@ impl Control {
     }
 
     /// Gives snapshot `id` storage the module opens itself (a whole block
-    /// device, held exclusively) with at most `limit` sectors used (0: all);
-    /// with `path` `None`, sets a new limit for the storage given before.
+    /// device, held exclusively; an unnamed file in a directory; a regular
+    /// file) with at most `limit` sectors used (0: all of a device; a file
+    /// needs a limit); with `path` `None`, sets a new limit for the storage
+    /// given before.
     pub fn set_storage(&self, id: &Uuid, path: Option<&Path>, limit: u64) -> Result<()> {
         const CMD: &str = "snapshot_setstorage";
         let shown = path.map_or_else(|| "limit".into(), |p| p.display().to_string());

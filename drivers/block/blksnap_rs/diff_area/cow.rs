@@ -19,14 +19,15 @@
 //! A zoned original keeps its writes in order: there the worker waits for
 //! a write's loads and lets the writes go on in the order they came.
 
-use super::{DiffArea, Location};
+use super::DiffArea;
+use crate::diff_storage::Place;
 use crate::{buffers, params};
 use kernel::{
     block::{
-        bdev::OpenedBlockDevice,
         bio::{page_io, plug, transfer_pages, BioList, Filtered, FilteredBio, PageIo, Status},
         forward::Paused,
     },
+    fs::direct_io::{self, FileIo},
     page::Page,
     prelude::*,
     sync::Arc,
@@ -69,8 +70,8 @@ pub(super) struct ChunkCopy {
     start: u64,
     sectors: u64,
     pages: KVec<Page>,
-    device: Arc<OpenedBlockDevice>,
-    at: u64,
+    /// Where the old data goes.
+    place: Place,
 }
 
 /// A copy whose load or store just ended, and whether it succeeded.
@@ -135,15 +136,43 @@ fn load(copy: &ChunkCopy) -> PageIo<'_> {
     }
 }
 
-/// The store of `copy`: its pages to its place in difference storage.
+/// The store of `copy` to a block device: its pages to its place there.
+/// A copy that goes to a file stores nothing here, and fails.
 fn store(copy: &ChunkCopy) -> PageIo<'_> {
+    let (bdev, sector, sectors) = match &copy.place {
+        Place::Device(device, at) => (device.bdev(), *at, copy.sectors),
+        Place::File(..) => (copy.area.original().bdev(), 0, 0),
+    };
     PageIo {
         bios: &copy.area.bios,
-        bdev: copy.device.bdev(),
+        bdev,
         write: true,
-        sector: copy.at,
+        sector,
         pages: &copy.pages,
-        sectors: copy.sectors,
+        sectors,
+    }
+}
+
+/// The store of `copy` to a file, or `None` if it goes to a block device.
+fn store_to_file(copy: &ChunkCopy) -> Option<FileIo<'_>> {
+    let Place::File(file, at) = &copy.place else {
+        return None;
+    };
+    Some(FileIo {
+        file,
+        write: true,
+        pos: at << kernel::block::SECTOR_SHIFT,
+        pages: &copy.pages,
+        bytes: (copy.sectors << kernel::block::SECTOR_SHIFT) as usize,
+    })
+}
+
+/// Stores `copy` and waits.
+fn store_now(copy: &ChunkCopy) -> Result {
+    copy.place.check_within(copy.sectors)?;
+    match store_to_file(copy) {
+        Some(io) => direct_io::transfer_pages(io),
+        None => transfer_pages(store(copy)),
     }
 }
 
@@ -249,7 +278,7 @@ impl DiffArea {
         let pages = self.buffer()?;
         // Storage sectors allocated here are not given back on failure:
         // the snapshot of the device breaks then anyway.
-        let (device, at) = match self.storage.lock().alloc(sectors) {
+        let place = match self.place(sectors) {
             Ok(place) => place,
             Err(e) => {
                 self.buffers.lock().give(pages);
@@ -263,8 +292,7 @@ impl DiffArea {
                 start,
                 sectors,
                 pages,
-                device,
-                at,
+                place,
             },
             GFP_NOIO,
         )?;
@@ -273,6 +301,37 @@ impl DiffArea {
             return Err(e);
         }
         Ok(copy)
+    }
+
+    /// A place in difference storage for `sectors`.  A storage file that
+    /// runs short grows here, in the copy worker and without the storage
+    /// lock: copy-on-write of other devices of the snapshot goes on
+    /// meanwhile, and waits only for room it needs.
+    fn place(&self, sectors: u64) -> Result<Place> {
+        loop {
+            let (result, growth) = {
+                let mut storage = self.storage.lock();
+                let result = storage.alloc(sectors);
+                let needed = match &result {
+                    Err(e) if *e == EAGAIN => sectors,
+                    _ => 0,
+                };
+                (result, storage.growth(needed))
+            };
+            if let Some(growth) = growth {
+                let grown = growth.run();
+                self.storage.lock().grown(growth, grown);
+            }
+            match result {
+                Err(e) if e == EAGAIN => {
+                    // Another device's worker grows the file: wait for it.
+                    if self.storage.lock().growing() {
+                        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
+                    }
+                }
+                result => return result,
+            }
+        }
     }
 
     /// A chunk buffer: from the pool, or new, or, when memory is short, the
@@ -383,12 +442,11 @@ impl DiffArea {
     /// this needs forwarding paused: the pause waits for reads in flight,
     /// and reads forwarded after it see the chunk copied.
     fn record(&self, copy: &ChunkCopy, paused: &Paused<'_>) -> Result<BioList<Filtered>> {
-        self.reads.target().keep(&copy.device);
-        let at = Location {
-            device: copy.device.clone(),
-            sector: copy.at,
-        };
-        self.chunk_states.loaded(copy.chunk, at, paused)
+        if let Place::Device(device, _) = &copy.place {
+            self.reads.target().keep(device);
+        }
+        self.chunk_states
+            .loaded(copy.chunk, copy.place.clone(), paused)
     }
 
     /// A copy that did not make it: its chunk fails, and with it the
@@ -470,12 +528,19 @@ impl DiffArea {
     /// Writes the old data of `copy` to difference storage, without
     /// waiting.  After a failure the image is lost: storing more is
     /// useless.
-    fn start_store(&self, copy: Arc<ChunkCopy>) {
+    fn start_store(self: &Arc<Self>, copy: Arc<ChunkCopy>) {
         if self.error() != 0 {
             let _ = self.chunk_states.fail(copy.chunk);
             return self.finish(copy, Stage::InMemory);
         }
-        page_io::submit(copy, store);
+        if matches!(copy.place, Place::File(..)) {
+            if let Err(e) = copy.place.check_within(copy.sectors) {
+                return self.abandon(copy, e, Stage::InMemory);
+            }
+            direct_io::submit(copy, store_to_file);
+        } else {
+            page_io::submit(copy, store);
+        }
     }
 
     /// Goes on with a copy whose store ended.
@@ -507,7 +572,7 @@ impl DiffArea {
         let res = transfer_pages(load(&copy))
             .and_then(|()| self.record(&copy, &self.reads.pause()))
             .map(|parked| self.release(parked))
-            .and_then(|()| transfer_pages(store(&copy)))
+            .and_then(|()| store_now(&copy))
             .and_then(|()| self.chunk_states.stored(chunk));
         match res {
             Ok(()) => self.finish(copy, Stage::Loading),

@@ -10,19 +10,23 @@
 //! reads in flight, so a read of the original always ends before a write
 //! to its chunk is let go.
 //!
-//! The rest goes to the copy worker.  Image reads queued in a row go out in
-//! parallel, and the worker waits for them before it goes on: an image read
-//! of the original always completes before a write it took along reaches
-//! the device.  An image write is served alone, and copies the chunks it
+//! The rest goes to the copy worker, and so does every read of a chunk
+//! stored in a file.  Image reads queued in a row go out in parallel, and
+//! the worker waits for them before it goes on: an image read of the
+//! original always completes before a write it took along reaches the
+//! device.  An image write is served alone, and copies the chunks it
 //! touches first.
 
 use super::{chunks::Chunk, single, DiffArea, ReadTargets};
+use crate::diff_storage::Place;
 use core::cell::Cell;
 use kernel::{
     block::{
-        bdev::{BlockDevice, OpenedBlockDevice},
+        bdev::BlockDevice,
         bio::{batch::Batch, Bio, DiskBio, Operation, Status},
+        SECTOR_SHIFT,
     },
+    fs::direct_io,
     prelude::*,
     sync::Arc,
 };
@@ -45,17 +49,20 @@ impl DiffArea {
             let untouched = chunks.clone().all(|c| states.is_on_original(c));
             return untouched.then(|| (to.original.bdev(), sector));
         }
-        // Stored chunks only: one in memory is not in storage yet.
-        let first = states.stored_at(chunks.start)?;
-        let at = first.sector + (sector - ((chunks.start as u64) << shift));
+        // Stored chunks only, on a block device: one in memory is not in
+        // storage yet, and a file is read through its file system.
+        let Place::Device(device, first) = states.stored_at(chunks.start)? else {
+            return None;
+        };
+        let at = first + (sector - ((chunks.start as u64) << shift));
         let contiguous = chunks.clone().skip(1).all(|c| {
             states.stored_at(c).is_some_and(|l| {
-                Arc::ptr_eq(&l.device, &first.device)
-                    && l.sector == at + (((c as u64) << shift) - sector)
+                matches!(l, Place::Device(d, s)
+                    if Arc::ptr_eq(d, device) && *s == at + (((c as u64) << shift) - sector))
             })
         });
         contiguous
-            .then(|| to.storage(&first.device))
+            .then(|| to.storage(device))
             .flatten()
             .map(|bdev| (bdev, at))
     }
@@ -79,17 +86,10 @@ impl DiffArea {
     /// `chunk_start`, lives: `None` for the original, else the place in
     /// difference storage.  `EIO` if the chunk failed, or is in memory
     /// (its readers wait for the store first, see `wait_settled`).
-    fn location(
-        &self,
-        chunk: usize,
-        chunk_start: u64,
-        sector: u64,
-    ) -> Result<Option<(Arc<OpenedBlockDevice>, u64)>> {
+    fn location(&self, chunk: usize, chunk_start: u64, sector: u64) -> Result<Option<Place>> {
         match self.chunk_states.lock().get(chunk) {
             None | Some(Chunk::Loading(_)) => Ok(None),
-            Some(Chunk::Stored(l)) => {
-                Ok(Some((l.device.clone(), l.sector + (sector - chunk_start))))
-            }
+            Some(Chunk::Stored(l)) => Ok(Some(l.after(sector - chunk_start))),
             Some(Chunk::InMemory(_) | Chunk::Failed) => Err(EIO),
         }
     }
@@ -149,7 +149,7 @@ impl DiffArea {
                 stored = self.location(chunk, chunk_start, sector)?;
             }
             let source = match stored {
-                Some((device, at)) => Source::Stored(device, at),
+                Some(place) => Source::Stored(place),
                 None => Source::Original(sector),
             };
             match &mut run {
@@ -194,10 +194,31 @@ impl DiffArea {
             let _ = failed.push(Cell::new(res.is_err()), GFP_NOIO);
         }
         // Each part is tagged with the failure flag of the bio it serves.
+        // Transfers from and to files first, one after the other.
+        for t in plan.iter().filter(|t| !failed[t.bio].get()) {
+            let Source::Stored(place @ Place::File(file, at)) = &t.source else {
+                continue;
+            };
+            let write = bios[t.bio].operation().changes_data();
+            let res = place.check_within(t.len).and_then(|()| {
+                direct_io::transfer_bio(
+                    file,
+                    at << SECTOR_SHIFT,
+                    &bios[t.bio],
+                    (t.offset << SECTOR_SHIFT) as usize,
+                    (t.len << SECTOR_SHIFT) as usize,
+                    write,
+                )
+            });
+            if res.is_err() {
+                failed[t.bio].set(true);
+            }
+        }
         let ended = Batch::run(&self.bios, plan.len(), |batch| {
             for t in plan.iter().filter(|t| !failed[t.bio].get()) {
                 let (bdev, at) = match &t.source {
-                    Source::Stored(device, at) => (device.bdev(), *at),
+                    Source::Stored(Place::Device(device, at)) => (device.bdev(), *at),
+                    Source::Stored(Place::File(..)) => continue,
                     Source::Original(at) => (self.original().bdev(), *at),
                 };
                 let flag = &failed[t.bio];
@@ -274,7 +295,7 @@ struct Transfer {
 /// Where image data lives: on the original, or copied to difference storage.
 enum Source {
     Original(u64),
-    Stored(Arc<OpenedBlockDevice>, u64),
+    Stored(Place),
 }
 
 impl Source {
@@ -282,7 +303,7 @@ impl Source {
     fn continued_by(&self, next: &Source, len: u64) -> bool {
         match (self, next) {
             (Self::Original(a), Self::Original(b)) => a + len == *b,
-            (Self::Stored(d, a), Self::Stored(e, b)) => Arc::ptr_eq(d, e) && a + len == *b,
+            (Self::Stored(p), Self::Stored(q)) => p.continued_by(q, len),
             _ => false,
         }
     }

@@ -135,7 +135,9 @@ static void one_call(struct fuzz *f, unsigned int *s)
 	struct blksnap_sectors ranges[4];
 	struct blkfilter_ctl fc;
 	struct blksnap_uuid id;
-	static const char * const bad_paths[] = { "/dev/null", "/nonexistent", "/tmp", "" };
+	/* Not storage at all, a directory (an unnamed file), a named file. */
+	static const char * const bad_paths[] = { "/dev/null", "/nonexistent", "/tmp",
+						  "/tmp/bsnap_fuzz_file", "" };
 	unsigned long req;
 	void *arg;
 	int r, i;
@@ -166,7 +168,7 @@ static void one_call(struct fuzz *f, unsigned int *s)
 			ranges[i].count = rand_r(s) % 2 ? rand_r(s) % 4096 : any_count(s);
 		}
 		if (rand_r(s) % 2) {
-			const char *p = rand_r(s) % 2 ? bad_paths[rand_r(s) % 4] :
+			const char *p = rand_r(s) % 2 ? bad_paths[rand_r(s) % 5] :
 					rand_r(s) % 2 ? f->store : f->dev;
 
 			a.bdev_path = (uintptr_t)p;
@@ -222,7 +224,7 @@ static void one_call(struct fuzz *f, unsigned int *s)
 	case 11: /* storage the module opens, or a new limit */
 		any_id(f, s, &st.id);
 		if (rand_r(s) % 4) {
-			const char *p = rand_r(s) % 2 ? bad_paths[rand_r(s) % 4] :
+			const char *p = rand_r(s) % 2 ? bad_paths[rand_r(s) % 5] :
 					rand_r(s) % 2 ? f->store : f->dev;
 
 			st.path = rand_r(s) % 4 ? (uintptr_t)p : 0;
@@ -311,6 +313,10 @@ static void fuzz_run(struct __test_metadata *_metadata, struct fuzz *f, unsigned
 
 	f->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, f->ctl);
+	/* A named storage file, empty, which snapshots grow. */
+	i = open("/tmp/bsnap_fuzz_file", O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+	ASSERT_LE(0, i);
+	close(i);
 	f->fd = open(f->dev, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, f->fd);
 	f->page = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,

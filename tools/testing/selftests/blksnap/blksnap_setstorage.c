@@ -5,10 +5,17 @@
  * exclusively, that keeps the point in time; a limit that asks for more
  * with a no-space event, breaks the snapshot with -ENOSPC when it is
  * reached (the original losing nothing) and can be raised in time; and
- * the configurations that are refused, each with its errno.
+ * the configurations that are refused, each with its errno.  Then files:
+ * an unnamed one in a tmpfs directory and a named one on ext4, which the
+ * module grows as the snapshot fills them, up to the limit or until the
+ * file system is full.
  */
 #define _GNU_SOURCE
 #include <stdint.h>
+#include <dirent.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
@@ -20,6 +27,9 @@
 #define ORIG_SIZE (16 * MIB)
 #define CHUNK (256 * 1024)	/* chunk_minimum_shift 18 */
 #define MINIMUM 4096		/* diff_storage_minimum, in sectors: 8 chunks */
+#define DIR_TMPFS "/tmp/bsnap_store_dir"
+#define MNT_EXT4 "/tmp/bsnap_store_ext4"
+#define MNT_SMALL "/tmp/bsnap_store_small"
 
 static int set_storage(int ctl, const struct blksnap_uuid *id, const char *path,
 		       unsigned long long limit)
@@ -73,6 +83,9 @@ FIXTURE_TEARDOWN(setstorage)
 	snapshot_destroy_all(self->ctl);
 	if (self->orig.fd >= 0)
 		blksnap_detach(self->orig.fd);
+	/* What a case that stopped half-way left mounted. */
+	umount(MNT_EXT4);
+	umount(MNT_SMALL);
 	loop_destroy(&self->orig);
 	loop_destroy(&self->store);
 	close(self->ctl);
@@ -348,6 +361,293 @@ TEST_F(setstorage, limit_raised_in_time_keeps_the_snapshot)
 	EXPECT_EQ(0, info_error(self));
 	EXPECT_EQ(0, image_equals(self, self->before));
 	EXPECT_EQ(0, original_intact(self));
+}
+
+/* Entries in `path` other than . and ..; -1 if it cannot be read. */
+static int entries(const char *path)
+{
+	struct dirent *d;
+	DIR *dir = opendir(path);
+	int n = 0;
+
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)))
+		n += strcmp(d->d_name, ".") && strcmp(d->d_name, "..");
+	closedir(dir);
+	return n;
+}
+
+/*
+ * Unmounts `path`: the module's last reference to a storage file goes from
+ * a work item (a delayed fput), so the file system may be busy a moment
+ * after the destroy.
+ */
+static int umount_soon(const char *path)
+{
+	int i;
+
+	for (i = 0; i < 200; i++) {
+		if (!umount(path))
+			return 0;
+		if (errno != EBUSY)
+			return -1;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/* An ext4 file system on the storage loop device, mounted at MNT_EXT4. */
+static int mount_ext4(struct _test_data_setstorage *self)
+{
+	char cmd[160];
+
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p " MNT_EXT4 " && mount %s " MNT_EXT4,
+		 self->store.path, self->store.path);
+	return run(cmd);
+}
+
+/*
+ * An unnamed file in a tmpfs directory: it starts empty, the module grows
+ * it as chunks come, every chunk keeps its point in time, and nothing is
+ * left in the directory, during the snapshot or after.
+ */
+TEST_F(setstorage, tmpfs_directory_grows_and_keeps_the_point_in_time)
+{
+	run("mkdir -p " DIR_TMPFS);
+	ASSERT_EQ(0, entries(DIR_TMPFS));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, DIR_TMPFS, 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 1500));
+	EXPECT_EQ(0, image_equals(self, self->before));
+	EXPECT_EQ(0, info_error(self));
+	EXPECT_EQ(0, entries(DIR_TMPFS));
+	EXPECT_EQ(ENOENT, next_event(self, blksnap_event_code_no_space, 0));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, entries(DIR_TMPFS));
+	rmdir(DIR_TMPFS);
+}
+
+/*
+ * A named, empty file on ext4, grown under a writer while a reader checks
+ * the image against the take all along; the file is not held past the
+ * snapshot, so the file system unmounts.
+ */
+TEST_F(setstorage, ext4_file_grows_under_a_writer_with_image_readers)
+{
+	struct blksnap_snapshotinfo info;
+	unsigned int len = sizeof(info);
+	char image[64];
+	struct stat st;
+	int fd, status, i;
+	pid_t reader;
+
+	ASSERT_EQ(0, mount_ext4(self));
+	fd = open(MNT_EXT4 "/storage", O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	ASSERT_LE(0, fd);
+	close(fd);
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/storage", 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, blksnap_ctl(self->orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
+				 NULL));
+	snprintf(image, sizeof(image), "/dev/%s", (char *)info.image);
+	reader = fork();
+	ASSERT_LE(0, reader);
+	if (!reader) {
+		for (i = 0; i < 6; i++) {
+			if (read_whole(image, self->buf, ORIG_SIZE) ||
+			    memcmp(self->buf, self->before, ORIG_SIZE))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	for (i = 0; i < ORIG_SIZE / CHUNK; i += 8)
+		ASSERT_EQ(0, overwrite_chunks(self, i, 8, 2500));
+	ASSERT_EQ(reader, waitpid(reader, &status, 0));
+	EXPECT_EQ(0, WEXITSTATUS(status))
+		TH_LOG("an image read differed from the data at the take");
+	EXPECT_EQ(0, image_equals(self, self->before));
+	EXPECT_EQ(0, info_error(self));
+	/* Grown from nothing to hold every chunk, within the limit. */
+	ASSERT_EQ(0, stat(MNT_EXT4 "/storage", &st));
+	EXPECT_LE(ORIG_SIZE, st.st_size);
+	EXPECT_GE(3 * ORIG_SIZE, st.st_size);
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+}
+
+/* At a file's limit: the event, then -ENOSPC; the original keeps all. */
+TEST_F(setstorage, file_limit_reached_breaks_with_enospc)
+{
+	run("mkdir -p " DIR_TMPFS);
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, DIR_TMPFS, MINIMUM));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, 16, 3300));
+	ASSERT_EQ(0, next_event(self, blksnap_event_code_no_space, 1000));
+	EXPECT_EQ(MINIMUM, event_u64(self));
+	ASSERT_EQ(0, next_event(self, blksnap_event_code_corrupted, 1000));
+	EXPECT_EQ(ENOSPC, ((struct blksnap_event_corrupted *)self->ev->data)->err_code);
+	EXPECT_EQ(-ENOSPC, info_error(self));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	rmdir(DIR_TMPFS);
+}
+
+/* A file system that fills up before the limit: -ENOSPC, nothing lost. */
+TEST_F(setstorage, file_system_full_breaks_with_enospc)
+{
+	ASSERT_EQ(0, run("mkdir -p " MNT_SMALL " && mount -t tmpfs -o size=2m tmpfs " MNT_SMALL));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_SMALL, 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, 24, 3700));
+	ASSERT_EQ(0, next_event(self, blksnap_event_code_corrupted, 1000));
+	EXPECT_EQ(ENOSPC, ((struct blksnap_event_corrupted *)self->ev->data)->err_code);
+	EXPECT_EQ(-ENOSPC, info_error(self));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, umount_soon(MNT_SMALL));
+}
+
+/*
+ * Files refused: on a file system whose device is filtered (its writes
+ * would come back to the filter), with no limit, or of a kind that is
+ * neither a file, a directory nor a block device; and no filter on the
+ * device of a file system that holds a storage file.
+ */
+TEST_F(setstorage, file_storage_refusals)
+{
+	struct blksnap_uuid id2;
+
+	ASSERT_EQ(0, mount_ext4(self));
+	EXPECT_EQ(EINVAL, set_storage(self->ctl, &self->id, MNT_EXT4, 0));
+	EXPECT_EQ(ENOTBLK, set_storage(self->ctl, &self->id, "/dev/null", 0));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4, 8192));
+	EXPECT_EQ(EBUSY, blksnap_attach(self->store.fd));
+	/* A second snapshot may store in the same file system... */
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
+	EXPECT_EQ(0, set_storage(self->ctl, &id2, MNT_EXT4, 8192));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	/* ...but not in the same file, by any of its names. */
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	close(open(MNT_EXT4 "/named", O_CREAT | O_RDWR | O_CLOEXEC, 0600));
+	ASSERT_EQ(0, link(MNT_EXT4 "/named", MNT_EXT4 "/other-name"));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &self->id));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/named", 8192));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
+	EXPECT_EQ(EBUSY, set_storage(self->ctl, &id2, MNT_EXT4 "/named", 8192));
+	EXPECT_EQ(EBUSY, set_storage(self->ctl, &id2, MNT_EXT4 "/other-name", 8192));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	/* Filtered, the device takes no storage file any more. */
+	ASSERT_EQ(0, blksnap_attach(self->store.fd));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
+	EXPECT_EQ(ELOOP, set_storage(self->ctl, &id2, MNT_EXT4, 8192));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	EXPECT_EQ(0, blksnap_detach(self->store.fd));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+}
+
+/*
+ * A named file truncated behind the snapshot's back: its stored chunks
+ * are gone, so the snapshot breaks with -EIO rather than show zeroes; a
+ * named file unlinked in use goes on, and its space comes back at the
+ * destroy.
+ */
+TEST_F(setstorage, named_file_truncated_or_unlinked)
+{
+	struct statfs before, during, after;
+	int fd;
+
+	ASSERT_EQ(0, mount_ext4(self));
+	fd = open(MNT_EXT4 "/storage", O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/storage", 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, 8, 4100));
+	ASSERT_EQ(0, ftruncate(fd, 0));
+	close(fd);
+	ASSERT_EQ(0, overwrite_chunks(self, 8, 8, 4200));
+	EXPECT_EQ(-EIO, info_error(self));
+	EXPECT_NE(0, image_equals(self, self->before));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+
+	ASSERT_EQ(0, statfs(MNT_EXT4, &before));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &self->id));
+	ASSERT_EQ(0, snapshot_add(self->orig.fd, &self->id));
+	fd = open(MNT_EXT4 "/storage2", O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	ASSERT_LE(0, fd);
+	close(fd);
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/storage2", 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, unlink(MNT_EXT4 "/storage2"));
+	/* The point in time of this snapshot: the original as it is now. */
+	memcpy(self->before, self->now, ORIG_SIZE);
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 4300));
+	EXPECT_EQ(0, image_equals(self, self->before));
+	EXPECT_EQ(0, info_error(self));
+	ASSERT_EQ(0, statfs(MNT_EXT4, &during));
+	EXPECT_GT(before.f_bfree, during.f_bfree);
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	/* The last reference goes from a work item: wait for it, 2 s at most. */
+	for (int i = 0; i < 200; i++) {
+		ASSERT_EQ(0, statfs(MNT_EXT4, &after));
+		if (after.f_bfree == before.f_bfree)
+			break;
+		usleep(10000);
+	}
+	EXPECT_EQ(before.f_bfree, after.f_bfree);
+	EXPECT_EQ(0, original_intact(self));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+}
+
+/*
+ * Destroy, and unload, while a writer keeps the file growing: both end
+ * cleanly, and the original has every write.
+ */
+TEST_F(setstorage, destroy_and_unload_while_a_file_grows)
+{
+	int round, status;
+	pid_t writer;
+
+	run("mkdir -p " DIR_TMPFS);
+	for (round = 0; round < 2; round++) {
+		if (round) {
+			ASSERT_EQ(0, snapshot_create(self->ctl, &self->id));
+			ASSERT_EQ(0, snapshot_add(self->orig.fd, &self->id));
+		}
+		ASSERT_EQ(0, set_storage(self->ctl, &self->id, DIR_TMPFS, 3 * ORIG_SIZE / 512));
+		ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+		writer = fork();
+		ASSERT_LE(0, writer);
+		if (!writer)
+			_exit(overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 4400 + round) ? 1 : 0);
+		usleep(50000);
+		if (round == 0) {
+			EXPECT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+		} else {
+			/* The control device is closed and the filter detached first. */
+			ASSERT_EQ(writer, waitpid(writer, &status, 0));
+			writer = 0;
+			close(self->ctl);
+			self->ctl = -1;
+			EXPECT_EQ(0, blksnap_detach(self->orig.fd));
+			EXPECT_EQ(0, run("rmmod blksnap"));
+		}
+		if (writer)
+			ASSERT_EQ(writer, waitpid(writer, &status, 0));
+		EXPECT_EQ(0, WEXITSTATUS(status));
+		/* What the child wrote, in the parent's copy of the original. */
+		for (int i = 0; i < ORIG_SIZE / CHUNK; i++)
+			fill_random(self->now + (size_t)i * CHUNK + 4096, 4096, 4400 + round + i);
+		EXPECT_EQ(0, original_intact(self));
+	}
+	EXPECT_EQ(0, entries(DIR_TMPFS));
+	rmdir(DIR_TMPFS);
+	ASSERT_EQ(0, run("modprobe blksnap diff_storage_minimum=4096"));
+	self->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
 }
 
 TEST_HARNESS_MAIN

@@ -108,15 +108,17 @@ pub enum Command {
         source: RangeSource,
     },
     /// Give a snapshot storage the module opens itself (a whole block device,
-    /// held exclusively), or with no --path a new limit for it.
+    /// held exclusively; an unnamed file it creates in a directory and grows;
+    /// or a regular file), or with no --path a new limit for it.
     #[command(name = "snapshot_setstorage")]
     SnapshotSetStorage {
         #[command(flatten)]
         id: IdArg,
-        /// The block device.
+        /// The block device, directory or file.
         #[arg(short, long)]
         path: Option<PathBuf>,
-        /// The most sectors of it the snapshot may use; 0 for all of it.
+        /// The most sectors of it the snapshot may use; 0 for all of a
+        /// device (a file needs a limit).
         #[arg(short, long, default_value_t = 0)]
         limit: u64,
     },
