@@ -402,8 +402,8 @@ static int mount_ext4(struct _test_data_setstorage *self)
 {
 	char cmd[160];
 
-	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p " MNT_EXT4 " && mount %s " MNT_EXT4,
-		 self->store.path, self->store.path);
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s",
+		 self->store.path, MNT_EXT4, self->store.path, MNT_EXT4);
 	return run(cmd);
 }
 

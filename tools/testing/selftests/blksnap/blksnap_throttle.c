@@ -223,7 +223,9 @@ static int delayed_writes(const char *name, unsigned int *writes)
 	f = popen(cmd, "r");
 	if (!f)
 		return -1;
-	n = fgets(line, sizeof(line), f) ? sscanf(line, "%*u %*u delay %u %u", &reads, writes) : 0;
+	n = 0;
+	if (fgets(line, sizeof(line), f))
+		n = sscanf(line, "%*u %*u delay %u %u", &reads, writes);
 	pclose(f);
 	return n == 2 ? 0 : -1;
 }
@@ -246,6 +248,7 @@ TEST(item1_write_in_flight_below_a_bio_based_original)
 	unsigned char *b = aligned_alloc(4096, HELD_LEN);
 	unsigned char *img1 = aligned_alloc(4096, DEV_SIZE);
 	unsigned char *img2 = aligned_alloc(4096, DEV_SIZE);
+	uint64_t zeroes[2] = { DEV_SIZE - 65536, 65536 };
 	unsigned int held = 0;
 	struct blksnap_uuid id;
 	char cmd[200], image[64], path[32];
@@ -280,7 +283,7 @@ TEST(item1_write_in_flight_below_a_bio_based_original)
 	 * A write of zeroes, which the block layer sends as bios chained to
 	 * one another: each is counted and ends as it would.
 	 */
-	ASSERT_EQ(0, ioctl(fd, BLKZEROOUT, (uint64_t[2]){ DEV_SIZE - 65536, 65536 }));
+	ASSERT_EQ(0, ioctl(fd, BLKZEROOUT, zeroes));
 	memset(a + DEV_SIZE - 65536, 0, 65536);
 	ASSERT_EQ(0, snapshot_create(ctl, &id));
 	ASSERT_EQ(0, snapshot_add(fd, &id));
