@@ -105,20 +105,14 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a
         }
     };
     let raw = KBox::into_raw(in_flight);
-    let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
     // SAFETY: `raw` is ours until the I/O completes; its vector holds
     // `bvecs.len()` valid entries covering `bytes`, and stays until then.
-    unsafe {
-        bindings::iov_iter_bvec(
-            iter.as_mut_ptr(),
-            if req.write {
-                bindings::ITER_SOURCE
-            } else {
-                bindings::ITER_DEST
-            },
+    let mut iter = unsafe {
+        bvec_iter(
             (*raw).bvecs.as_ptr(),
             (*raw).bvecs.len(),
             (*raw).bytes,
+            req.write,
         )
     };
     // SAFETY: The iocb and the vector stay in `raw` until the completion,
@@ -206,25 +200,37 @@ fn sync_result(ret: isize, len: usize) -> Result {
 pub fn transfer_pages(io: FileIo<'_>) -> Result {
     let bvecs = page_vecs(&io)?;
     let mut iocb = direct_iocb(io.file, io.pos)?;
-    let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
-    // SAFETY: `bvecs` holds `len()` valid entries covering `bytes`.
-    unsafe {
-        bindings::iov_iter_bvec(
-            iter.as_mut_ptr(),
-            if io.write {
-                bindings::ITER_SOURCE
-            } else {
-                bindings::ITER_DEST
-            },
-            bvecs.as_ptr(),
-            bvecs.len(),
-            io.bytes,
-        )
-    };
+    // SAFETY: `bvecs` holds `len()` valid entries covering `bytes`, and
+    // lives across the I/O.
+    let mut iter = unsafe { bvec_iter(bvecs.as_ptr(), bvecs.len(), io.bytes, io.write) };
     // SAFETY: The iocb is synchronous and the pages and `bvecs` live across
     // the call.
     let ret = unsafe { run(io.file, &mut iocb, iter.as_mut_ptr(), io.write) };
     sync_result(ret, io.bytes)
+}
+
+/// An iterator over the `nr` vector entries at `bvecs`, `bytes` long: the
+/// source of a write to the file, or where a read of it goes.
+///
+/// # Safety
+///
+/// `bvecs` points at `nr` valid entries that cover `bytes` and stay valid
+/// while the iterator is used.
+unsafe fn bvec_iter(
+    bvecs: *const bindings::bio_vec,
+    nr: usize,
+    bytes: usize,
+    write: bool,
+) -> MaybeUninit<bindings::iov_iter> {
+    let mut iter = MaybeUninit::uninit();
+    let direction = if write {
+        bindings::ITER_SOURCE
+    } else {
+        bindings::ITER_DEST
+    };
+    // SAFETY: See the contract; `iov_iter_bvec` initialises all of `iter`.
+    unsafe { bindings::iov_iter_bvec(iter.as_mut_ptr(), direction, bvecs, nr, bytes) };
+    iter
 }
 
 /// Builds the I/O of `req` for the owner `raw_owner`.
@@ -349,24 +355,12 @@ pub fn transfer_bio(
         covered += len_at(idx + nr);
         nr += 1;
     }
-    let mut iter = MaybeUninit::<bindings::iov_iter>::uninit();
     // SAFETY: Entries `idx..idx + nr` are valid and cover `skip + len`
     // bytes; the bio and its vector outlive the I/O, which ends before we
     // return.
-    unsafe {
-        bindings::iov_iter_bvec(
-            iter.as_mut_ptr(),
-            if write {
-                bindings::ITER_SOURCE
-            } else {
-                bindings::ITER_DEST
-            },
-            vecs.add(idx),
-            nr,
-            skip + len,
-        );
-        bindings::iov_iter_advance(iter.as_mut_ptr(), skip);
-    }
+    let mut iter = unsafe { bvec_iter(vecs.add(idx), nr, skip + len, write) };
+    // SAFETY: The iterator was set up above and holds `skip + len` bytes.
+    unsafe { bindings::iov_iter_advance(iter.as_mut_ptr(), skip) };
     let mut iocb = direct_iocb(file, pos)?;
     // SAFETY: The iocb is synchronous; the bio's pages live across the call.
     let ret = unsafe { run(file, &mut iocb, iter.as_mut_ptr(), write) };

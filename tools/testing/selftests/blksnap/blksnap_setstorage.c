@@ -323,17 +323,23 @@ TEST_F(setstorage, storage_on_an_original_is_refused)
  * At the limit: a no-space event asks for more; nothing comes, so the
  * snapshot breaks with -ENOSPC and the original keeps every write.
  */
-TEST_F(setstorage, limit_reached_breaks_with_enospc)
+static void limit_breaks(struct __test_metadata *_metadata, struct _test_data_setstorage *self,
+			 const char *path, unsigned int seed)
 {
-	ASSERT_EQ(0, set_storage(self->ctl, &self->id, self->store.path, MINIMUM));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, path, MINIMUM));
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
-	ASSERT_EQ(0, overwrite_chunks(self, 0, 16, 300));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, 16, seed));
 	ASSERT_EQ(0, next_event(self, blksnap_event_code_no_space, 1000));
 	EXPECT_EQ(MINIMUM, event_u64(self));
 	ASSERT_EQ(0, next_event(self, blksnap_event_code_corrupted, 1000));
 	EXPECT_EQ(ENOSPC, ((struct blksnap_event_corrupted *)self->ev->data)->err_code);
 	EXPECT_EQ(-ENOSPC, info_error(self));
 	EXPECT_EQ(0, original_intact(self));
+}
+
+TEST_F(setstorage, limit_reached_breaks_with_enospc)
+{
+	limit_breaks(_metadata, self, self->store.path, 300);
 	/* The first 8 chunks stored, nothing past the limit. */
 	ASSERT_EQ(0, read_whole(self->store.path, self->buf, 2 * MINIMUM * 512));
 	EXPECT_EQ(0, memcmp(self->buf, self->before, MINIMUM * 512));
@@ -482,15 +488,7 @@ TEST_F(setstorage, ext4_file_grows_under_a_writer_with_image_readers)
 TEST_F(setstorage, file_limit_reached_breaks_with_enospc)
 {
 	run("mkdir -p " DIR_TMPFS);
-	ASSERT_EQ(0, set_storage(self->ctl, &self->id, DIR_TMPFS, MINIMUM));
-	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
-	ASSERT_EQ(0, overwrite_chunks(self, 0, 16, 3300));
-	ASSERT_EQ(0, next_event(self, blksnap_event_code_no_space, 1000));
-	EXPECT_EQ(MINIMUM, event_u64(self));
-	ASSERT_EQ(0, next_event(self, blksnap_event_code_corrupted, 1000));
-	EXPECT_EQ(ENOSPC, ((struct blksnap_event_corrupted *)self->ev->data)->err_code);
-	EXPECT_EQ(-ENOSPC, info_error(self));
-	EXPECT_EQ(0, original_intact(self));
+	limit_breaks(_metadata, self, DIR_TMPFS, 3300);
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	rmdir(DIR_TMPFS);
 }
