@@ -49,7 +49,9 @@ if [ $ok -eq 1 ]; then
 	fi
 
 	# Compile what the series changed, in the fresh tree.
-	objs=$(echo "$touched" | grep '\.c$' | grep -v '^tools/' | sed 's/\.c$/.o/' || true)
+	# The Rust helpers compile as one unit, helpers.c, which includes them.
+	objs=$(echo "$touched" | grep '\.c$' | grep -v '^tools/' |
+		sed -e 's|^rust/helpers/.*\.c$|rust/helpers/helpers.c|' -e 's/\.c$/.o/' | sort -u || true)
 	cp "$OUT_BASE/test/.config" "$out/.config"
 	# shellcheck disable=SC2086
 	if make -s -C "$fresh" O="$out" ARCH=x86_64 LLVM=$LLVM_SUFFIX \
