@@ -648,4 +648,42 @@ TEST_F(setstorage, destroy_and_unload_while_a_file_grows)
 	self->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
 }
 
+/*
+ * Writes to the image of a snapshot stored in a file: a chunk never copied
+ * is copied to the file first, a chunk stored there is written there; the
+ * image reads them back, and the original never sees them.
+ */
+TEST_F(setstorage, image_writes_go_to_the_file)
+{
+	struct blksnap_snapshotinfo info;
+	unsigned int len = sizeof(info);
+	unsigned char *data = self->buf;
+	char image[64];
+	int fd;
+
+	run("mkdir -p " DIR_TMPFS);
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, DIR_TMPFS, 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	/* Chunk 5 copied to the file by a write to the original. */
+	ASSERT_EQ(0, overwrite_chunks(self, 5, 1, 4600));
+	ASSERT_EQ(0, blksnap_ctl(self->orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
+				 NULL));
+	snprintf(image, sizeof(image), "/dev/%s", (char *)info.image);
+	fd = open(image, O_RDWR | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	/* Into chunk 3, never copied, and chunk 5, stored in the file. */
+	fill_random(data, 4096, 4700);
+	ASSERT_EQ(0, pwrite_all(fd, data, 4096, 3 * CHUNK + 8192));
+	memcpy(self->before + 3 * CHUNK + 8192, data, 4096);
+	fill_random(data, 4096, 4800);
+	ASSERT_EQ(0, pwrite_all(fd, data, 4096, 5 * CHUNK + 8192));
+	memcpy(self->before + 5 * CHUNK + 8192, data, 4096);
+	close(fd);
+	EXPECT_EQ(0, image_equals(self, self->before));
+	EXPECT_EQ(0, info_error(self));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	rmdir(DIR_TMPFS);
+}
+
 TEST_HARNESS_MAIN
