@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Asynchronous direct I/O of pages that an object owns, on a file.
+//! Direct I/O on a file, past the page cache, without waiting.
 //!
-//! The file counterpart of [`page_io`]: a driver that keeps data in a file
-//! sends it through the file system, past the page cache, without waiting,
-//! and is told when the I/O ended, as the loop driver does for a backing
-//! file.  [`submit`] keeps the owner alive until then, so the file and the
-//! pages it borrows stay.
+//! Two counterparts of block I/O, for a driver that keeps data in a file:
+//! [`submit`] sends pages that an object owns and tells it when the I/O
+//! ended, as [`page_io`] does on a device, keeping the owner (and so the
+//! file and the pages) alive until then; [`FileBatch`] moves stretches of
+//! bios between their data and files, as a `Batch` of bio parts does, and
+//! waits for them together.
 //!
 //! C header: [`include/linux/fs.h`](srctree/include/linux/fs.h)
 //!
@@ -14,10 +15,22 @@
 
 use super::File;
 use crate::{
-    alloc::KVec, bindings, block::bio::page_io::Owner, page::Page, page::PAGE_SIZE, prelude::*,
+    alloc::{allocator::Kmalloc, IntoIter, KVec},
+    bindings,
+    block::{
+        bio::{
+            batch::{Ended, InFlight as PartsInFlight},
+            page_io::Owner,
+            Bio, Operation,
+        },
+        SECTOR_SHIFT,
+    },
+    page::Page,
+    page::PAGE_SIZE,
+    prelude::*,
     sync::Arc,
 };
-use core::{marker::PhantomData, mem::MaybeUninit};
+use core::{cell::RefCell, marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
 
 /// While it exists, memory the task allocates is allocated without I/O, as
 /// `memalloc_noio_save()` arranges: for calls into a file system from a
@@ -313,19 +326,234 @@ struct InFlightHead {
     finish: unsafe fn(*mut bindings::kiocb, isize),
 }
 
-/// Moves `len` bytes between `file` at `pos` and the data of `bio` from
-/// `offset` bytes into it, with direct I/O, and waits for it: a read of the
-/// file fills that stretch of the bio, a write stores it.  Fails with `EIO`
-/// if fewer bytes moved (the file was truncated), `EINVAL` if the stretch
-/// is not within the bio.  Allocations are made without I/O, as `submit`'s.
-pub fn transfer_bio(
-    file: &File,
-    pos: u64,
-    bio: &crate::block::bio::Bio,
+/// Stretches of bios moved between their data and files, all at once, and
+/// waited for together: the file counterpart of [`Batch`], with which it
+/// nests.  A read of a part fills its stretch of the bio from the file, a
+/// write stores it there; each part comes back with the tag the caller gave
+/// it and its own result.  A part that moved fewer bytes than asked (the
+/// file was truncated) failed with `EIO`.
+///
+/// The bios and files are borrowed for the whole run, as in [`Batch`], and
+/// [`FileBatch::run`] waits for I/O: it is for a task that may sleep, not a
+/// `submit_bio`.  Memory is allocated without I/O, as [`submit`]'s, and the
+/// completion runs kernel code only, so a module that runs a batch may go
+/// once the run returned.
+///
+/// # Examples
+///
+/// Reads `bio` from the start of `a` and writes `other` to the start of `b`,
+/// both at once:
+///
+/// ```
+/// use kernel::{block::bio::Bio, fs::{direct_io::FileBatch, File}, prelude::*};
+///
+/// fn read_and_write(bio: &Bio, a: &File, other: &Bio, b: &File) -> Result {
+///     let ((), ended) = FileBatch::run(2, |files| {
+///         let _ = files.add("read", bio, 0, bio.nr_sectors(), a, 0);
+///         let _ = files.add("write", other, 0, other.nr_sectors(), b, 0);
+///     })?;
+///     for part in ended {
+///         if let Err(e) = part.result {
+///             pr_warn!("{} failed: {:?}\n", part.tag, e);
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
+///
+/// # Invariants
+///
+/// `state` points to the `InFlight` of the running [`FileBatch::run`] call,
+/// which outlives this object.  Each `Stretch` in `parts` was sent with
+/// `state` and is freed only by [`FileBatch::run`], after all parts ended.
+///
+/// [`Batch`]: crate::block::bio::batch::Batch
+pub struct FileBatch<'b, T> {
+    state: *const PartsInFlight,
+    parts: RefCell<KVec<FilePart<T>>>,
+    /// Makes `'b` invariant, as in [`Batch`](crate::block::bio::batch::Batch).
+    _borrows: PhantomData<fn(&'b Bio) -> &'b Bio>,
+}
+
+/// A part of a file batch: its tag, and its I/O or why it was not sent.
+struct FilePart<T> {
+    tag: T,
+    io: Result<NonNull<Stretch>>,
+}
+
+/// The parts of a file batch once every part ended, in the order they were
+/// added.
+pub struct EndedFileParts<T>(IntoIter<FilePart<T>, Kmalloc>);
+
+impl<T> Iterator for EndedFileParts<T> {
+    type Item = Ended<T>;
+
+    fn next(&mut self) -> Option<Ended<T>> {
+        let part = self.0.next()?;
+        let result = part.io.and_then(|raw| {
+            // SAFETY: Every part ended: the stretch is ours again, and
+            // nothing else refers to it.
+            let io = unsafe { KBox::from_raw(raw.as_ptr()) };
+            sync_result(io.ret, io.len)
+        });
+        Some(Ended {
+            tag: part.tag,
+            result,
+        })
+    }
+}
+
+impl<T> Drop for EndedFileParts<T> {
+    fn drop(&mut self) {
+        // Frees the stretches of the parts not looked at.
+        for _ in self.by_ref() {}
+    }
+}
+
+/// One stretch in flight: the iocb first, so that its completion finds the
+/// rest.
+#[repr(C)]
+struct Stretch {
+    iocb: bindings::kiocb,
+    state: *const PartsInFlight,
+    /// What the I/O returned, bytes moved or a negative errno; set before
+    /// the part counts as ended.
+    ret: isize,
+    len: usize,
+    write: bool,
+}
+
+impl<'b, T> FileBatch<'b, T> {
+    /// Runs `send`, which adds parts to a new batch, waits until every part
+    /// ended, and returns what `send` returned and the parts in the order
+    /// they were added.  Room for `expected` parts is made first, so adding
+    /// that many cannot fail; `ENOMEM`, with nothing sent, if it cannot.
+    pub fn run<R>(
+        expected: usize,
+        send: impl FnOnce(&Self) -> R,
+    ) -> Result<(R, EndedFileParts<T>)> {
+        let state = KBox::pin_init(PartsInFlight::new(), GFP_NOIO)?;
+        let mut parts = KVec::new();
+        parts.reserve(expected, GFP_NOIO)?;
+        // INVARIANT: `state` is boxed and outlives `batch`: this function
+        // waits below for every part that used it.
+        let batch = Self {
+            state: &*state,
+            parts: RefCell::new(parts),
+            _borrows: PhantomData,
+        };
+        let sent = send(&batch);
+        state.wait();
+        Ok((sent, EndedFileParts(batch.parts.into_inner().into_iter())))
+    }
+
+    /// Sends `sectors` sectors of `bio`'s data, from `offset` sectors into
+    /// it, to or from `file` at `sector` (of 512 bytes), without waiting:
+    /// a read bio is filled from the file, a write bio's data stored there.
+    ///
+    /// The part comes back from [`FileBatch::run`] with `tag` and its
+    /// result; one that cannot be sent (a stretch outside the bio, a bio
+    /// that is neither a read nor a write) comes back with the error.
+    /// Fails with `ENOMEM`, dropping `tag` and sending nothing, only if more
+    /// parts than expected are added and one more cannot be recorded.
+    pub fn add(
+        &self,
+        tag: T,
+        bio: &'b Bio,
+        offset: u64,
+        sectors: u64,
+        file: &'b File,
+        sector: u64,
+    ) -> Result {
+        // Only `add` borrows, and it does not call itself.
+        let mut parts = self.parts.try_borrow_mut().map_err(|_| EBUSY)?;
+        parts.reserve(1, GFP_NOIO)?;
+        let io = self.send(bio, offset, sectors, file, sector);
+        // Cannot fail: room was reserved above.
+        let _ = parts.push(FilePart { tag, io }, GFP_NOIO);
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        bio: &'b Bio,
+        offset: u64,
+        sectors: u64,
+        file: &'b File,
+        sector: u64,
+    ) -> Result<NonNull<Stretch>> {
+        let write = match bio.operation() {
+            Operation::Read => false,
+            Operation::Write => true,
+            _ => return Err(EOPNOTSUPP),
+        };
+        let bytes = |s: u64| {
+            s.checked_mul(1 << SECTOR_SHIFT)
+                .and_then(|b| usize::try_from(b).ok())
+                .ok_or(EINVAL)
+        };
+        let len = bytes(sectors)?;
+        let mut iter = bio_stretch(bio, bytes(offset)?, len, write)?;
+        let mut iocb = direct_iocb(file, sector.checked_mul(1 << SECTOR_SHIFT).ok_or(EFBIG)?)?;
+        iocb.ki_complete = Some(stretch_end);
+        let stretch = Stretch {
+            iocb,
+            state: self.state,
+            ret: 0,
+            len,
+            write,
+        };
+        let raw = KBox::into_raw(KBox::new(stretch, GFP_NOIO)?);
+        // SAFETY: `state` is valid for the whole run (type invariant), which
+        // waits for this part.
+        unsafe { (*self.state).started() };
+        // SAFETY: The stretch stays where it is until the run frees it after
+        // the part ended; the bio's vector, which the iterator and the file
+        // system's bios point into, is borrowed for `'b`, past the run.
+        let ret = unsafe { run(file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
+        if ret != -(bindings::EIOCBQUEUED as isize) {
+            // SAFETY: Not queued: the file system is done with the iocb and
+            // will not complete it; the part ends here.
+            unsafe {
+                (*raw).ret = ret;
+                (*self.state).ended();
+            }
+        }
+        // SAFETY: `KBox::into_raw` gives a non-null pointer.
+        Ok(unsafe { NonNull::new_unchecked(raw) })
+    }
+}
+
+/// The `ki_complete` of a [`FileBatch`] part.
+///
+/// # Safety
+///
+/// `iocb` is the iocb of a `Stretch` that the file system queued, and it is
+/// completing now.
+unsafe extern "C" fn stretch_end(iocb: *mut bindings::kiocb, ret: crate::ffi::c_long) {
+    // `iocb` is the first field of the `#[repr(C)]` `Stretch`.
+    let stretch = iocb.cast::<Stretch>();
+    // SAFETY: See the contract.  A queued write keeps the freeze protection
+    // that `vfs_iocb_iter_write` took until it ends, now.  The run may free
+    // the stretch once the part ended, so it is not touched after that.
+    unsafe {
+        if (*stretch).write {
+            bindings::kiocb_end_write(iocb);
+        }
+        (*stretch).ret = ret;
+        (*(*stretch).state).ended();
+    }
+}
+
+/// An iterator over `len` bytes of `bio`'s data from `offset` bytes into
+/// it, the source of a write to a file or where a read of it goes; `EINVAL`
+/// if the stretch is not within the bio.  It points into the bio's vector.
+fn bio_stretch(
+    bio: &Bio,
     offset: usize,
     len: usize,
     write: bool,
-) -> Result {
+) -> Result<MaybeUninit<bindings::iov_iter>> {
     let raw = bio.raw();
     // SAFETY: The bio is valid while borrowed; its iterator says which part
     // of its vector is its data.
@@ -356,13 +584,9 @@ pub fn transfer_bio(
         nr += 1;
     }
     // SAFETY: Entries `idx..idx + nr` are valid and cover `skip + len`
-    // bytes; the bio and its vector outlive the I/O, which ends before we
-    // return.
+    // bytes; they live as long as the bio.
     let mut iter = unsafe { bvec_iter(vecs.add(idx), nr, skip + len, write) };
     // SAFETY: The iterator was set up above and holds `skip + len` bytes.
     unsafe { bindings::iov_iter_advance(iter.as_mut_ptr(), skip) };
-    let mut iocb = direct_iocb(file, pos)?;
-    // SAFETY: The iocb is synchronous; the bio's pages live across the call.
-    let ret = unsafe { run(file, &mut iocb, iter.as_mut_ptr(), write) };
-    sync_result(ret, len)
+    Ok(iter)
 }

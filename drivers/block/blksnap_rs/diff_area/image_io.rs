@@ -24,9 +24,8 @@ use kernel::{
     block::{
         bdev::BlockDevice,
         bio::{batch::Batch, Bio, DiskBio, Operation, Status},
-        SECTOR_SHIFT,
     },
-    fs::direct_io,
+    fs::direct_io::FileBatch,
     prelude::*,
     sync::Arc,
 };
@@ -194,47 +193,47 @@ impl DiffArea {
             let _ = failed.push(Cell::new(res.is_err()), GFP_NOIO);
         }
         // Each part is tagged with the failure flag of the bio it serves.
-        // Transfers from and to files first, one after the other.
-        for t in plan.iter().filter(|t| !failed[t.bio].get()) {
-            let Source::Stored(place @ Place::File(file, at)) = &t.source else {
-                continue;
-            };
-            let write = bios[t.bio].operation().changes_data();
-            let res = place.check_within(t.len).and_then(|()| {
-                direct_io::transfer_bio(
-                    file,
-                    at << SECTOR_SHIFT,
-                    &bios[t.bio],
-                    (t.offset << SECTOR_SHIFT) as usize,
-                    (t.len << SECTOR_SHIFT) as usize,
-                    write,
-                )
-            });
-            if res.is_err() {
-                failed[t.bio].set(true);
-            }
-        }
-        let ended = Batch::run(&self.bios, plan.len(), |batch| {
+        // Parts in files and on devices go out together: the device batch
+        // runs while the file parts are in flight.
+        let files = plan
+            .iter()
+            .filter(|t| matches!(t.source, Source::Stored(Place::File(..))))
+            .count();
+        let ended = FileBatch::run(files, |in_files| {
             for t in plan.iter().filter(|t| !failed[t.bio].get()) {
-                let (bdev, at) = match &t.source {
-                    Source::Stored(Place::Device(device, at)) => (device.bdev(), *at),
-                    Source::Stored(Place::File(..)) => continue,
-                    Source::Original(at) => (self.original().bdev(), *at),
+                let Source::Stored(place @ Place::File(file, at)) = &t.source else {
+                    continue;
                 };
                 let flag = &failed[t.bio];
-                if batch
-                    .add(flag, &bios[t.bio], t.offset, t.len, bdev, at)
-                    .is_err()
-                {
+                let added = place
+                    .check_within(t.len)
+                    .and_then(|()| in_files.add(flag, &bios[t.bio], t.offset, t.len, file, *at));
+                if added.is_err() {
                     flag.set(true);
                 }
             }
+            Batch::run(&self.bios, plan.len() - files, |batch| {
+                for t in plan.iter().filter(|t| !failed[t.bio].get()) {
+                    let (bdev, at) = match &t.source {
+                        Source::Stored(Place::Device(device, at)) => (device.bdev(), *at),
+                        Source::Stored(Place::File(..)) => continue,
+                        Source::Original(at) => (self.original().bdev(), *at),
+                    };
+                    let flag = &failed[t.bio];
+                    if batch
+                        .add(flag, &bios[t.bio], t.offset, t.len, bdev, at)
+                        .is_err()
+                    {
+                        flag.set(true);
+                    }
+                }
+            })
         });
         match ended {
-            Ok(parts) => parts
+            Ok((Ok(on_devices), in_files)) => Iterator::chain(on_devices, in_files)
                 .filter(|part| part.result.is_err())
                 .for_each(|part| part.tag.set(true)),
-            Err(_) => return end_all(bios, Status::IoError),
+            _ => return end_all(bios, Status::IoError),
         }
         // A failure meanwhile lets writes go on uncopied: one may have
         // reached a chunk these reads took from the original.

@@ -68,13 +68,44 @@ use crate::{
 };
 use core::{cell::RefCell, marker::PhantomData, ptr::NonNull};
 
-/// What the parts of one [`Batch::run`] share while in flight.
+/// What the parts of one run share while in flight: how many have not
+/// ended, and what the runner sleeps on until none is left.
 #[pin_data]
-struct InFlight {
+pub(crate) struct InFlight {
     /// Parts not ended yet, plus one while parts are being added.
     remaining: Atomic<usize>,
     #[pin]
     done: Completion,
+}
+
+impl InFlight {
+    /// A run with no part yet, still adding.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            remaining: Atomic::new(1),
+            done <- Completion::new(),
+        })
+    }
+
+    /// Counts a part about to be sent.
+    pub(crate) fn started(&self) {
+        self.remaining.add(1, Relaxed);
+    }
+
+    /// Counts a part that ended, or was not sent after [`Self::started`];
+    /// the last one wakes the runner.  May be called in interrupt context.
+    pub(crate) fn ended(&self) {
+        if self.remaining.fetch_sub(1, Full) == 1 {
+            self.done.complete_all();
+        }
+    }
+
+    /// Ends the adding and waits until every part ended.
+    pub(crate) fn wait(&self) {
+        if self.remaining.fetch_sub(1, Full) != 1 {
+            self.done.wait_for_completion();
+        }
+    }
 }
 
 /// One part of a batch: how it ended, once it did, and its clone until then.
@@ -142,13 +173,7 @@ impl<'b, T> Batch<'b, T> {
         expected: usize,
         send: impl FnOnce(&Self),
     ) -> Result<EndedParts<T>> {
-        let state = KBox::pin_init(
-            pin_init!(InFlight {
-                remaining: Atomic::new(1),
-                done <- Completion::new(),
-            }),
-            GFP_NOIO,
-        )?;
+        let state = KBox::pin_init(InFlight::new(), GFP_NOIO)?;
         let mut parts = KVec::new();
         parts.reserve(expected, GFP_NOIO)?;
         // INVARIANT: `state` is boxed and outlives `batch`: this function
@@ -160,10 +185,7 @@ impl<'b, T> Batch<'b, T> {
             _borrows: PhantomData,
         };
         send(&batch);
-        // Drop the count held while adding; the last part to end completes.
-        if state.remaining.fetch_sub(1, Full) != 1 {
-            state.done.wait_for_completion();
-        }
+        state.wait();
         let mut parts = batch.parts.into_inner();
         for part in parts.iter_mut() {
             if let Some(clone) = part.clone.take() {
@@ -250,7 +272,7 @@ impl<'b, T> Batch<'b, T> {
             bindings::bio_trim(c, offset, sectors);
             (*c).bi_iter.bi_sector = sector;
             (*c).bi_flags |= 1u16 << bindings::BIO_FILTERED;
-            (*self.state).remaining.add(1, Relaxed);
+            (*self.state).started();
             (*c).bi_private = self.state.cast_mut().cast();
             (*c).bi_end_io = Some(part_end_io);
             bindings::submit_bio(c);
@@ -268,7 +290,5 @@ unsafe extern "C" fn part_end_io(bio: *mut bindings::bio) {
     // SAFETY: The private data is the `InFlight` of the run, which waits for
     // this part before it goes away.
     let state = unsafe { &*((*bio).bi_private as *const InFlight) };
-    if state.remaining.fetch_sub(1, Full) == 1 {
-        state.done.complete_all();
-    }
+    state.ended();
 }

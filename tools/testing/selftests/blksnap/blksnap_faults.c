@@ -23,29 +23,6 @@
 
 #define MIB (1ULL << 20)
 #define ORIG_SIZE (16 * MIB)
-#define FAIL_DIR "/sys/kernel/debug/fail_make_request/"
-
-/* Fails bios to loop device nr: every `interval`th one, `times` times. */
-static int inject(int nr, const char *interval, const char *times)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/block/loop%d/make-it-fail", nr);
-	return write_str(FAIL_DIR "verbose", "0") || write_str(FAIL_DIR "probability", "100") ||
-	       write_str(FAIL_DIR "interval", interval) || write_str(FAIL_DIR "times", times) ||
-	       write_str(path, "1");
-}
-
-static void stop_injecting(int nr)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/sys/block/loop%d/make-it-fail", nr);
-	write_str(path, "0");
-	write_str(FAIL_DIR "times", "1");
-	write_str(FAIL_DIR "interval", "1");
-	write_str(FAIL_DIR "probability", "0");
-}
 
 FIXTURE(faults) {
 	int ctl;
@@ -62,7 +39,7 @@ FIXTURE_SETUP(faults)
 
 	self->orig.fd = -1;
 	self->store.fd = -1;
-	if (access(FAIL_DIR "probability", W_OK))
+	if (fail_requests_available())
 		SKIP(return, "fail_make_request is not available");
 	ASSERT_EQ(0, run("modprobe blksnap"));
 	self->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
@@ -88,9 +65,9 @@ FIXTURE_SETUP(faults)
 FIXTURE_TEARDOWN(faults)
 {
 	if (self->store.fd >= 0)
-		stop_injecting(self->store.nr);
+		stop_failing_requests(self->store.nr);
 	if (self->orig.fd >= 0)
-		stop_injecting(self->orig.nr);
+		stop_failing_requests(self->orig.nr);
 	snapshot_destroy(self->ctl, &self->id);
 	if (self->orig.fd >= 0)
 		blksnap_detach(self->orig.fd);
@@ -161,9 +138,9 @@ static void expect_broken_snapshot(struct __test_metadata *_metadata,
 
 TEST_F(faults, storage_writes_fail)
 {
-	ASSERT_EQ(0, inject(self->store.nr, "1", "-1"));
+	ASSERT_EQ(0, fail_requests(self->store.nr, "1", "-1"));
 	ASSERT_EQ(0, overwrite(self, 100, 20));
-	stop_injecting(self->store.nr);
+	stop_failing_requests(self->store.nr);
 	expect_broken_snapshot(_metadata, self, -EIO);
 }
 
@@ -174,9 +151,9 @@ TEST_F(faults, storage_writes_fail)
  */
 TEST_F(faults, original_read_fails)
 {
-	ASSERT_EQ(0, inject(self->orig.nr, "2", "1"));
+	ASSERT_EQ(0, fail_requests(self->orig.nr, "2", "1"));
 	ASSERT_EQ(0, overwrite(self, 200, 1));
-	stop_injecting(self->orig.nr);
+	stop_failing_requests(self->orig.nr);
 	ASSERT_EQ(0, overwrite(self, 300, 20));
 	expect_broken_snapshot(_metadata, self, -EIO);
 }

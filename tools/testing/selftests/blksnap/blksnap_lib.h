@@ -511,6 +511,36 @@ static inline void nullb_pair_teardown(int ctl_fd, int orig_fd, const char *orig
 	nullb_delete(store);
 }
 
+#define FAIL_DIR "/sys/kernel/debug/fail_make_request/"
+
+/* 0 if fail_make_request can be used (CONFIG_FAIL_MAKE_REQUEST, debugfs). */
+static inline int fail_requests_available(void)
+{
+	return access(FAIL_DIR "probability", W_OK);
+}
+
+/* Fails bios to loop device nr: every `interval`th one, `times` times. */
+static inline int fail_requests(int nr, const char *interval, const char *times)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/block/loop%d/make-it-fail", nr);
+	return write_str(FAIL_DIR "verbose", "0") || write_str(FAIL_DIR "probability", "100") ||
+	       write_str(FAIL_DIR "interval", interval) || write_str(FAIL_DIR "times", times) ||
+	       write_str(path, "1");
+}
+
+static inline void stop_failing_requests(int nr)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/sys/block/loop%d/make-it-fail", nr);
+	write_str(path, "0");
+	write_str(FAIL_DIR "times", "1");
+	write_str(FAIL_DIR "interval", "1");
+	write_str(FAIL_DIR "probability", "0");
+}
+
 /*
  * Fails the running case if the kernel logged a splat since kmsg_mark()
  * gave `kmsg`, and closes it; for fixture teardowns.

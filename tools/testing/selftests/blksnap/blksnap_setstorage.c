@@ -80,6 +80,8 @@ FIXTURE_SETUP(setstorage)
 
 FIXTURE_TEARDOWN(setstorage)
 {
+	if (self->store.fd >= 0)
+		stop_failing_requests(self->store.nr);
 	snapshot_destroy_all(self->ctl);
 	if (self->orig.fd >= 0)
 		blksnap_detach(self->orig.fd);
@@ -141,15 +143,24 @@ static int info_error(struct _test_data_setstorage *self)
 	return info.error_code;
 }
 
-static int image_equals(struct _test_data_setstorage *self, const unsigned char *want)
+/* The path of the original's image into path[size]; 0 or -1. */
+static int image_path(struct _test_data_setstorage *self, char *path, size_t size)
 {
 	struct blksnap_snapshotinfo info;
 	unsigned int len = sizeof(info);
-	char path[64];
 
 	if (blksnap_ctl(self->orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len, NULL))
 		return -1;
-	snprintf(path, sizeof(path), "/dev/%s", (char *)info.image);
+	snprintf(path, size, "/dev/%s", (char *)info.image);
+	return 0;
+}
+
+static int image_equals(struct _test_data_setstorage *self, const unsigned char *want)
+{
+	char path[64];
+
+	if (image_path(self, path, sizeof(path)))
+		return -1;
 	if (read_whole(path, self->buf, ORIG_SIZE))
 		return -1;
 	return memcmp(self->buf, want, ORIG_SIZE) ? -1 : 0;
@@ -442,8 +453,6 @@ TEST_F(setstorage, tmpfs_directory_grows_and_keeps_the_point_in_time)
  */
 TEST_F(setstorage, ext4_file_grows_under_a_writer_with_image_readers)
 {
-	struct blksnap_snapshotinfo info;
-	unsigned int len = sizeof(info);
 	char image[64];
 	struct stat st;
 	int fd, status, i;
@@ -455,9 +464,7 @@ TEST_F(setstorage, ext4_file_grows_under_a_writer_with_image_readers)
 	close(fd);
 	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/storage", 3 * ORIG_SIZE / 512));
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
-	ASSERT_EQ(0, blksnap_ctl(self->orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
-				 NULL));
-	snprintf(image, sizeof(image), "/dev/%s", (char *)info.image);
+	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
 	reader = fork();
 	ASSERT_LE(0, reader);
 	if (!reader) {
@@ -655,8 +662,6 @@ TEST_F(setstorage, destroy_and_unload_while_a_file_grows)
  */
 TEST_F(setstorage, image_writes_go_to_the_file)
 {
-	struct blksnap_snapshotinfo info;
-	unsigned int len = sizeof(info);
 	unsigned char *data = self->buf;
 	char image[64];
 	int fd;
@@ -666,9 +671,7 @@ TEST_F(setstorage, image_writes_go_to_the_file)
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
 	/* Chunk 5 copied to the file by a write to the original. */
 	ASSERT_EQ(0, overwrite_chunks(self, 5, 1, 4600));
-	ASSERT_EQ(0, blksnap_ctl(self->orig.fd, blkfilter_ctl_blksnap_snapshotinfo, &info, &len,
-				 NULL));
-	snprintf(image, sizeof(image), "/dev/%s", (char *)info.image);
+	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
 	fd = open(image, O_RDWR | O_DIRECT | O_CLOEXEC);
 	ASSERT_LE(0, fd);
 	/* Into chunk 3, never copied, and chunk 5, stored in the file. */
@@ -684,6 +687,42 @@ TEST_F(setstorage, image_writes_go_to_the_file)
 	EXPECT_EQ(0, original_intact(self));
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	rmdir(DIR_TMPFS);
+}
+
+/*
+ * The device under the storage file system fails: the store of the next
+ * chunk ends in error, so the snapshot breaks with -EIO and its image
+ * fails reads; the original has every write.
+ */
+TEST_F(setstorage, storage_file_device_fails)
+{
+	unsigned char *data = self->buf;
+	char image[64];
+	int fd;
+
+	if (fail_requests_available())
+		SKIP(return, "fail_make_request is not available");
+	ASSERT_EQ(0, mount_ext4(self));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4, 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	/* Two chunks stored, in a file grown to hold eight: no growth below. */
+	ASSERT_EQ(0, overwrite_chunks(self, 0, 2, 4900));
+	ASSERT_EQ(0, fail_requests(self->store.nr, "1", "-1"));
+	ASSERT_EQ(0, overwrite_chunks(self, 2, 1, 5000));
+	/* The store follows the write: fail until the snapshot says it broke. */
+	ASSERT_EQ(0, next_event(self, blksnap_event_code_corrupted, 5000));
+	stop_failing_requests(self->store.nr);
+	EXPECT_EQ(EIO, ((struct blksnap_event_corrupted *)self->ev->data)->err_code);
+	EXPECT_EQ(-EIO, info_error(self));
+	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
+	fd = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(-1, pread(fd, data, CHUNK, 0));
+	EXPECT_EQ(EIO, errno);
+	close(fd);
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
 }
 
 TEST_HARNESS_MAIN
