@@ -107,11 +107,19 @@ pub(crate) fn claim(ranges: &[Claim]) -> Result {
     CLAIMS.lock().record(ranges)
 }
 
-/// Records `whole`, a whole device given as storage: `ELOOP` if it shares
-/// a sector with a device the filter is attached to, else as `claim`.
-pub(crate) fn claim_device(whole: Claim) -> Result {
+/// Whether one of `devices` shares a sector with a filtered device.
+fn any_filtered(claims: &Claims, devices: &[Claim]) -> bool {
+    devices
+        .iter()
+        .any(|d| claims.filtered.iter().any(|f| f.overlaps(d)))
+}
+
+/// Records `whole`, a whole device given as storage: `ELOOP` if it, or one
+/// of the devices `lower` it is built on, shares a sector with a device the
+/// filter is attached to, else as `claim`.
+pub(crate) fn claim_device(whole: Claim, lower: &[Claim]) -> Result {
     let mut claims = CLAIMS.lock();
-    if claims.filtered.iter().any(|f| f.overlaps(&whole)) {
+    if any_filtered(&claims, &[whole]) || any_filtered(&claims, lower) {
         return Err(ELOOP);
     }
     claims.devices.reserve(1, GFP_NOIO)?;
@@ -121,19 +129,23 @@ pub(crate) fn claim_device(whole: Claim) -> Result {
     Ok(())
 }
 
-/// Records `fs`, the device of a file system that a storage file is on:
-/// `ELOOP` if it shares a sector with a device the filter is attached to
-/// (the file system's writes would come back to the filter), `EINVAL` if it
-/// is an image.
-pub(crate) fn claim_file_system(fs: Claim) -> Result {
+/// Records `fs`, the device of a file system that a storage file is on,
+/// followed by the devices it is built on: `ELOOP` if one of them shares a
+/// sector with a device the filter is attached to (the file system's writes
+/// would come back to the filter), `EINVAL` if the first is an image.
+pub(crate) fn claim_file_system(fs: &[Claim]) -> Result {
     let mut claims = CLAIMS.lock();
-    if claims.images.contains(&fs.disk) {
+    if fs.first().is_some_and(|d| claims.images.contains(&d.disk)) {
         return Err(EINVAL);
     }
-    if claims.filtered.iter().any(|f| f.overlaps(&fs)) {
+    if any_filtered(&claims, fs) {
         return Err(ELOOP);
     }
-    claims.file_systems.push(fs, GFP_NOIO)?;
+    claims.file_systems.reserve(fs.len(), GFP_NOIO)?;
+    for d in fs {
+        // Cannot fail: the room was reserved.
+        let _ = claims.file_systems.push(*d, GFP_NOWAIT);
+    }
     Ok(())
 }
 
@@ -156,17 +168,20 @@ pub(crate) fn release_file(file: (u32, u64)) {
     }
 }
 
-/// Forgets one storage file on the file system on `fs`.
-pub(crate) fn release_file_system(fs: &Claim) {
+/// Forgets one storage file on the file system on `fs`, as it was
+/// claimed.
+pub(crate) fn release_file_system(fs: &[Claim]) {
     let mut claims = CLAIMS.lock();
-    if let Some(i) = claims.file_systems.iter().position(|c| c == fs) {
-        let _ = claims.file_systems.remove(i);
+    for d in fs {
+        if let Some(i) = claims.file_systems.iter().position(|c| c == d) {
+            let _ = claims.file_systems.remove(i);
+        }
     }
 }
 
 /// Records the sectors of a device the filter is being attached to: `EBUSY`
 /// if a whole device given as storage, or a file system holding a storage
-/// file, shares one of them.
+/// file or a device it is built on, shares one of them.
 pub(crate) fn add_filtered(device: Claim) -> Result {
     let mut claims = CLAIMS.lock();
     let mut stored = Iterator::chain(claims.devices.iter(), claims.file_systems.iter());

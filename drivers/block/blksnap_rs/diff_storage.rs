@@ -9,7 +9,7 @@ use crate::{
 };
 use kernel::{
     bindings,
-    block::bdev::OpenedBlockDevice,
+    block::bdev::{BlockDevice, OpenedBlockDevice},
     fs::{open::Backing, File},
     prelude::*,
     sync::{aref::ARef, Arc},
@@ -73,8 +73,9 @@ impl Place {
 /// A file given as storage, and how much of it the module may write.
 struct StorageFile {
     file: ARef<File>,
-    /// The device of its file system, recorded in `claims`.
-    fs: Option<Claim>,
+    /// The device of its file system and the devices that one is built
+    /// on, recorded in `claims`; none for a file system in memory.
+    fs: KVec<Claim>,
     /// Sectors the file has: the module writes only below this.
     allocated: u64,
     /// A growth is running, without the storage lock.
@@ -108,6 +109,20 @@ impl Growth {
             result => result,
         }
     }
+}
+
+/// The sectors of `bdev`, then those of each device it is built on
+/// through device mapper or md: writes to `bdev` reach all of them.
+fn stack_claims(bdev: &BlockDevice) -> Result<KVec<Claim>> {
+    let sectors = |b: &BlockDevice| Claim {
+        disk: b.diskseq(),
+        start: b.start_sector(),
+        end: b.start_sector() + b.nr_sectors(),
+    };
+    let mut stack = KVec::new();
+    stack.push(sectors(bdev), GFP_NOIO)?;
+    bdev.for_each_lower(|lower| stack.push(sectors(lower), GFP_NOIO).map_err(Into::into))?;
+    Ok(stack)
 }
 
 /// A range of sectors on a block device.
@@ -314,7 +329,8 @@ impl DiffStorage {
             count: size,
         };
         self.extents.reserve(1, GFP_NOIO)?;
-        claims::claim_device(extent.claim())?;
+        let stack = stack_claims(extent.device.bdev())?;
+        claims::claim_device(extent.claim(), &stack[1..])?;
         // Cannot fail: the room was reserved.
         let _ = self.extents.push(extent, GFP_NOWAIT);
         self.given = Given::Device { limit: size };
@@ -339,33 +355,20 @@ impl DiffStorage {
         // Only a file system on a device it was mounted from can be checked
         // against the filtered devices; one in memory needs no check.
         let fs = match file.backing() {
-            Backing::Device => file.with_fs_device(|bdev| {
-                bdev.map(|bdev| {
-                    // Image reads come in 512-byte sectors: direct I/O of
-                    // them needs a device that takes them.
-                    let sector = bdev.io_geometry().logical_block_size;
-                    let claim = Claim {
-                        disk: bdev.diskseq(),
-                        start: bdev.start_sector(),
-                        end: bdev.start_sector() + bdev.nr_sectors(),
-                    };
-                    if sector > 512 {
-                        Err(EINVAL)
-                    } else {
-                        Ok(claim)
-                    }
-                })
-            }),
-            Backing::Memory => None,
+            Backing::Device => file.with_fs_device(|bdev| match bdev {
+                // Image reads come in 512-byte sectors: direct I/O of them
+                // needs a device that takes them.
+                Some(bdev) if bdev.io_geometry().logical_block_size > 512 => Err(EINVAL),
+                Some(bdev) => stack_claims(bdev),
+                None => Ok(KVec::new()),
+            })?,
+            Backing::Memory => KVec::new(),
             Backing::Other => return Err(EOPNOTSUPP),
-        }
-        .transpose()?;
+        };
         claims::claim_file(file.identity())?;
-        if let Some(fs) = fs {
-            if let Err(e) = claims::claim_file_system(fs) {
-                claims::release_file(file.identity());
-                return Err(e);
-            }
+        if let Err(e) = claims::claim_file_system(&fs) {
+            claims::release_file(file.identity());
+            return Err(e);
         }
         // Whole pages: direct I/O at the end of a chunk stays aligned.
         let allocated = (file.size() >> kernel::block::SECTOR_SHIFT) & !(PAGE_SECTORS - 1);
@@ -531,9 +534,7 @@ impl Drop for DiffStorage {
         claims::release(self.extents.iter().map(Extent::claim));
         if let Some(f) = &self.file {
             claims::release_file(f.file.identity());
-            if let Some(fs) = &f.fs {
-                claims::release_file_system(fs);
-            }
+            claims::release_file_system(&f.fs);
         }
     }
 }

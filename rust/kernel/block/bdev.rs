@@ -4,7 +4,7 @@
 //!
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
-use crate::{bindings, types::Opaque};
+use crate::{bindings, error::Result, types::Opaque};
 
 mod opened;
 
@@ -146,6 +146,66 @@ impl BlockDevice {
                 discard_granularity: (*lim).discard_granularity,
                 max_discard_sectors: (*lim).max_discard_sectors,
             }
+        }
+    }
+
+    /// Calls `f` with each device this one is built on, as the stacking
+    /// drivers (device mapper, md) record it, down to the bottom of the
+    /// stack, depth first; stops at the first error `f` returns and returns
+    /// it.  `ELOOP` if the stack is deeper than the block layer follows.
+    ///
+    /// `f` runs under the block layer's holder mutex: it may not make or
+    /// undo a stack, and the devices it sees are borrowed for the call only.
+    /// Drivers that record nothing (loop) end the walk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::{block::bdev::BlockDevice, prelude::*};
+    ///
+    /// /// Whether `upper` is built, directly or not, on the disk `diskseq`.
+    /// fn built_on(upper: &BlockDevice, diskseq: u64) -> Result<bool> {
+    ///     let mut found = false;
+    ///     upper.for_each_lower(|lower| {
+    ///         found |= lower.diskseq() == diskseq;
+    ///         Ok(())
+    ///     })?;
+    ///     Ok(found)
+    /// }
+    /// ```
+    pub fn for_each_lower<F: FnMut(&BlockDevice) -> Result>(&self, f: F) -> Result {
+        #[cfg(CONFIG_BLOCK_HOLDER_DEPRECATED)]
+        {
+            /// Calls the `F` that `data` points to with `lower`.
+            ///
+            /// # Safety
+            ///
+            /// `data` points to an `F` that nothing else uses during the
+            /// call, and `lower` to a device valid during it.
+            unsafe extern "C" fn visit<F: FnMut(&BlockDevice) -> Result>(
+                lower: *mut bindings::block_device,
+                data: *mut crate::ffi::c_void,
+            ) -> crate::ffi::c_int {
+                // SAFETY: See the contract.
+                let (f, lower) = unsafe { (&mut *data.cast::<F>(), BlockDevice::from_raw(lower)) };
+                match f(lower) {
+                    Ok(()) => 0,
+                    Err(e) => e.to_errno(),
+                }
+            }
+            let mut f = f;
+            // SAFETY: The device is valid (type invariant); `visit::<F>`
+            // matches `f`, which lives across the walk and is used by it
+            // alone.
+            crate::error::to_result(unsafe {
+                bindings::bdev_walk_lower(self.as_raw(), Some(visit::<F>), (&raw mut f).cast())
+            })
+        }
+        #[cfg(not(CONFIG_BLOCK_HOLDER_DEPRECATED))]
+        {
+            // No stacking driver is built, so nothing is stacked.
+            let _ = f;
+            Ok(())
         }
     }
 }

@@ -30,6 +30,7 @@
 #define DIR_TMPFS "/tmp/bsnap_store_dir"
 #define MNT_EXT4 "/tmp/bsnap_store_ext4"
 #define MNT_SMALL "/tmp/bsnap_store_small"
+#define DM_STACK "bsnap_stack"
 
 static int set_storage(int ctl, const struct blksnap_uuid *id, const char *path,
 		       unsigned long long limit)
@@ -85,9 +86,12 @@ FIXTURE_TEARDOWN(setstorage)
 	snapshot_destroy_all(self->ctl);
 	if (self->orig.fd >= 0)
 		blksnap_detach(self->orig.fd);
+	if (self->store.fd >= 0)
+		blksnap_detach(self->store.fd);
 	/* What a case that stopped half-way left mounted. */
 	umount(MNT_EXT4);
 	umount(MNT_SMALL);
+	run("dmsetup remove " DM_STACK " 2>/dev/null");
 	loop_destroy(&self->orig);
 	loop_destroy(&self->store);
 	close(self->ctl);
@@ -723,6 +727,46 @@ TEST_F(setstorage, storage_file_device_fails)
 	EXPECT_EQ(0, original_intact(self));
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+}
+
+/*
+ * Device mapper between a filtered device and the storage: a file system
+ * on a linear target over a filtered device, and the target given whole,
+ * are refused with ELOOP (every store would come back to the filter); and
+ * the filter is not attached below a file system that holds a storage
+ * file (EBUSY).
+ */
+TEST_F(setstorage, storage_stacked_on_a_filtered_device_is_refused)
+{
+	char cmd[160], dm[32];
+	struct blksnap_uuid id2;
+
+	if (access("/usr/bin/dmsetup", X_OK) && access("/sbin/dmsetup", X_OK))
+		SKIP(return, "dmsetup is not available");
+	snprintf(cmd, sizeof(cmd), "dmsetup create " DM_STACK " --table '0 %llu linear %s 0'",
+		 3 * ORIG_SIZE / 2 / 512ULL, self->store.path);
+	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, dm_path(DM_STACK, dm, sizeof(dm)));
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s", dm,
+		 MNT_EXT4, dm, MNT_EXT4);
+	ASSERT_EQ(0, run(cmd));
+	/* The filter below first. */
+	ASSERT_EQ(0, blksnap_attach(self->store.fd));
+	EXPECT_EQ(ELOOP, set_storage(self->ctl, &self->id, MNT_EXT4, 8192));
+	EXPECT_EQ(0, blksnap_detach(self->store.fd));
+	/* The storage file first. */
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4, 8192));
+	EXPECT_EQ(EBUSY, blksnap_attach(self->store.fd));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	/* With the file gone, attaching works again. */
+	ASSERT_EQ(0, umount_soon(MNT_EXT4));
+	ASSERT_EQ(0, blksnap_attach(self->store.fd));
+	/* The target given whole, over the filtered device. */
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
+	EXPECT_EQ(ELOOP, set_storage(self->ctl, &id2, dm, 0));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	EXPECT_EQ(0, blksnap_detach(self->store.fd));
+	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
 }
 
 TEST_HARNESS_MAIN
