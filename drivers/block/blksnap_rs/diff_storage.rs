@@ -523,6 +523,22 @@ impl DiffStorage {
         }
     }
 
+    /// Gives a storage file its first room before the take, so that the
+    /// first writes after it do not wait for the file system.  A failure is
+    /// not recorded: the growth after the take meets it again and breaks
+    /// the snapshot with it, as it would have without this.
+    pub(crate) fn grow_before_take(&mut self) {
+        let Some(growth) = self.growth(0) else {
+            return;
+        };
+        let result = growth.run();
+        let failed = result.is_err();
+        self.grown(growth, result);
+        if let (true, Some(f)) = (failed, &mut self.file) {
+            f.grow_error = None;
+        }
+    }
+
     /// Whether a growth is running: a caller that got `EAGAIN` waits.
     pub(crate) fn growing(&self) -> bool {
         self.file.as_ref().is_some_and(|f| f.growing)

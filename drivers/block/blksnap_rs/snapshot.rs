@@ -197,6 +197,8 @@ impl Snapshot {
             }
         };
 
+        // Room in a storage file now, while nothing waits for it.
+        parts.storage.grow_before_take();
         // Devices are frozen in list order: make it the global order.
         parts
             .devices

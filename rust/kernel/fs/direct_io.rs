@@ -19,7 +19,7 @@ use crate::{
     bindings,
     block::{
         bio::{
-            batch::{Ended, InFlight as PartsInFlight},
+            batch::{Ended, InFlight as PartsInFlight, PartList},
             page_io::Owner,
             Bio, Operation,
         },
@@ -30,7 +30,7 @@ use crate::{
     prelude::*,
     sync::Arc,
 };
-use core::{cell::RefCell, marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
+use core::{marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
 
 /// While it exists, memory the task allocates is allocated without I/O, as
 /// `memalloc_noio_save()` arranges: for calls into a file system from a
@@ -363,14 +363,12 @@ struct InFlightHead {
 ///
 /// # Invariants
 ///
-/// `state` points to the `InFlight` of the running [`FileBatch::run`] call,
-/// which outlives this object.  Each `Stretch` in `parts` was sent with
-/// `state` and is freed only by [`FileBatch::run`], after all parts ended.
+/// Each `Stretch` in `parts` was sent with the list's `InFlight` and is
+/// freed only once the list waited for all parts.
 ///
 /// [`Batch`]: crate::block::bio::batch::Batch
 pub struct FileBatch<'b, T> {
-    state: *const PartsInFlight,
-    parts: RefCell<KVec<FilePart<T>>>,
+    parts: PartList<FilePart<T>>,
     /// Makes `'b` invariant, as in [`Batch`](crate::block::bio::batch::Batch).
     _borrows: PhantomData<fn(&'b Bio) -> &'b Bio>,
 }
@@ -432,19 +430,12 @@ impl<'b, T> FileBatch<'b, T> {
         expected: usize,
         send: impl FnOnce(&Self) -> R,
     ) -> Result<(R, EndedFileParts<T>)> {
-        let state = KBox::pin_init(PartsInFlight::new(), GFP_NOIO)?;
-        let mut parts = KVec::new();
-        parts.reserve(expected, GFP_NOIO)?;
-        // INVARIANT: `state` is boxed and outlives `batch`: this function
-        // waits below for every part that used it.
         let batch = Self {
-            state: &*state,
-            parts: RefCell::new(parts),
+            parts: PartList::new(expected)?,
             _borrows: PhantomData,
         };
         let sent = send(&batch);
-        state.wait();
-        Ok((sent, EndedFileParts(batch.parts.into_inner().into_iter())))
+        Ok((sent, EndedFileParts(batch.parts.finish().into_iter())))
     }
 
     /// Sends `sectors` sectors of `bio`'s data, from `offset` sectors into
@@ -465,17 +456,14 @@ impl<'b, T> FileBatch<'b, T> {
         file: &'b File,
         sector: u64,
     ) -> Result {
-        // Only `add` borrows, and it does not call itself.
-        let mut parts = self.parts.try_borrow_mut().map_err(|_| EBUSY)?;
-        parts.reserve(1, GFP_NOIO)?;
-        let io = self.send(bio, offset, sectors, file, sector);
-        // Cannot fail: room was reserved above.
-        let _ = parts.push(FilePart { tag, io }, GFP_NOIO);
-        Ok(())
+        self.parts.add(|state| FilePart {
+            tag,
+            io: Self::send(state, bio, offset, sectors, file, sector),
+        })
     }
 
     fn send(
-        &self,
+        state: &PartsInFlight,
         bio: &'b Bio,
         offset: u64,
         sectors: u64,
@@ -498,15 +486,13 @@ impl<'b, T> FileBatch<'b, T> {
         iocb.ki_complete = Some(stretch_end);
         let stretch = Stretch {
             iocb,
-            state: self.state,
+            state,
             ret: 0,
             len,
             write,
         };
         let raw = KBox::into_raw(KBox::new(stretch, GFP_NOIO)?);
-        // SAFETY: `state` is valid for the whole run (type invariant), which
-        // waits for this part.
-        unsafe { (*self.state).started() };
+        state.started();
         // SAFETY: The stretch stays where it is until the run frees it after
         // the part ended; the bio's vector, which the iterator and the file
         // system's bios point into, is borrowed for `'b`, past the run.
@@ -514,10 +500,8 @@ impl<'b, T> FileBatch<'b, T> {
         if ret != -(bindings::EIOCBQUEUED as isize) {
             // SAFETY: Not queued: the file system is done with the iocb and
             // will not complete it; the part ends here.
-            unsafe {
-                (*raw).ret = ret;
-                (*self.state).ended();
-            }
+            unsafe { (*raw).ret = ret };
+            state.ended();
         }
         // SAFETY: `KBox::into_raw` gives a non-null pointer.
         Ok(unsafe { NonNull::new_unchecked(raw) })

@@ -146,9 +146,14 @@ fn rust_numbers() -> Vec<(&'static str, u64)> {
 }
 
 fn uapi_include() -> PathBuf {
+    // Cargo names the package's directory when it runs the test too: a
+    // test binary reused from a build cache may come from another checkout.
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     match std::env::var_os("BLKSNAP_UAPI_INCLUDE") {
         Some(dir) => dir.into(),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../include/uapi"),
+        None => package.join("../../include/uapi"),
     }
 }
 

@@ -66,7 +66,7 @@ use crate::{
         Completion,
     },
 };
-use core::{cell::RefCell, marker::PhantomData, ptr::NonNull};
+use core::{cell::RefCell, marker::PhantomData, pin::Pin, ptr::NonNull};
 
 /// What the parts of one run share while in flight: how many have not
 /// ended, and what the runner sleeps on until none is left.
@@ -108,6 +108,54 @@ impl InFlight {
     }
 }
 
+/// The parts of one run and the count they share: what [`Batch`] and the
+/// file batch of [`direct_io`](crate::fs::direct_io) have in common.
+///
+/// # Invariants
+///
+/// `state` stays in its box, where the parts in `parts` point to it, until
+/// [`PartList::finish`] waited for all of them.
+pub(crate) struct PartList<P> {
+    state: Pin<KBox<InFlight>>,
+    parts: RefCell<KVec<P>>,
+}
+
+impl<P> PartList<P> {
+    /// A list with room for `expected` parts, so that adding that many
+    /// cannot fail.
+    pub(crate) fn new(expected: usize) -> Result<Self> {
+        let state = KBox::pin_init(InFlight::new(), GFP_NOIO)?;
+        let mut parts = KVec::new();
+        parts.reserve(expected, GFP_NOIO)?;
+        Ok(Self {
+            state,
+            parts: RefCell::new(parts),
+        })
+    }
+
+    /// Records the part that `send` makes, and sends with the count it is
+    /// given.  `ENOMEM`, with `send` not called, if there is no room for
+    /// one more part (and `EBUSY`, which cannot happen, if the list were in
+    /// use).
+    pub(crate) fn add(&self, send: impl FnOnce(&InFlight) -> P) -> Result {
+        // Only `add` borrows, and `send` cannot reach it: this cannot fail,
+        // and `try_` keeps panics out of the I/O path.
+        let mut parts = self.parts.try_borrow_mut().map_err(|_| EBUSY)?;
+        parts.reserve(1, GFP_NOIO)?;
+        let part = send(&self.state);
+        // Cannot fail: room was reserved above.
+        let _ = parts.push(part, GFP_NOIO);
+        Ok(())
+    }
+
+    /// Waits until every part ended, and gives them back in the order they
+    /// were added.
+    pub(crate) fn finish(self) -> KVec<P> {
+        self.state.wait();
+        self.parts.into_inner()
+    }
+}
+
 /// One part of a batch: how it ended, once it did, and its clone until then.
 struct Part<T> {
     ended: Ended<T>,
@@ -146,14 +194,11 @@ impl<T> ExactSizeIterator for EndedParts<T> {}
 ///
 /// # Invariants
 ///
-/// `state` points to the `InFlight` of the running [`Batch::run`] call,
-/// which outlives this object.  Each clone in `parts` was submitted with
-/// `state` as its private data and is put only by [`Batch::run`], after all
-/// parts ended.
+/// Each clone in `parts` was submitted with the list's `InFlight` as its
+/// private data and is put only by [`Batch::run`], after all parts ended.
 pub struct Batch<'b, T> {
-    state: *const InFlight,
     bios: &'b BioSet,
-    parts: RefCell<KVec<Part<T>>>,
+    parts: PartList<Part<T>>,
     /// Makes `'b` invariant: a covariant `'b` would let the closure shrink it
     /// and add a part with a bio or a device that dies before the part
     /// ended.
@@ -173,20 +218,13 @@ impl<'b, T> Batch<'b, T> {
         expected: usize,
         send: impl FnOnce(&Self),
     ) -> Result<EndedParts<T>> {
-        let state = KBox::pin_init(InFlight::new(), GFP_NOIO)?;
-        let mut parts = KVec::new();
-        parts.reserve(expected, GFP_NOIO)?;
-        // INVARIANT: `state` is boxed and outlives `batch`: this function
-        // waits below for every part that used it.
         let batch = Self {
-            state: &*state,
             bios,
-            parts: RefCell::new(parts),
+            parts: PartList::new(expected)?,
             _borrows: PhantomData,
         };
         send(&batch);
-        state.wait();
-        let mut parts = batch.parts.into_inner();
+        let mut parts = batch.parts.finish();
         for part in parts.iter_mut() {
             if let Some(clone) = part.clone.take() {
                 let c = clone.as_ptr();
@@ -222,26 +260,22 @@ impl<'b, T> Batch<'b, T> {
         bdev: &'b BlockDevice,
         sector: u64,
     ) -> Result {
-        // Only `add` borrows, and it does not call itself: this cannot fail,
-        // and `try_` keeps panics out of the I/O path.
-        let mut parts = self.parts.try_borrow_mut().map_err(|_| EBUSY)?;
-        parts.reserve(1, GFP_NOIO)?;
-        let sent = self.send(bio, offset, sectors, bdev, sector);
-        let part = Part {
-            clone: sent.as_ref().ok().copied(),
-            ended: Ended {
-                tag,
-                result: sent.map(|_| ()),
-            },
-        };
-        // Cannot fail: room was reserved above.
-        let _ = parts.push(part, GFP_NOIO);
-        Ok(())
+        self.parts.add(|state| {
+            let sent = self.send(state, bio, offset, sectors, bdev, sector);
+            Part {
+                clone: sent.as_ref().ok().copied(),
+                ended: Ended {
+                    tag,
+                    result: sent.map(|_| ()),
+                },
+            }
+        })
     }
 
     /// Clones the stretch of `bio` and submits the clone as a part.
     fn send(
         &self,
+        state: &InFlight,
         bio: &'b Bio,
         offset: u64,
         sectors: u64,
@@ -263,17 +297,17 @@ impl<'b, T> Batch<'b, T> {
         })
         .ok_or(ENOMEM)?;
         let c = clone.as_ptr();
+        state.started();
         // SAFETY: `c` is a new clone we own, not submitted; the range was
-        // checked against the bio's size above.  `state` is valid for the
-        // whole `run` call (type invariant), which waits for this part to
-        // end; what the clone points to is borrowed for `'b`, which outlasts
-        // that call.
+        // checked against the bio's size above.  `state` stays until the
+        // list waited for this part (its invariant), in the `run` call;
+        // what the clone points to is borrowed for `'b`, which outlasts that
+        // call.
         unsafe {
             bindings::bio_trim(c, offset, sectors);
             (*c).bi_iter.bi_sector = sector;
             (*c).bi_flags |= 1u16 << bindings::BIO_FILTERED;
-            (*self.state).started();
-            (*c).bi_private = self.state.cast_mut().cast();
+            (*c).bi_private = core::ptr::from_ref(state).cast_mut().cast();
             (*c).bi_end_io = Some(part_end_io);
             bindings::submit_bio(c);
         }
