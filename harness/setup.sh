@@ -8,8 +8,9 @@ APT_PACKAGES=(clang-19 lld-19 llvm-19 libclang-19-dev bc flex bison
 	libelf-dev libssl-dev cpio kmod qemu-system-x86 busybox-static
 	e2fsprogs fdisk util-linux rsync python3 gcc libc6-dev make perl git xz-utils
 	curl ca-certificates fio dmsetup gcc-multilib file
-	dpkg-dev debhelper lintian libbpf1)
-# dpkg-dev and debhelper: `make bindeb-pkg` (dpkg-buildpackage, dh_*) and
+	dpkg-dev debhelper lintian libbpf1 libdw-dev)
+# dpkg-dev, debhelper and libdw-dev (a build dependency that 7.3's
+# mkdebian declares): `make bindeb-pkg` (dpkg-buildpackage, dh_*) and
 # the tool's package (harness/deb.sh), which lintian checks.  libbpf1 for
 # the private pahole below.
 

@@ -41,9 +41,13 @@ pub(crate) struct Claims {
     devices: KVec<Claim>,
     /// The sectors of the devices the filter is attached to.
     filtered: KVec<Claim>,
-    /// The devices of file systems that hold storage files, once per file:
-    /// several snapshots may store into one file system.
-    file_systems: KVec<Claim>,
+    /// The devices that stores to files reach without passing the module,
+    /// once per file (several snapshots may store into one file system):
+    /// the device of its file system and those that one is built on.
+    reached: KVec<Claim>,
+    /// The devices that whole devices among `devices` are built on: their
+    /// sectors are storage too.
+    below: KVec<Claim>,
     /// Storage files, by file system device and inode number: one file is
     /// storage of one snapshot, through any of its names.
     files: KVec<(u32, u64)>,
@@ -56,7 +60,7 @@ impl Claims {
             if self.images.contains(&new.disk) {
                 return Err(EINVAL);
             }
-            if self.taken(new) {
+            if self.taken(new) || self.below.iter().any(|b| b.overlaps(new)) {
                 return Err(EBUSY);
             }
         }
@@ -92,7 +96,8 @@ kernel::sync::global_lock! {
         images: KVec::new(),
         devices: KVec::new(),
         filtered: KVec::new(),
-        file_systems: KVec::new(),
+        reached: KVec::new(),
+        below: KVec::new(),
         files: KVec::new(),
     };
 }
@@ -107,46 +112,122 @@ pub(crate) fn claim(ranges: &[Claim]) -> Result {
     CLAIMS.lock().record(ranges)
 }
 
-/// Whether one of `devices` shares a sector with a filtered device.
-fn any_filtered(claims: &Claims, devices: &[Claim]) -> bool {
-    devices
-        .iter()
-        .any(|d| claims.filtered.iter().any(|f| f.overlaps(d)))
+impl Claims {
+    /// Whether stores may reach `devices`: `EINVAL` if one is an image (a
+    /// store would write to an image, which stores chunks), `ELOOP` if one
+    /// shares a sector with a device the filter is attached to (every store
+    /// would come back to the filter).
+    fn check_reachable(&self, devices: &[Claim]) -> Result {
+        if devices.iter().any(|d| self.images.contains(&d.disk)) {
+            return Err(EINVAL);
+        }
+        let filtered = |d: &Claim| self.filtered.iter().any(|f| f.overlaps(d));
+        if devices.iter().any(filtered) {
+            return Err(ELOOP);
+        }
+        Ok(())
+    }
+
+    /// Whether the devices `lower` that a whole storage device is built on
+    /// may be storage: as `check_reachable`, and `EBUSY` if one shares a
+    /// sector with storage recorded (another snapshot's ranges).
+    fn check_below(&self, lower: &[Claim]) -> Result {
+        self.check_reachable(lower)?;
+        if lower.iter().any(|l| self.taken(l)) {
+            return Err(EBUSY);
+        }
+        Ok(())
+    }
+
+    /// The list that devices reached `via` storage of a kind are kept in.
+    fn reached_via(&mut self, via: Via) -> &mut KVec<Claim> {
+        match via {
+            Via::Device => &mut self.below,
+            Via::File => &mut self.reached,
+        }
+    }
+
+    /// Records `devices` as reached `via`, once more each.
+    fn add_reached(&mut self, devices: &[Claim], via: Via) -> Result {
+        let list = self.reached_via(via);
+        list.reserve(devices.len(), GFP_NOIO)?;
+        for d in devices {
+            // Cannot fail: the room was reserved.
+            let _ = list.push(*d, GFP_NOWAIT);
+        }
+        Ok(())
+    }
+
+    /// Forgets `devices` as reached `via`, once each.
+    fn remove_reached(&mut self, devices: &[Claim], via: Via) {
+        let list = self.reached_via(via);
+        for d in devices {
+            if let Some(i) = list.iter().position(|c| c == d) {
+                let _ = list.remove(i);
+            }
+        }
+    }
 }
 
-/// Records `whole`, a whole device given as storage: `ELOOP` if it, or one
-/// of the devices `lower` it is built on, shares a sector with a device the
-/// filter is attached to, else as `claim`.
+/// The kind of storage whose stores reach devices past the module.
+#[derive(Clone, Copy)]
+pub(crate) enum Via {
+    /// A whole device, which reaches those it is built on.
+    Device,
+    /// A file, which reaches its file system's device and those below.
+    File,
+}
+
+/// Records `whole`, a whole device given as storage, and `lower`, the
+/// devices it is built on: `ELOOP` if one of them shares a sector with a
+/// device the filter is attached to, `EINVAL` if one of `lower` is an
+/// image, `EBUSY` if one shares a sector with storage recorded, else as
+/// `claim`.
 pub(crate) fn claim_device(whole: Claim, lower: &[Claim]) -> Result {
     let mut claims = CLAIMS.lock();
-    if any_filtered(&claims, &[whole]) || any_filtered(&claims, lower) {
+    claims.check_below(lower)?;
+    if claims.filtered.iter().any(|f| f.overlaps(&whole)) {
         return Err(ELOOP);
     }
     claims.devices.reserve(1, GFP_NOIO)?;
+    claims.below.reserve(lower.len(), GFP_NOIO)?;
     claims.record(&[whole])?;
     // Cannot fail: the room was reserved.
     let _ = claims.devices.push(whole, GFP_NOWAIT);
-    Ok(())
+    claims.add_reached(lower, Via::Device)
 }
 
-/// Records `fs`, the device of a file system that a storage file is on,
-/// followed by the devices it is built on: `ELOOP` if one of them shares a
-/// sector with a device the filter is attached to (the file system's writes
-/// would come back to the filter), `EINVAL` if the first is an image.
-pub(crate) fn claim_file_system(fs: &[Claim]) -> Result {
+/// Records `devices`, which the stores of a storage file reach (the device
+/// of its file system and those it is built on): `EINVAL` if one is an
+/// image, `ELOOP` if one shares a sector with a device the filter is
+/// attached to.
+pub(crate) fn claim_reached(devices: &[Claim]) -> Result {
     let mut claims = CLAIMS.lock();
-    if fs.first().is_some_and(|d| claims.images.contains(&d.disk)) {
-        return Err(EINVAL);
+    claims.check_reachable(devices)?;
+    claims.add_reached(devices, Via::File)
+}
+
+/// Replaces `old`, recorded `via` `claim_device` or `claim_reached`, by
+/// `new`, found walking the same stack again: fails as they would, and
+/// then `old` stays recorded.
+pub(crate) fn reclaim_reached(old: &[Claim], new: &[Claim], via: Via) -> Result {
+    let mut claims = CLAIMS.lock();
+    claims.remove_reached(old, via);
+    let checked = match via {
+        Via::Device => claims.check_below(new),
+        Via::File => claims.check_reachable(new),
+    };
+    let added = checked.and_then(|()| claims.add_reached(new, via));
+    if added.is_err() {
+        // Cannot fail: the room `old` had is still there.
+        let _ = claims.add_reached(old, via);
     }
-    if any_filtered(&claims, fs) {
-        return Err(ELOOP);
-    }
-    claims.file_systems.reserve(fs.len(), GFP_NOIO)?;
-    for d in fs {
-        // Cannot fail: the room was reserved.
-        let _ = claims.file_systems.push(*d, GFP_NOWAIT);
-    }
-    Ok(())
+    added
+}
+
+/// Forgets `devices`, recorded `via` `claim_device` or `claim_reached`.
+pub(crate) fn release_reached(devices: &[Claim], via: Via) {
+    CLAIMS.lock().remove_reached(devices, via);
 }
 
 /// Records storage file `file` (see `Claims::files`): `EBUSY` if it is
@@ -168,24 +249,13 @@ pub(crate) fn release_file(file: (u32, u64)) {
     }
 }
 
-/// Forgets one storage file on the file system on `fs`, as it was
-/// claimed.
-pub(crate) fn release_file_system(fs: &[Claim]) {
-    let mut claims = CLAIMS.lock();
-    for d in fs {
-        if let Some(i) = claims.file_systems.iter().position(|c| c == d) {
-            let _ = claims.file_systems.remove(i);
-        }
-    }
-}
-
 /// Records the sectors of a device the filter is being attached to: `EBUSY`
-/// if a whole device given as storage, or a file system holding a storage
-/// file or a device it is built on, shares one of them.
+/// if a whole device given as storage, or a device that stores reach,
+/// shares one of them.
 pub(crate) fn add_filtered(device: Claim) -> Result {
     let mut claims = CLAIMS.lock();
-    let mut stored = Iterator::chain(claims.devices.iter(), claims.file_systems.iter());
-    if stored.any(|d| d.overlaps(&device)) {
+    let stored = [&claims.devices, &claims.reached, &claims.below];
+    if stored.into_iter().flatten().any(|d| d.overlaps(&device)) {
         return Err(EBUSY);
     }
     claims.filtered.push(device, GFP_NOIO)?;
@@ -237,10 +307,11 @@ pub(crate) fn clear() {
     let images = core::mem::take(&mut claims.images);
     let devices = core::mem::take(&mut claims.devices);
     let filtered = core::mem::take(&mut claims.filtered);
-    let file_systems = core::mem::take(&mut claims.file_systems);
+    let reached = core::mem::take(&mut claims.reached);
+    let below = core::mem::take(&mut claims.below);
     let files = core::mem::take(&mut claims.files);
     drop(claims);
-    drop((ranges, images, devices, filtered, file_systems, files));
+    drop((ranges, images, devices, filtered, reached, below, files));
 }
 
 /// Records image disk `disk` (its sequence number), which storage may not
@@ -287,7 +358,8 @@ mod tests {
             images: KVec::new(),
             devices: KVec::new(),
             filtered: KVec::new(),
-            file_systems: KVec::new(),
+            reached: KVec::new(),
+            below: KVec::new(),
             files: KVec::new(),
         };
         for r in [c(2, 5, 6), c(1, 20, 30), c(1, 0, 10)] {

@@ -4,12 +4,12 @@
 //! that writes to its original devices are about to overwrite.
 
 use crate::{
-    claims::{self, Claim},
+    claims::{self, Claim, Via},
     event_queue::EventQueue,
 };
 use kernel::{
     bindings,
-    block::bdev::{BlockDevice, OpenedBlockDevice},
+    block::bdev::{BlockDevice, OpenedBlockDevice, Walk},
     fs::{open::Backing, File},
     prelude::*,
     sync::{aref::ARef, Arc},
@@ -73,9 +73,6 @@ impl Place {
 /// A file given as storage, and how much of it the module may write.
 struct StorageFile {
     file: ARef<File>,
-    /// The device of its file system and the devices that one is built
-    /// on, recorded in `claims`; none for a file system in memory.
-    fs: KVec<Claim>,
     /// Sectors the file has: the module writes only below this.
     allocated: u64,
     /// A growth is running, without the storage lock.
@@ -111,18 +108,69 @@ impl Growth {
     }
 }
 
-/// The sectors of `bdev`, then those of each device it is built on
-/// through device mapper or md: writes to `bdev` reach all of them.
-fn stack_claims(bdev: &BlockDevice) -> Result<KVec<Claim>> {
-    let sectors = |b: &BlockDevice| Claim {
-        disk: b.diskseq(),
-        start: b.start_sector(),
-        end: b.start_sector() + b.nr_sectors(),
-    };
-    let mut stack = KVec::new();
-    stack.push(sectors(bdev), GFP_NOIO)?;
-    bdev.for_each_lower(|lower| stack.push(sectors(lower), GFP_NOIO).map_err(Into::into))?;
-    Ok(stack)
+/// The buffer alignment in memory, as a mask, that storage may need at
+/// most: a sector.  Image reads are cut at chunk boundaries, a whole number
+/// of sectors into a bio, and each piece goes to the storage as it is.
+pub(crate) const STORAGE_DMA_ALIGNMENT: u32 = (1 << kernel::block::SECTOR_SHIFT) - 1;
+
+/// `EINVAL` if `bdev` needs buffers aligned more than storage may.
+fn check_dma_alignment(bdev: &BlockDevice) -> Result {
+    if bdev.io_geometry().dma_alignment > STORAGE_DMA_ALIGNMENT {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+/// The sectors of `bdev` on its disk.
+fn sectors(bdev: &BlockDevice) -> Claim {
+    Claim {
+        disk: bdev.diskseq(),
+        start: bdev.start_sector(),
+        end: bdev.start_sector() + bdev.nr_sectors(),
+    }
+}
+
+/// The sectors of each device `bdev` is built on through device mapper or
+/// md, once each: writes to `bdev` reach all of them.  `EMLINK` if the
+/// stack is too deep to follow to the bottom: it cannot be checked.
+fn lower_claims(bdev: &BlockDevice) -> Result<KVec<Claim>> {
+    let mut lower = KVec::new();
+    let walked = bdev.for_each_lower(|d| {
+        let c = sectors(d);
+        if lower.contains(&c) {
+            // Reached along another path: so was all below it.
+            return Ok(Walk::Skip);
+        }
+        lower.push(c, GFP_NOIO)?;
+        Ok(Walk::Below)
+    });
+    match walked {
+        Err(e) if e == ELOOP => Err(EMLINK),
+        walked => walked.map(|()| lower),
+    }
+}
+
+/// The devices that writes to `file` reach: its file system's device and
+/// those it is built on; none for a file system in memory, or one on no
+/// device it was mounted from, which cannot be checked.  `EINVAL` on a
+/// device whose blocks are larger than a sector, or that needs buffers
+/// aligned more: image reads come in sectors, and direct I/O of them needs
+/// a device that takes them.
+fn file_claims(file: &File) -> Result<KVec<Claim>> {
+    match file.backing() {
+        Backing::Device => file.with_fs_device(|bdev| match bdev {
+            Some(bdev) if bdev.io_geometry().logical_block_size > 512 => Err(EINVAL),
+            Some(bdev) => {
+                check_dma_alignment(bdev)?;
+                let mut reached = lower_claims(bdev)?;
+                reached.push(sectors(bdev), GFP_NOIO)?;
+                Ok(reached)
+            }
+            None => Ok(KVec::new()),
+        }),
+        Backing::Memory => Ok(KVec::new()),
+        Backing::Other => Err(EOPNOTSUPP),
+    }
 }
 
 /// A range of sectors on a block device.
@@ -136,10 +184,10 @@ impl Extent {
     /// The sectors of the whole disk the extent covers, as recorded across
     /// snapshots: ranges given on a partition and on its disk compare.
     fn claim(&self) -> Claim {
-        let bdev = self.device.bdev();
-        let start = bdev.start_sector() + self.start;
+        let whole = sectors(self.device.bdev());
+        let start = whole.start + self.start;
         Claim {
-            disk: bdev.diskseq(),
+            disk: whole.disk,
             start,
             end: start + self.count,
         }
@@ -193,6 +241,10 @@ pub(crate) struct DiffStorage {
     given: Given,
     extents: KVec<Extent>,
     file: Option<StorageFile>,
+    /// The devices that stores reach past the module (see
+    /// `claims::claim_reached`), recorded there: those under a whole
+    /// device, or a file's file system device and those under it.
+    reached: KVec<Claim>,
     capacity: u64,
     /// Sectors handed out or skipped.
     used: u64,
@@ -223,6 +275,7 @@ impl DiffStorage {
             given: Given::Nothing,
             extents: KVec::new(),
             file: None,
+            reached: KVec::new(),
             capacity: 0,
             used: 0,
             next: 0,
@@ -280,6 +333,7 @@ impl DiffStorage {
         if self.extents.len() + ranges.len() > MAX_EXTENTS {
             return Err(EINVAL);
         }
+        check_dma_alignment(device.bdev())?;
         let mut new = KVec::with_capacity(ranges.len(), GFP_NOIO)?;
         for &(start, count) in ranges {
             let end = start.checked_add(count).ok_or(EINVAL)?;
@@ -323,16 +377,18 @@ impl DiffStorage {
         if size == 0 || limit > size {
             return Err(EINVAL);
         }
+        check_dma_alignment(device.bdev())?;
         let extent = Extent {
             device,
             start: 0,
             count: size,
         };
         self.extents.reserve(1, GFP_NOIO)?;
-        let stack = stack_claims(extent.device.bdev())?;
-        claims::claim_device(extent.claim(), &stack[1..])?;
+        let lower = lower_claims(extent.device.bdev())?;
+        claims::claim_device(extent.claim(), &lower)?;
         // Cannot fail: the room was reserved.
         let _ = self.extents.push(extent, GFP_NOWAIT);
+        self.reached = lower;
         self.given = Given::Device { limit: size };
         self.waiting = false;
         self.set_limit(limit)
@@ -352,29 +408,17 @@ impl DiffStorage {
         if file.is_swap_file() {
             return Err(ETXTBSY);
         }
-        // Only a file system on a device it was mounted from can be checked
-        // against the filtered devices; one in memory needs no check.
-        let fs = match file.backing() {
-            Backing::Device => file.with_fs_device(|bdev| match bdev {
-                // Image reads come in 512-byte sectors: direct I/O of them
-                // needs a device that takes them.
-                Some(bdev) if bdev.io_geometry().logical_block_size > 512 => Err(EINVAL),
-                Some(bdev) => stack_claims(bdev),
-                None => Ok(KVec::new()),
-            })?,
-            Backing::Memory => KVec::new(),
-            Backing::Other => return Err(EOPNOTSUPP),
-        };
+        let reached = file_claims(&file)?;
         claims::claim_file(file.identity())?;
-        if let Err(e) = claims::claim_file_system(&fs) {
+        if let Err(e) = claims::claim_reached(&reached) {
             claims::release_file(file.identity());
             return Err(e);
         }
+        self.reached = reached;
         // Whole pages: direct I/O at the end of a chunk stays aligned.
         let allocated = (file.size() >> kernel::block::SECTOR_SHIFT) & !(PAGE_SECTORS - 1);
         self.file = Some(StorageFile {
             file,
-            fs,
             allocated,
             growing: false,
             grow_error: None,
@@ -539,6 +583,25 @@ impl DiffStorage {
         }
     }
 
+    /// Walks the stack under the storage again before the take: a table
+    /// loaded since `SET_STORAGE` (a volume grown or moved) may have put a
+    /// filtered device or an image below it.  Fails as `SET_STORAGE` would
+    /// have; else what it found replaces what was recorded.  Stacks made
+    /// later still, and those of drivers that record none (loop), are not
+    /// seen.
+    pub(crate) fn check_stack(&mut self) -> Result {
+        let (reached, via) = match (&self.given, self.extents.first(), &self.file) {
+            (Given::Device { .. }, Some(whole), _) => {
+                (lower_claims(whole.device.bdev())?, Via::Device)
+            }
+            (Given::File { .. }, _, Some(f)) => (file_claims(&f.file)?, Via::File),
+            _ => return Ok(()),
+        };
+        claims::reclaim_reached(&self.reached, &reached, via)?;
+        self.reached = reached;
+        Ok(())
+    }
+
     /// Whether a growth is running: a caller that got `EAGAIN` waits.
     pub(crate) fn growing(&self) -> bool {
         self.file.as_ref().is_some_and(|f| f.growing)
@@ -548,9 +611,13 @@ impl DiffStorage {
 impl Drop for DiffStorage {
     fn drop(&mut self) {
         claims::release(self.extents.iter().map(Extent::claim));
+        let via = match self.given {
+            Given::Device { .. } => Via::Device,
+            _ => Via::File,
+        };
+        claims::release_reached(&self.reached, via);
         if let Some(f) = &self.file {
             claims::release_file(f.file.identity());
-            claims::release_file_system(&f.fs);
         }
     }
 }

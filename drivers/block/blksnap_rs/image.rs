@@ -7,7 +7,7 @@
 //! files it does not want before reading the image.  What is written lands
 //! in difference storage only, and marks the change map.
 
-use crate::{claims, diff_area::DiffArea, tracker::Tracker};
+use crate::{claims, diff_area::DiffArea, diff_storage::STORAGE_DMA_ALIGNMENT, tracker::Tracker};
 use kernel::{
     block::{
         bio::{DiskBio, Operation, Status},
@@ -98,10 +98,16 @@ pub(crate) fn name(major: u32, minor: u32, buf: &mut [u8; 32]) {
 pub(crate) fn create(tracker: Arc<Tracker>, area: Arc<DiffArea>) -> Result<Image> {
     let (major, minor) = tracker.numbers();
     // The original's geometry: a program that reads the image as it would
-    // the original meets the same block size and alignment.
+    // the original meets the same block size and alignment.  Buffers are
+    // aligned to a sector at least, which storage needs (see
+    // `diff_storage::STORAGE_DMA_ALIGNMENT`): image bios go on to it in
+    // pieces cut at chunk boundaries, and direct I/O from a file system
+    // checks only the first piece of a bio.
+    let mut geometry = area.original().bdev().io_geometry();
+    geometry.dma_alignment = geometry.dma_alignment.max(STORAGE_DMA_ALIGNMENT);
     let disk = BioDiskBuilder::new()
         .capacity_sectors(area.capacity())
-        .io_geometry(area.original().bdev().io_geometry())
+        .io_geometry(geometry)
         .build(
             fmt!("{}", ImageName { major, minor }),
             Target { tracker, area },

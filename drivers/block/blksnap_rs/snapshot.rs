@@ -191,6 +191,9 @@ impl Snapshot {
             if !parts.devices.iter().all(|t| t.is_attached()) {
                 return Err(ENODEV);
             }
+            // The stack under the storage may have changed since it was
+            // given; nothing is frozen yet, and nothing stores.
+            parts.storage.check_stack()?;
             match core::mem::replace(&mut *state, State::Taking) {
                 State::Created(parts) => parts,
                 _ => return Err(EINVAL),
@@ -243,7 +246,9 @@ impl Snapshot {
         events: &Arc<EventQueue>,
         live: &Arc<LiveAreas>,
     ) -> Result<(KVec<Image>, Arc<Mutex<DiffStorage>>)> {
-        let storage = diff_area::shared_storage(core::mem::take(&mut parts.storage))?;
+        // Made empty first: without memory, the storage stays in `parts`.
+        let storage = diff_area::shared_storage(Default::default())?;
+        core::mem::swap(&mut *storage.lock(), &mut parts.storage);
         let areas = match Self::prepare(&parts.devices, &storage, events, live) {
             Ok(prepared) => prepared,
             Err(e) => {

@@ -224,7 +224,8 @@ struct blksnap_snapshot_append_storage {
  *
  * Adds sector ranges of a block device to the snapshot's difference storage,
  * where data overwritten on the original devices is kept.  Allowed before and
- * after the snapshot is taken.
+ * after the snapshot is taken.  A device that needs data buffers aligned to
+ * more than a sector is refused with -EINVAL.
  */
 #define IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE					\
 	_IOW(BLKSNAP, blksnap_ioctl_snapshot_append_storage,			\
@@ -372,6 +373,11 @@ struct blksnap_snapshot_storage {
  * snapshot, or a tracked device), or a file on a file system on such a
  * device, is refused with -ELOOP, and blksnap cannot be attached to a
  * device given as storage or holding a storage file's file system (-EBUSY).
+ * Devices that device mapper or md stack the storage on count as well, as
+ * far as the block layer records them: they are walked when the storage is
+ * given and again when the snapshot is taken (the same errno then fails the
+ * take); a stack too deep to follow is refused with -EMLINK, and one over
+ * an image with -EINVAL.
  *
  * When at most half of diff_storage_minimum is left within @limit_sect, a
  * blksnap_event_code_no_space event asks for more; raising the limit (call

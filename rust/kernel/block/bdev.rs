@@ -145,14 +145,17 @@ impl BlockDevice {
                 io_opt: (*lim).io_opt,
                 discard_granularity: (*lim).discard_granularity,
                 max_discard_sectors: (*lim).max_discard_sectors,
+                dma_alignment: (*lim).dma_alignment,
             }
         }
     }
 
     /// Calls `f` with each device this one is built on, as the stacking
     /// drivers (device mapper, md) record it, down to the bottom of the
-    /// stack, depth first; stops at the first error `f` returns and returns
-    /// it.  `ELOOP` if the stack is deeper than the block layer follows.
+    /// stack, depth first; below a device only if `f` returned
+    /// [`Walk::Below`] for it (a device reached along two paths comes once
+    /// per path).  Stops at the first error `f` returns and returns it.
+    /// `ELOOP` if the stack is deeper than the block layer follows.
     ///
     /// `f` runs under the block layer's holder mutex: it may not make or
     /// undo a stack, and the devices it sees are borrowed for the call only.
@@ -163,17 +166,19 @@ impl BlockDevice {
     /// ```
     /// use kernel::{block::bdev::BlockDevice, prelude::*};
     ///
+    /// use kernel::block::bdev::Walk;
+    ///
     /// /// Whether `upper` is built, directly or not, on the disk `diskseq`.
     /// fn built_on(upper: &BlockDevice, diskseq: u64) -> Result<bool> {
     ///     let mut found = false;
     ///     upper.for_each_lower(|lower| {
     ///         found |= lower.diskseq() == diskseq;
-    ///         Ok(())
+    ///         Ok(if found { Walk::Skip } else { Walk::Below })
     ///     })?;
     ///     Ok(found)
     /// }
     /// ```
-    pub fn for_each_lower<F: FnMut(&BlockDevice) -> Result>(&self, f: F) -> Result {
+    pub fn for_each_lower<F: FnMut(&BlockDevice) -> Result<Walk>>(&self, f: F) -> Result {
         #[cfg(CONFIG_BLOCK_HOLDER_DEPRECATED)]
         {
             /// Calls the `F` that `data` points to with `lower`.
@@ -182,14 +187,15 @@ impl BlockDevice {
             ///
             /// `data` points to an `F` that nothing else uses during the
             /// call, and `lower` to a device valid during it.
-            unsafe extern "C" fn visit<F: FnMut(&BlockDevice) -> Result>(
+            unsafe extern "C" fn visit<F: FnMut(&BlockDevice) -> Result<Walk>>(
                 lower: *mut bindings::block_device,
                 data: *mut crate::ffi::c_void,
             ) -> crate::ffi::c_int {
                 // SAFETY: See the contract.
                 let (f, lower) = unsafe { (&mut *data.cast::<F>(), BlockDevice::from_raw(lower)) };
                 match f(lower) {
-                    Ok(()) => 0,
+                    Ok(Walk::Below) => 0,
+                    Ok(Walk::Skip) => 1,
                     Err(e) => e.to_errno(),
                 }
             }
@@ -210,6 +216,15 @@ impl BlockDevice {
     }
 }
 
+/// Where [`BlockDevice::for_each_lower`] goes on after a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Walk {
+    /// To the devices it is built on.
+    Below,
+    /// Not below it: it was seen before, or what is below does not matter.
+    Skip,
+}
+
 /// How a disk is best read and written: the part of its queue limits that
 /// a disk showing the same data (a snapshot image, say) announces too, so
 /// that its users see the same constraints.
@@ -227,4 +242,9 @@ pub struct IoGeometry {
     pub discard_granularity: u32,
     /// Largest discard, in 512-byte sectors; 0 if the disk takes none.
     pub max_discard_sectors: u32,
+    /// The alignment a data buffer needs in memory, as a mask of the low
+    /// bits of its address and length that must be clear.  A disk that
+    /// passes its bios on announces at least that of the disks below: the
+    /// block layer checks a bio against the disk it is submitted to.
+    pub dma_alignment: u32,
 }

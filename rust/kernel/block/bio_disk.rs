@@ -181,6 +181,7 @@ impl BioDiskBuilder {
         lim.io_opt = self.geometry.io_opt;
         lim.discard_granularity = self.geometry.discard_granularity;
         lim.max_hw_discard_sectors = self.geometry.max_discard_sectors;
+        lim.dma_alignment = self.geometry.dma_alignment;
         lim
     }
 }

@@ -45,18 +45,57 @@ static int set_storage(int ctl, const struct blksnap_uuid *id, const char *path,
 	return sys_errno(ioctl(ctl, IOCTL_BLKSNAP_SNAPSHOT_SET_STORAGE, &st));
 }
 
+/* Device-mapper devices stacked on each other, each over the one before. */
+#define DM_CHAIN 17
+#define DM_CHAIN_NAME "bsnap_chain%d"
+
+static void dm_chain_remove(void)
+{
+	char cmd[80];
+	int i;
+
+	for (i = DM_CHAIN - 1; i >= 0; i--) {
+		snprintf(cmd, sizeof(cmd), "dmsetup remove " DM_CHAIN_NAME " 2>/dev/null", i);
+		run(cmd);
+	}
+}
+
+/*
+ * Makes device-mapper device `name`, `sectors` long, linear over `below`,
+ * and puts its path into dm[len]: 0 or -1.
+ */
+static int dm_linear(const char *name, unsigned long long sectors, const char *below,
+		     char *dm, size_t len)
+{
+	char cmd[200];
+
+	snprintf(cmd, sizeof(cmd), "dmsetup create %s --table '0 %llu linear %s 0'", name,
+		 sectors, below);
+	if (run(cmd))
+		return -1;
+	return dm_path(name, dm, len);
+}
+
+static int have_dmsetup(void)
+{
+	return !access("/usr/bin/dmsetup", X_OK) || !access("/sbin/dmsetup", X_OK);
+}
+
 FIXTURE(setstorage) {
 	int ctl;
-	struct loopdev orig, store;
+	struct loopdev orig, store, extra;
 	struct blksnap_uuid id;
 	unsigned char *before, *now, *buf;
 	struct blksnap_snapshot_event *ev;
+	int chain;	/* a case made a chain of device-mapper devices */
 };
 
 FIXTURE_SETUP(setstorage)
 {
 	self->orig.fd = -1;
 	self->store.fd = -1;
+	self->extra.fd = -1;
+	self->chain = 0;
 	self->before = aligned_alloc(4096, ORIG_SIZE);
 	self->now = aligned_alloc(4096, ORIG_SIZE);
 	self->buf = aligned_alloc(4096, ORIG_SIZE);
@@ -92,8 +131,11 @@ FIXTURE_TEARDOWN(setstorage)
 	umount(MNT_EXT4);
 	umount(MNT_SMALL);
 	run("dmsetup remove " DM_STACK " 2>/dev/null");
+	if (self->chain)
+		dm_chain_remove();
 	loop_destroy(&self->orig);
 	loop_destroy(&self->store);
+	loop_destroy(&self->extra);
 	close(self->ctl);
 	free(self->before);
 	free(self->now);
@@ -741,12 +783,9 @@ TEST_F(setstorage, storage_stacked_on_a_filtered_device_is_refused)
 	char cmd[160], dm[32];
 	struct blksnap_uuid id2;
 
-	if (access("/usr/bin/dmsetup", X_OK) && access("/sbin/dmsetup", X_OK))
+	if (!have_dmsetup())
 		SKIP(return, "dmsetup is not available");
-	snprintf(cmd, sizeof(cmd), "dmsetup create " DM_STACK " --table '0 %llu linear %s 0'",
-		 3 * ORIG_SIZE / 2 / 512ULL, self->store.path);
-	ASSERT_EQ(0, run(cmd));
-	ASSERT_EQ(0, dm_path(DM_STACK, dm, sizeof(dm)));
+	ASSERT_EQ(0, dm_linear(DM_STACK, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, dm, sizeof(dm)));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s", dm,
 		 MNT_EXT4, dm, MNT_EXT4);
 	ASSERT_EQ(0, run(cmd));
@@ -767,6 +806,127 @@ TEST_F(setstorage, storage_stacked_on_a_filtered_device_is_refused)
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
 	EXPECT_EQ(0, blksnap_detach(self->store.fd));
 	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
+}
+
+/*
+ * A whole device given as storage, built on another: the filter is not
+ * attached to the device below while the storage is held (stores would go
+ * through it unseen, or come back to it), nor is it given as another
+ * snapshot's ranges; both work again once the storage is gone.
+ */
+TEST_F(setstorage, storage_device_keeps_the_devices_below_it)
+{
+	struct blksnap_sectors range = { .offset = 0, .count = 2048 };
+	char dm[32];
+	struct blksnap_uuid id2;
+
+	if (!have_dmsetup())
+		SKIP(return, "dmsetup is not available");
+	ASSERT_EQ(0, dm_linear(DM_STACK, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, dm, sizeof(dm)));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, dm, 0));
+	EXPECT_EQ(EBUSY, blksnap_attach(self->store.fd));
+	/* Nor are another snapshot's v3 ranges given there. */
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
+	EXPECT_EQ(EBUSY, storage_append(self->ctl, &id2, self->store.path, &range, 1));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, blksnap_attach(self->store.fd));
+	EXPECT_EQ(0, blksnap_detach(self->store.fd));
+	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
+}
+
+/*
+ * Storage on device mapper over a snapshot image, given whole or as a
+ * file system on it: EINVAL, as storage on the image itself (storing a
+ * chunk would write to an image, which stores chunks).
+ */
+TEST_F(setstorage, storage_stacked_on_an_image_is_refused)
+{
+	char cmd[200], dm[32], image[64];
+	struct blksnap_uuid id2, id3;
+
+	if (!have_dmsetup())
+		SKIP(return, "dmsetup is not available");
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, self->store.path, 0));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
+	ASSERT_EQ(0, dm_linear(DM_STACK, ORIG_SIZE / 512ULL, image, dm, sizeof(dm)));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id2));
+	EXPECT_EQ(EINVAL, set_storage(self->ctl, &id2, dm, 0));
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s", dm,
+		 MNT_EXT4, dm, MNT_EXT4);
+	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &id3));
+	EXPECT_EQ(EINVAL, set_storage(self->ctl, &id3, MNT_EXT4, 8192));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id3));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &id2));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
+	EXPECT_EQ(0, original_intact(self));
+}
+
+/*
+ * The stack under a storage file changes after SET_STORAGE: the volume
+ * holding its file system grows onto a device the filter is attached to
+ * (lvextend does that with a table reload).  The take walks the stack
+ * again and fails with ELOOP, before anything is frozen; the snapshot can
+ * be destroyed as usual.
+ */
+TEST_F(setstorage, storage_stack_grown_onto_a_filtered_device_fails_the_take)
+{
+	unsigned long long half = 3 * ORIG_SIZE / 2 / 512ULL;
+	char cmd[240], dm[32];
+
+	if (!have_dmsetup())
+		SKIP(return, "dmsetup is not available");
+	ASSERT_EQ(0, loop_create(&self->extra, 3 * ORIG_SIZE / 2));
+	ASSERT_EQ(0, dm_linear(DM_STACK, half, self->extra.path, dm, sizeof(dm)));
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s", dm,
+		 MNT_EXT4, dm, MNT_EXT4);
+	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4, 8192));
+	/* Not below the storage yet: the filter attaches. */
+	ASSERT_EQ(0, blksnap_attach(self->store.fd));
+	snprintf(cmd, sizeof(cmd),
+		 "printf '0 %llu linear %s 0\\n%llu %llu linear %s 0\\n' | dmsetup reload "
+		 DM_STACK " && dmsetup resume " DM_STACK,
+		 half, self->extra.path, half, half, self->store.path);
+	ASSERT_EQ(0, run(cmd));
+	EXPECT_EQ(ELOOP, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+	EXPECT_EQ(0, blksnap_detach(self->store.fd));
+	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
+	EXPECT_EQ(0, original_intact(self));
+}
+
+/*
+ * A stack deeper than the block layer follows cannot be checked: EMLINK,
+ * told apart from ELOOP (a filtered device found in it).
+ */
+TEST_F(setstorage, storage_stacked_too_deep_is_refused)
+{
+	char cmd[200], below[32], top[32];
+	int i;
+
+	if (!have_dmsetup())
+		SKIP(return, "dmsetup is not available");
+	strcpy(below, self->store.path);
+	self->chain = 1;
+	for (i = 0; i < DM_CHAIN; i++) {
+		snprintf(top, sizeof(top), DM_CHAIN_NAME, i);
+		ASSERT_EQ(0, dm_linear(top, 3 * ORIG_SIZE / 2 / 512ULL, below, below,
+				       sizeof(below)));
+	}
+	EXPECT_EQ(EMLINK, set_storage(self->ctl, &self->id, below, 0));
+	/* One device less is within reach, and accepted. */
+	snprintf(cmd, sizeof(cmd), "dmsetup remove " DM_CHAIN_NAME, DM_CHAIN - 1);
+	ASSERT_EQ(0, run(cmd));
+	snprintf(top, sizeof(top), DM_CHAIN_NAME, DM_CHAIN - 2);
+	ASSERT_EQ(0, dm_path(top, below, sizeof(below)));
+	EXPECT_EQ(0, set_storage(self->ctl, &self->id, below, 0));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	dm_chain_remove();
 }
 
 TEST_HARNESS_MAIN
