@@ -89,9 +89,19 @@ struct InFlight<T> {
     /// Ends the I/O: `complete::<T>`, which is in the module of the owner.
     finish: unsafe fn(*mut bindings::kiocb, isize),
     bvecs: KVec<bindings::bio_vec>,
-    owner: *const T,
+    /// One reference to each owner whose I/O this is, in file order.
+    owners: Owners<T>,
+    /// The file, which the owners keep open.
+    file: *const File,
     bytes: usize,
     write: bool,
+}
+
+/// The owners of one I/O in flight: most I/Os have one, which needs no
+/// list.
+enum Owners<T> {
+    One(*const T),
+    Joined(KVec<*const T>),
 }
 
 /// Sends `io(&owner)` without waiting, and keeps `owner` until it ended;
@@ -108,15 +118,79 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a
     // SAFETY: `raw_owner` holds a reference until `complete` takes it back,
     // so the borrow lives as long as the I/O.
     let req = io(unsafe { &*raw_owner });
-    let prepared = req.as_ref().map(|req| (prepare(req, raw_owner), req));
-    let (in_flight, req) = match prepared {
-        Some((Ok(in_flight), req)) => (in_flight, req),
+    let prepared = req.as_ref().map(|req| prepare(core::slice::from_ref(req)));
+    match prepared {
+        // SAFETY: `in_flight` is the I/O of `req`, whose borrows live as
+        // long as the reference that `raw_owner` holds.
+        Some(Ok(in_flight)) => unsafe { send(in_flight, Owners::One(raw_owner)) },
         _ => {
             // SAFETY: Nothing was sent: the reference comes back.
             let owner = unsafe { Arc::from_raw(raw_owner) };
-            return T::io_ended(owner, false);
+            T::io_ended(owner, false);
         }
+    }
+}
+
+/// Sends the I/Os of `owners` (as `io` gives them, in order) as one, as
+/// [`submit`] sends one: each must start in the file where the one before
+/// it ends, and all must go the same way.  A file system completes each
+/// I/O as a whole (ext4 converts its unwritten extents in one step), so
+/// neighbouring transfers cost less joined.  If they cannot be joined,
+/// `T::io_ended` is called with `false` for each.
+pub fn submit_joined<T: Owner>(owners: KVec<Arc<T>>, io: for<'a> fn(&'a T) -> Option<FileIo<'a>>) {
+    let mut raw = KVec::new();
+    let mut reqs = KVec::new();
+    let room = raw
+        .reserve(owners.len(), GFP_NOIO)
+        .and_then(|()| reqs.reserve(owners.len(), GFP_NOIO));
+    if room.is_err() {
+        for owner in owners {
+            T::io_ended(owner, false);
+        }
+        return;
+    }
+    for owner in owners {
+        // Cannot fail: the room was reserved.
+        let _ = raw.push(Arc::into_raw(owner), GFP_NOWAIT);
+    }
+    for &owner in raw.iter() {
+        // SAFETY: `owner` holds a reference until `complete` takes it back
+        // (or the failure below), so the borrow lives as long as the I/O.
+        if let Some(req) = io(unsafe { &*owner }) {
+            // Cannot fail: the room was reserved.
+            let _ = reqs.push(req, GFP_NOWAIT);
+        }
+    }
+    let prepared = if reqs.len() == raw.len() {
+        prepare(&reqs)
+    } else {
+        Err(EINVAL)
     };
+    drop(reqs);
+    match prepared {
+        // SAFETY: `in_flight` is the I/O of the requests of `raw`, whose
+        // borrows live as long as the references it holds.
+        Ok(in_flight) => unsafe { send(in_flight, Owners::Joined(raw)) },
+        Err(_) => {
+            for owner in raw {
+                // SAFETY: Nothing was sent: the reference comes back.
+                T::io_ended(unsafe { Arc::from_raw(owner) }, false);
+            }
+        }
+    }
+}
+
+/// Sends `in_flight` for `owners`, and ends it here if the file system
+/// did not queue it.
+///
+/// # Safety
+///
+/// `owners` hold one reference each, which `in_flight` takes over, and the
+/// pages and file of `in_flight` live as long as those references.
+unsafe fn send<T: Owner>(mut in_flight: KBox<InFlight<T>>, owners: Owners<T>) {
+    in_flight.owners = owners;
+    let file = in_flight.file;
+    let write = in_flight.write;
     let raw = KBox::into_raw(in_flight);
     // SAFETY: `raw` is ours until the I/O completes; its vector holds
     // `bvecs.len()` valid entries covering `bytes`, and stays until then.
@@ -125,12 +199,15 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a
             (*raw).bvecs.as_ptr(),
             (*raw).bvecs.len(),
             (*raw).bytes,
-            req.write,
+            write,
         )
     };
+    // SAFETY: The file lives as long as the owners' references (see the
+    // contract), which `raw` holds until the completion.
+    let file = unsafe { &*file };
     // SAFETY: The iocb and the vector stay in `raw` until the completion,
     // here or in `file_io_end`, frees it.
-    let ret = unsafe { run(req.file, &raw mut (*raw).iocb, iter.as_mut_ptr(), req.write) };
+    let ret = unsafe { run(file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
     if ret != -(bindings::EIOCBQUEUED as isize) {
         // SAFETY: The file system is done with the iocb; a write that was
         // not queued has its freeze protection dropped already.
@@ -138,25 +215,28 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a
     }
 }
 
-/// The vector of the pages of `req`.
-fn page_vecs(req: &FileIo<'_>) -> Result<KVec<bindings::bio_vec>> {
-    let npages = req.bytes.div_ceil(PAGE_SIZE);
-    if req.bytes == 0 || npages > req.pages.len() {
-        return Err(EINVAL);
-    }
+/// The vector of the pages of `reqs`, one after the other.
+fn page_vecs(reqs: &[FileIo<'_>]) -> Result<KVec<bindings::bio_vec>> {
+    let npages = reqs.iter().map(|r| r.bytes.div_ceil(PAGE_SIZE)).sum();
     let mut bvecs = KVec::with_capacity(npages, GFP_NOIO)?;
-    let mut left = req.bytes;
-    for page in &req.pages[..npages] {
-        let len = left.min(PAGE_SIZE);
-        bvecs.push(
-            bindings::bio_vec {
-                bv_page: page.as_ptr(),
-                bv_len: len as u32,
-                bv_offset: 0,
-            },
-            GFP_NOIO,
-        )?;
-        left -= len;
+    for req in reqs {
+        let npages = req.bytes.div_ceil(PAGE_SIZE);
+        if req.bytes == 0 || npages > req.pages.len() {
+            return Err(EINVAL);
+        }
+        let mut left = req.bytes;
+        for page in &req.pages[..npages] {
+            let len = left.min(PAGE_SIZE);
+            bvecs.push(
+                bindings::bio_vec {
+                    bv_page: page.as_ptr(),
+                    bv_len: len as u32,
+                    bv_offset: 0,
+                },
+                GFP_NOIO,
+            )?;
+            left -= len;
+        }
     }
     Ok(bvecs)
 }
@@ -211,7 +291,7 @@ fn sync_result(ret: isize, len: usize) -> Result {
 /// Moves the pages of `io` and waits for it, as [`submit`] does without
 /// waiting.
 pub fn transfer_pages(io: FileIo<'_>) -> Result {
-    let bvecs = page_vecs(&io)?;
+    let bvecs = page_vecs(core::slice::from_ref(&io))?;
     let mut iocb = direct_iocb(io.file, io.pos)?;
     // SAFETY: `bvecs` holds `len()` valid entries covering `bytes`, and
     // lives across the I/O.
@@ -246,19 +326,30 @@ unsafe fn bvec_iter(
     iter
 }
 
-/// Builds the I/O of `req` for the owner `raw_owner`.
-fn prepare<T: Owner>(req: &FileIo<'_>, raw_owner: *const T) -> Result<KBox<InFlight<T>>> {
-    let bvecs = page_vecs(req)?;
-    let mut iocb = direct_iocb(req.file, req.pos)?;
+/// Builds one I/O of `reqs`, which follow each other in one file and go
+/// the same way (`EINVAL` if not), with no owners yet.
+fn prepare<T: Owner>(reqs: &[FileIo<'_>]) -> Result<KBox<InFlight<T>>> {
+    let first = reqs.first().ok_or(EINVAL)?;
+    let mut bytes = 0usize;
+    for req in reqs {
+        let at = first.pos.checked_add(bytes as u64);
+        if !core::ptr::eq(req.file, first.file) || req.write != first.write || at != Some(req.pos) {
+            return Err(EINVAL);
+        }
+        bytes = bytes.checked_add(req.bytes).ok_or(EINVAL)?;
+    }
+    let bvecs = page_vecs(reqs)?;
+    let mut iocb = direct_iocb(first.file, first.pos)?;
     iocb.ki_complete = Some(file_io_end);
     Ok(KBox::new(
         InFlight {
             iocb,
             finish: finish_queued::<T>,
             bvecs,
-            owner: raw_owner,
-            bytes: req.bytes,
-            write: req.write,
+            owners: Owners::Joined(KVec::new()),
+            file: first.file,
+            bytes,
+            write: first.write,
         },
         GFP_NOIO,
     )?)
@@ -280,10 +371,18 @@ unsafe fn complete<T: Owner>(raw: *mut InFlight<T>, ret: isize, queued: bool) {
         unsafe { bindings::kiocb_end_write(&raw mut in_flight.iocb) };
     }
     let ok = usize::try_from(ret).is_ok_and(|n| n == in_flight.bytes);
-    // SAFETY: `submit` handed over this reference with the I/O.
-    let owner = unsafe { Arc::from_raw(in_flight.owner) };
+    let owners = core::mem::replace(&mut in_flight.owners, Owners::Joined(KVec::new()));
     drop(in_flight);
-    T::io_ended(owner, ok);
+    match owners {
+        // SAFETY: `send` handed over this reference with the I/O.
+        Owners::One(owner) => T::io_ended(unsafe { Arc::from_raw(owner) }, ok),
+        Owners::Joined(owners) => {
+            for owner in owners {
+                // SAFETY: As above, one reference each.
+                T::io_ended(unsafe { Arc::from_raw(owner) }, ok);
+            }
+        }
+    }
 }
 
 /// Ends a queued I/O for an owner `T`.
