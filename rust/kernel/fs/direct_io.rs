@@ -5,7 +5,9 @@
 //! Two counterparts of block I/O, for a driver that keeps data in a file:
 //! [`submit`] sends pages that an object owns and tells it when the I/O
 //! ended, as [`page_io`] does on a device, keeping the owner (and so the
-//! file and the pages) alive until then; [`FileBatch`] moves stretches of
+//! file and the pages) alive until then, and [`submit_joined`] sends the
+//! pages of several owners that follow each other in a file as one I/O;
+//! [`FileBatch`] moves stretches of
 //! bios between their data and files, as a `Batch` of bio parts does, and
 //! waits for them together.
 //!
@@ -28,7 +30,7 @@ use crate::{
     page::Page,
     page::PAGE_SIZE,
     prelude::*,
-    sync::Arc,
+    sync::{aref::ARef, Arc},
 };
 use core::{marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
 
@@ -89,20 +91,31 @@ struct InFlight<T> {
     /// Ends the I/O: `complete::<T>`, which is in the module of the owner.
     finish: unsafe fn(*mut bindings::kiocb, isize),
     bvecs: KVec<bindings::bio_vec>,
-    /// One reference to each owner whose I/O this is, in file order.
+    /// Whose I/O this is: they keep the pages and the file.
     owners: Owners<T>,
-    /// The file, which the owners keep open.
-    file: *const File,
     bytes: usize,
     write: bool,
 }
 
-/// The owners of one I/O in flight: most I/Os have one, which needs no
-/// list.
+/// The owners of one I/O, in file order: most I/Os have one, which needs
+/// no list.
 enum Owners<T> {
-    One(*const T),
-    Joined(KVec<*const T>),
+    One(Arc<T>),
+    Joined(KVec<Arc<T>>),
 }
+
+impl<T: Owner> Owners<T> {
+    /// Hands each owner to `T::io_ended`, with `ok`.
+    fn ended(self, ok: bool) {
+        match self {
+            Self::One(owner) => T::io_ended(owner, ok),
+            Self::Joined(owners) => owners.into_iter().for_each(|o| T::io_ended(o, ok)),
+        }
+    }
+}
+
+/// Largest I/O in bytes, as the VFS caps a read or write (`MAX_RW_COUNT`).
+const MAX_BYTES: usize = i32::MAX as usize & !(PAGE_SIZE - 1);
 
 /// Sends `io(&owner)` without waiting, and keeps `owner` until it ended;
 /// then calls `T::io_ended` with it, from the file system's completion
@@ -114,82 +127,97 @@ enum Owners<T> {
 /// file system allocates while it takes the I/O in: reclaim must not write
 /// to a device whose writes may wait for this I/O.
 pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a>>) {
-    let raw_owner = Arc::into_raw(owner);
-    // SAFETY: `raw_owner` holds a reference until `complete` takes it back,
-    // so the borrow lives as long as the I/O.
-    let req = io(unsafe { &*raw_owner });
-    let prepared = req.as_ref().map(|req| prepare(core::slice::from_ref(req)));
+    let prepared = io(&owner).map(|req| prepare::<T>(core::slice::from_ref(&req)));
     match prepared {
-        // SAFETY: `in_flight` is the I/O of `req`, whose borrows live as
-        // long as the reference that `raw_owner` holds.
-        Some(Ok(in_flight)) => unsafe { send(in_flight, Owners::One(raw_owner)) },
-        _ => {
-            // SAFETY: Nothing was sent: the reference comes back.
-            let owner = unsafe { Arc::from_raw(raw_owner) };
-            T::io_ended(owner, false);
-        }
+        Some(Ok((in_flight, file))) => send(in_flight, Owners::One(owner), file),
+        _ => T::io_ended(owner, false),
     }
 }
 
 /// Sends the I/Os of `owners` (as `io` gives them, in order) as one, as
-/// [`submit`] sends one: each must start in the file where the one before
-/// it ends, and all must go the same way.  A file system completes each
-/// I/O as a whole (ext4 converts its unwritten extents in one step), so
-/// neighbouring transfers cost less joined.  If they cannot be joined,
-/// `T::io_ended` is called with `false` for each.
-pub fn submit_joined<T: Owner>(owners: KVec<Arc<T>>, io: for<'a> fn(&'a T) -> Option<FileIo<'a>>) {
-    let mut raw = KVec::new();
-    let mut reqs = KVec::new();
-    let room = raw
-        .reserve(owners.len(), GFP_NOIO)
-        .and_then(|()| reqs.reserve(owners.len(), GFP_NOIO));
-    if room.is_err() {
-        for owner in owners {
-            T::io_ended(owner, false);
+/// [`submit`] sends one, and ends each owner with the result of the whole:
+/// a file system that fails part of an I/O fails it all.  Each I/O must
+/// start in the file where the one before it ends, all must go the same
+/// way and none but the last may end inside a page; together they are at
+/// most `MAX_RW_COUNT` bytes.  A file system completes each I/O in one step
+/// (ext4 converts the unwritten extents it filled at its end), so
+/// neighbouring transfers cost less joined.
+///
+/// The owners come back, with nothing sent, if the I/Os cannot be joined
+/// (or there is no memory to): the caller may send them one by one.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::{
+///     block::bio::page_io::Owner,
+///     fs::direct_io::{self, FileIo},
+///     prelude::*,
+///     sync::{aref::ARef, Arc},
+/// };
+///
+/// /// Pages to write to a file, from byte `pos`.
+/// struct Store {
+///     file: ARef<kernel::fs::File>,
+///     pos: u64,
+///     pages: KVec<kernel::page::Page>,
+/// }
+///
+/// impl Owner for Store {
+///     fn io_ended(this: Arc<Self>, ok: bool) {
+///         if !ok {
+///             pr_warn!("store at {} failed\n", this.pos);
+///         }
+///     }
+/// }
+///
+/// fn write(store: &Store) -> Option<FileIo<'_>> {
+///     Some(FileIo {
+///         file: &store.file,
+///         write: true,
+///         pos: store.pos,
+///         pages: &store.pages,
+///         bytes: store.pages.len() * kernel::page::PAGE_SIZE,
+///     })
+/// }
+///
+/// /// Writes `stores`, which follow each other in one file, as one I/O if
+/// /// it can, else one by one.
+/// fn write_all(stores: KVec<Arc<Store>>) {
+///     if let Err(stores) = direct_io::submit_joined(stores, write) {
+///         stores.into_iter().for_each(|s| direct_io::submit(s, write));
+///     }
+/// }
+/// ```
+pub fn submit_joined<T: Owner>(
+    owners: KVec<Arc<T>>,
+    io: for<'a> fn(&'a T) -> Option<FileIo<'a>>,
+) -> core::result::Result<(), KVec<Arc<T>>> {
+    match prepare_joined(&owners, io) {
+        Ok((in_flight, file)) => {
+            send(in_flight, Owners::Joined(owners), file);
+            Ok(())
         }
-        return;
-    }
-    for owner in owners {
-        // Cannot fail: the room was reserved.
-        let _ = raw.push(Arc::into_raw(owner), GFP_NOWAIT);
-    }
-    for &owner in raw.iter() {
-        // SAFETY: `owner` holds a reference until `complete` takes it back
-        // (or the failure below), so the borrow lives as long as the I/O.
-        if let Some(req) = io(unsafe { &*owner }) {
-            // Cannot fail: the room was reserved.
-            let _ = reqs.push(req, GFP_NOWAIT);
-        }
-    }
-    let prepared = if reqs.len() == raw.len() {
-        prepare(&reqs)
-    } else {
-        Err(EINVAL)
-    };
-    drop(reqs);
-    match prepared {
-        // SAFETY: `in_flight` is the I/O of the requests of `raw`, whose
-        // borrows live as long as the references it holds.
-        Ok(in_flight) => unsafe { send(in_flight, Owners::Joined(raw)) },
-        Err(_) => {
-            for owner in raw {
-                // SAFETY: Nothing was sent: the reference comes back.
-                T::io_ended(unsafe { Arc::from_raw(owner) }, false);
-            }
-        }
+        Err(_) => Err(owners),
     }
 }
 
-/// Sends `in_flight` for `owners`, and ends it here if the file system
-/// did not queue it.
-///
-/// # Safety
-///
-/// `owners` hold one reference each, which `in_flight` takes over, and the
-/// pages and file of `in_flight` live as long as those references.
-unsafe fn send<T: Owner>(mut in_flight: KBox<InFlight<T>>, owners: Owners<T>) {
+/// `prepare` for the I/Os of `owners`.
+fn prepare_joined<T: Owner>(
+    owners: &[Arc<T>],
+    io: for<'a> fn(&'a T) -> Option<FileIo<'a>>,
+) -> Result<(KBox<InFlight<T>>, ARef<File>)> {
+    let mut reqs = KVec::with_capacity(owners.len(), GFP_NOIO)?;
+    for owner in owners {
+        reqs.push(io(owner).ok_or(EINVAL)?, GFP_NOIO)?;
+    }
+    prepare(&reqs)
+}
+
+/// Sends `in_flight`, the I/O of `owners` on `file`, and ends it here if
+/// the file system did not queue it.
+fn send<T: Owner>(mut in_flight: KBox<InFlight<T>>, owners: Owners<T>, file: ARef<File>) {
     in_flight.owners = owners;
-    let file = in_flight.file;
     let write = in_flight.write;
     let raw = KBox::into_raw(in_flight);
     // SAFETY: `raw` is ours until the I/O completes; its vector holds
@@ -202,12 +230,11 @@ unsafe fn send<T: Owner>(mut in_flight: KBox<InFlight<T>>, owners: Owners<T>) {
             write,
         )
     };
-    // SAFETY: The file lives as long as the owners' references (see the
-    // contract), which `raw` holds until the completion.
-    let file = unsafe { &*file };
     // SAFETY: The iocb and the vector stay in `raw` until the completion,
-    // here or in `file_io_end`, frees it.
-    let ret = unsafe { run(file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
+    // here or in `file_io_end`, frees it; the pages stay with the owners it
+    // holds.  `file` is our own reference: the completion may release the
+    // owners, and theirs, before the call returns.
+    let ret = unsafe { run(&file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
     if ret != -(bindings::EIOCBQUEUED as isize) {
         // SAFETY: The file system is done with the iocb; a write that was
         // not queued has its freeze protection dropped already.
@@ -327,39 +354,48 @@ unsafe fn bvec_iter(
 }
 
 /// Builds one I/O of `reqs`, which follow each other in one file and go
-/// the same way (`EINVAL` if not), with no owners yet.
-fn prepare<T: Owner>(reqs: &[FileIo<'_>]) -> Result<KBox<InFlight<T>>> {
+/// the same way (`EINVAL` if not), and takes a reference to the file.  Its
+/// owners are for `send` to set.
+fn prepare<T: Owner>(reqs: &[FileIo<'_>]) -> Result<(KBox<InFlight<T>>, ARef<File>)> {
     let first = reqs.first().ok_or(EINVAL)?;
     let mut bytes = 0usize;
-    for req in reqs {
+    for (i, req) in reqs.iter().enumerate() {
         let at = first.pos.checked_add(bytes as u64);
-        if !core::ptr::eq(req.file, first.file) || req.write != first.write || at != Some(req.pos) {
+        let whole_pages = req.bytes % PAGE_SIZE == 0 || i + 1 == reqs.len();
+        if !core::ptr::eq(req.file, first.file)
+            || req.write != first.write
+            || at != Some(req.pos)
+            || !whole_pages
+        {
             return Err(EINVAL);
         }
         bytes = bytes.checked_add(req.bytes).ok_or(EINVAL)?;
     }
+    if bytes > MAX_BYTES {
+        return Err(EINVAL);
+    }
     let bvecs = page_vecs(reqs)?;
     let mut iocb = direct_iocb(first.file, first.pos)?;
     iocb.ki_complete = Some(file_io_end);
-    Ok(KBox::new(
+    let in_flight = KBox::new(
         InFlight {
             iocb,
             finish: finish_queued::<T>,
             bvecs,
             owners: Owners::Joined(KVec::new()),
-            file: first.file,
             bytes,
             write: first.write,
         },
         GFP_NOIO,
-    )?)
+    )?;
+    Ok((in_flight, first.file.into()))
 }
 
-/// Ends an I/O: frees what it used and hands the owner to `T::io_ended`.
+/// Ends an I/O: frees what it used and hands the owners to `T::io_ended`.
 ///
 /// # Safety
 ///
-/// `raw` came from `submit`, its I/O is over, and this is called once.
+/// `raw` came from `send`, its I/O is over, and this is called once.
 /// `queued` is true when the file system queued the I/O, so that a write
 /// still holds freeze protection.
 unsafe fn complete<T: Owner>(raw: *mut InFlight<T>, ret: isize, queued: bool) {
@@ -371,18 +407,8 @@ unsafe fn complete<T: Owner>(raw: *mut InFlight<T>, ret: isize, queued: bool) {
         unsafe { bindings::kiocb_end_write(&raw mut in_flight.iocb) };
     }
     let ok = usize::try_from(ret).is_ok_and(|n| n == in_flight.bytes);
-    let owners = core::mem::replace(&mut in_flight.owners, Owners::Joined(KVec::new()));
-    drop(in_flight);
-    match owners {
-        // SAFETY: `send` handed over this reference with the I/O.
-        Owners::One(owner) => T::io_ended(unsafe { Arc::from_raw(owner) }, ok),
-        Owners::Joined(owners) => {
-            for owner in owners {
-                // SAFETY: As above, one reference each.
-                T::io_ended(unsafe { Arc::from_raw(owner) }, ok);
-            }
-        }
-    }
+    let InFlight { owners, .. } = KBox::into_inner(in_flight);
+    owners.ended(ok);
 }
 
 /// Ends a queued I/O for an owner `T`.
@@ -398,7 +424,8 @@ unsafe fn finish_queued<T: Owner>(iocb: *mut bindings::kiocb, ret: isize) {
     unsafe { complete::<T>(raw, ret, true) };
 }
 
-/// The `ki_complete` of every I/O of [`submit`]: not generic, so that it is
+/// The `ki_complete` of every I/O of [`submit`] and [`submit_joined`]: not
+/// generic, so that it is
 /// in the kernel, not in the module of the owner.  The owner's code runs
 /// inside an RCU read-side section, which unloading a module waits for: the
 /// file system may complete from a work item (the conversion of unwritten

@@ -785,7 +785,8 @@ TEST_F(setstorage, storage_stacked_on_a_filtered_device_is_refused)
 
 	if (!have_dmsetup())
 		SKIP(return, "dmsetup is not available");
-	ASSERT_EQ(0, dm_linear(DM_STACK, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, dm, sizeof(dm)));
+	ASSERT_EQ(0, dm_linear(DM_STACK, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, dm,
+			       sizeof(dm)));
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s", dm,
 		 MNT_EXT4, dm, MNT_EXT4);
 	ASSERT_EQ(0, run(cmd));
@@ -822,7 +823,8 @@ TEST_F(setstorage, storage_device_keeps_the_devices_below_it)
 
 	if (!have_dmsetup())
 		SKIP(return, "dmsetup is not available");
-	ASSERT_EQ(0, dm_linear(DM_STACK, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, dm, sizeof(dm)));
+	ASSERT_EQ(0, dm_linear(DM_STACK, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, dm,
+			       sizeof(dm)));
 	ASSERT_EQ(0, set_storage(self->ctl, &self->id, dm, 0));
 	EXPECT_EQ(EBUSY, blksnap_attach(self->store.fd));
 	/* Nor are another snapshot's v3 ranges given there. */
@@ -902,9 +904,10 @@ TEST_F(setstorage, storage_stack_grown_onto_a_filtered_device_fails_the_take)
 
 /*
  * A stack deeper than the block layer follows cannot be checked: EMLINK,
- * told apart from ELOOP (a filtered device found in it).
+ * told apart from ELOOP (a filtered device found in it).  The 17 devices
+ * are made one by one: about 30 s in the test guest.
  */
-TEST_F(setstorage, storage_stacked_too_deep_is_refused)
+TEST_F_TIMEOUT(setstorage, storage_stacked_too_deep_is_refused, 120)
 {
 	char cmd[200], below[32], top[32];
 	int i;
