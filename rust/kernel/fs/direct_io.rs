@@ -5,9 +5,7 @@
 //! Two counterparts of block I/O, for a driver that keeps data in a file:
 //! [`submit`] sends pages that an object owns and tells it when the I/O
 //! ended, as [`page_io`] does on a device, keeping the owner (and so the
-//! file and the pages) alive until then, and [`submit_joined`] sends the
-//! pages of several owners that follow each other in a file as one I/O;
-//! [`FileBatch`] moves stretches of
+//! file and the pages) alive until then; [`FileBatch`] moves stretches of
 //! bios between their data and files, as a `Batch` of bio parts does, and
 //! waits for them together.
 //!
@@ -91,31 +89,10 @@ struct InFlight<T> {
     /// Ends the I/O: `complete::<T>`, which is in the module of the owner.
     finish: unsafe fn(*mut bindings::kiocb, isize),
     bvecs: KVec<bindings::bio_vec>,
-    /// Whose I/O this is: they keep the pages and the file.
-    owners: Owners<T>,
+    owner: *const T,
     bytes: usize,
     write: bool,
 }
-
-/// The owners of one I/O, in file order: most I/Os have one, which needs
-/// no list.
-enum Owners<T> {
-    One(Arc<T>),
-    Joined(KVec<Arc<T>>),
-}
-
-impl<T: Owner> Owners<T> {
-    /// Hands each owner to `T::io_ended`, with `ok`.
-    fn ended(self, ok: bool) {
-        match self {
-            Self::One(owner) => T::io_ended(owner, ok),
-            Self::Joined(owners) => owners.into_iter().for_each(|o| T::io_ended(o, ok)),
-        }
-    }
-}
-
-/// Largest I/O in bytes, as the VFS caps a read or write (`MAX_RW_COUNT`).
-const MAX_BYTES: usize = i32::MAX as usize & !(PAGE_SIZE - 1);
 
 /// Sends `io(&owner)` without waiting, and keeps `owner` until it ended;
 /// then calls `T::io_ended` with it, from the file system's completion
@@ -127,98 +104,23 @@ const MAX_BYTES: usize = i32::MAX as usize & !(PAGE_SIZE - 1);
 /// file system allocates while it takes the I/O in: reclaim must not write
 /// to a device whose writes may wait for this I/O.
 pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a>>) {
-    let prepared = io(&owner).map(|req| prepare::<T>(core::slice::from_ref(&req)));
-    match prepared {
-        Some(Ok((in_flight, file))) => send(in_flight, Owners::One(owner), file),
-        _ => T::io_ended(owner, false),
-    }
-}
-
-/// Sends the I/Os of `owners` (as `io` gives them, in order) as one, as
-/// [`submit`] sends one, and ends each owner with the result of the whole:
-/// a file system that fails part of an I/O fails it all.  Each I/O must
-/// start in the file where the one before it ends, all must go the same
-/// way and none but the last may end inside a page; together they are at
-/// most `MAX_RW_COUNT` bytes.  A file system completes each I/O in one step
-/// (ext4 converts the unwritten extents it filled at its end), so
-/// neighbouring transfers cost less joined.
-///
-/// The owners come back, with nothing sent, if the I/Os cannot be joined
-/// (or there is no memory to): the caller may send them one by one.
-///
-/// # Examples
-///
-/// ```
-/// use kernel::{
-///     block::bio::page_io::Owner,
-///     fs::direct_io::{self, FileIo},
-///     prelude::*,
-///     sync::{aref::ARef, Arc},
-/// };
-///
-/// /// Pages to write to a file, from byte `pos`.
-/// struct Store {
-///     file: ARef<kernel::fs::File>,
-///     pos: u64,
-///     pages: KVec<kernel::page::Page>,
-/// }
-///
-/// impl Owner for Store {
-///     fn io_ended(this: Arc<Self>, ok: bool) {
-///         if !ok {
-///             pr_warn!("store at {} failed\n", this.pos);
-///         }
-///     }
-/// }
-///
-/// fn write(store: &Store) -> Option<FileIo<'_>> {
-///     Some(FileIo {
-///         file: &store.file,
-///         write: true,
-///         pos: store.pos,
-///         pages: &store.pages,
-///         bytes: store.pages.len() * kernel::page::PAGE_SIZE,
-///     })
-/// }
-///
-/// /// Writes `stores`, which follow each other in one file, as one I/O if
-/// /// it can, else one by one.
-/// fn write_all(stores: KVec<Arc<Store>>) {
-///     if let Err(stores) = direct_io::submit_joined(stores, write) {
-///         stores.into_iter().for_each(|s| direct_io::submit(s, write));
-///     }
-/// }
-/// ```
-pub fn submit_joined<T: Owner>(
-    owners: KVec<Arc<T>>,
-    io: for<'a> fn(&'a T) -> Option<FileIo<'a>>,
-) -> core::result::Result<(), KVec<Arc<T>>> {
-    match prepare_joined(&owners, io) {
-        Ok((in_flight, file)) => {
-            send(in_flight, Owners::Joined(owners), file);
-            Ok(())
+    let raw_owner = Arc::into_raw(owner);
+    // SAFETY: `raw_owner` holds a reference until `complete` takes it back,
+    // so the borrow lives as long as the I/O.
+    let req = io(unsafe { &*raw_owner });
+    let prepared = req.as_ref().map(|req| (prepare(req, raw_owner), req));
+    let (in_flight, req) = match prepared {
+        Some((Ok(in_flight), req)) => (in_flight, req),
+        _ => {
+            // SAFETY: Nothing was sent: the reference comes back.
+            let owner = unsafe { Arc::from_raw(raw_owner) };
+            return T::io_ended(owner, false);
         }
-        Err(_) => Err(owners),
-    }
-}
-
-/// `prepare` for the I/Os of `owners`.
-fn prepare_joined<T: Owner>(
-    owners: &[Arc<T>],
-    io: for<'a> fn(&'a T) -> Option<FileIo<'a>>,
-) -> Result<(KBox<InFlight<T>>, ARef<File>)> {
-    let mut reqs = KVec::with_capacity(owners.len(), GFP_NOIO)?;
-    for owner in owners {
-        reqs.push(io(owner).ok_or(EINVAL)?, GFP_NOIO)?;
-    }
-    prepare(&reqs)
-}
-
-/// Sends `in_flight`, the I/O of `owners` on `file`, and ends it here if
-/// the file system did not queue it.
-fn send<T: Owner>(mut in_flight: KBox<InFlight<T>>, owners: Owners<T>, file: ARef<File>) {
-    in_flight.owners = owners;
-    let write = in_flight.write;
+    };
+    // A reference of our own: the completion may release the owner, and
+    // with it the file, before the call returns.
+    let file: ARef<File> = req.file.into();
+    let write = req.write;
     let raw = KBox::into_raw(in_flight);
     // SAFETY: `raw` is ours until the I/O completes; its vector holds
     // `bvecs.len()` valid entries covering `bytes`, and stays until then.
@@ -231,9 +133,7 @@ fn send<T: Owner>(mut in_flight: KBox<InFlight<T>>, owners: Owners<T>, file: ARe
         )
     };
     // SAFETY: The iocb and the vector stay in `raw` until the completion,
-    // here or in `file_io_end`, frees it; the pages stay with the owners it
-    // holds.  `file` is our own reference: the completion may release the
-    // owners, and theirs, before the call returns.
+    // here or in `file_io_end`, frees it.
     let ret = unsafe { run(&file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
     if ret != -(bindings::EIOCBQUEUED as isize) {
         // SAFETY: The file system is done with the iocb; a write that was
@@ -242,28 +142,25 @@ fn send<T: Owner>(mut in_flight: KBox<InFlight<T>>, owners: Owners<T>, file: ARe
     }
 }
 
-/// The vector of the pages of `reqs`, one after the other.
-fn page_vecs(reqs: &[FileIo<'_>]) -> Result<KVec<bindings::bio_vec>> {
-    let npages = reqs.iter().map(|r| r.bytes.div_ceil(PAGE_SIZE)).sum();
+/// The vector of the pages of `req`.
+fn page_vecs(req: &FileIo<'_>) -> Result<KVec<bindings::bio_vec>> {
+    let npages = req.bytes.div_ceil(PAGE_SIZE);
+    if req.bytes == 0 || npages > req.pages.len() {
+        return Err(EINVAL);
+    }
     let mut bvecs = KVec::with_capacity(npages, GFP_NOIO)?;
-    for req in reqs {
-        let npages = req.bytes.div_ceil(PAGE_SIZE);
-        if req.bytes == 0 || npages > req.pages.len() {
-            return Err(EINVAL);
-        }
-        let mut left = req.bytes;
-        for page in &req.pages[..npages] {
-            let len = left.min(PAGE_SIZE);
-            bvecs.push(
-                bindings::bio_vec {
-                    bv_page: page.as_ptr(),
-                    bv_len: len as u32,
-                    bv_offset: 0,
-                },
-                GFP_NOIO,
-            )?;
-            left -= len;
-        }
+    let mut left = req.bytes;
+    for page in &req.pages[..npages] {
+        let len = left.min(PAGE_SIZE);
+        bvecs.push(
+            bindings::bio_vec {
+                bv_page: page.as_ptr(),
+                bv_len: len as u32,
+                bv_offset: 0,
+            },
+            GFP_NOIO,
+        )?;
+        left -= len;
     }
     Ok(bvecs)
 }
@@ -318,7 +215,7 @@ fn sync_result(ret: isize, len: usize) -> Result {
 /// Moves the pages of `io` and waits for it, as [`submit`] does without
 /// waiting.
 pub fn transfer_pages(io: FileIo<'_>) -> Result {
-    let bvecs = page_vecs(core::slice::from_ref(&io))?;
+    let bvecs = page_vecs(&io)?;
     let mut iocb = direct_iocb(io.file, io.pos)?;
     // SAFETY: `bvecs` holds `len()` valid entries covering `bytes`, and
     // lives across the I/O.
@@ -353,49 +250,29 @@ unsafe fn bvec_iter(
     iter
 }
 
-/// Builds one I/O of `reqs`, which follow each other in one file and go
-/// the same way (`EINVAL` if not), and takes a reference to the file.  Its
-/// owners are for `send` to set.
-fn prepare<T: Owner>(reqs: &[FileIo<'_>]) -> Result<(KBox<InFlight<T>>, ARef<File>)> {
-    let first = reqs.first().ok_or(EINVAL)?;
-    let mut bytes = 0usize;
-    for (i, req) in reqs.iter().enumerate() {
-        let at = first.pos.checked_add(bytes as u64);
-        let whole_pages = req.bytes % PAGE_SIZE == 0 || i + 1 == reqs.len();
-        if !core::ptr::eq(req.file, first.file)
-            || req.write != first.write
-            || at != Some(req.pos)
-            || !whole_pages
-        {
-            return Err(EINVAL);
-        }
-        bytes = bytes.checked_add(req.bytes).ok_or(EINVAL)?;
-    }
-    if bytes > MAX_BYTES {
-        return Err(EINVAL);
-    }
-    let bvecs = page_vecs(reqs)?;
-    let mut iocb = direct_iocb(first.file, first.pos)?;
+/// Builds the I/O of `req` for the owner `raw_owner`.
+fn prepare<T: Owner>(req: &FileIo<'_>, raw_owner: *const T) -> Result<KBox<InFlight<T>>> {
+    let bvecs = page_vecs(req)?;
+    let mut iocb = direct_iocb(req.file, req.pos)?;
     iocb.ki_complete = Some(file_io_end);
-    let in_flight = KBox::new(
+    Ok(KBox::new(
         InFlight {
             iocb,
             finish: finish_queued::<T>,
             bvecs,
-            owners: Owners::Joined(KVec::new()),
-            bytes,
-            write: first.write,
+            owner: raw_owner,
+            bytes: req.bytes,
+            write: req.write,
         },
         GFP_NOIO,
-    )?;
-    Ok((in_flight, first.file.into()))
+    )?)
 }
 
-/// Ends an I/O: frees what it used and hands the owners to `T::io_ended`.
+/// Ends an I/O: frees what it used and hands the owner to `T::io_ended`.
 ///
 /// # Safety
 ///
-/// `raw` came from `send`, its I/O is over, and this is called once.
+/// `raw` came from `submit`, its I/O is over, and this is called once.
 /// `queued` is true when the file system queued the I/O, so that a write
 /// still holds freeze protection.
 unsafe fn complete<T: Owner>(raw: *mut InFlight<T>, ret: isize, queued: bool) {
@@ -407,8 +284,10 @@ unsafe fn complete<T: Owner>(raw: *mut InFlight<T>, ret: isize, queued: bool) {
         unsafe { bindings::kiocb_end_write(&raw mut in_flight.iocb) };
     }
     let ok = usize::try_from(ret).is_ok_and(|n| n == in_flight.bytes);
-    let InFlight { owners, .. } = KBox::into_inner(in_flight);
-    owners.ended(ok);
+    // SAFETY: `submit` handed over this reference with the I/O.
+    let owner = unsafe { Arc::from_raw(in_flight.owner) };
+    drop(in_flight);
+    T::io_ended(owner, ok);
 }
 
 /// Ends a queued I/O for an owner `T`.
@@ -424,8 +303,7 @@ unsafe fn finish_queued<T: Owner>(iocb: *mut bindings::kiocb, ret: isize) {
     unsafe { complete::<T>(raw, ret, true) };
 }
 
-/// The `ki_complete` of every I/O of [`submit`] and [`submit_joined`]: not
-/// generic, so that it is
+/// The `ki_complete` of every I/O of [`submit`]: not generic, so that it is
 /// in the kernel, not in the module of the owner.  The owner's code runs
 /// inside an RCU read-side section, which unloading a module waits for: the
 /// file system may complete from a work item (the conversion of unwritten

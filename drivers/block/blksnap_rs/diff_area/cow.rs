@@ -27,10 +27,7 @@ use kernel::{
         bio::{page_io, plug, transfer_pages, BioList, Filtered, FilteredBio, PageIo, Status},
         forward::Paused,
     },
-    fs::{
-        direct_io::{self, FileIo},
-        File,
-    },
+    fs::direct_io::{self, FileIo},
     page::Page,
     prelude::*,
     sync::Arc,
@@ -176,84 +173,6 @@ fn store_now(copy: &ChunkCopy) -> Result {
     match store_to_file(copy) {
         Some(io) => direct_io::transfer_pages(io),
         None => transfer_pages(store(copy)),
-    }
-}
-
-/// Stores to a file, collected to be sent in runs of neighbours, each run
-/// as one I/O: the file system completes each I/O in one step (ext4
-/// converts the unwritten extents a write filled at its end), so fewer
-/// cost less.
-struct FileStores {
-    copies: KVec<Arc<ChunkCopy>>,
-}
-
-impl FileStores {
-    /// Most bytes joined in one I/O: a size storage devices take in few
-    /// requests, and a vector of at most 1024 pages.
-    const MAX_JOINED_BYTES: u64 = 4 << 20;
-
-    /// Room for `n` stores; without memory, each goes alone.
-    fn new(n: usize) -> Self {
-        let mut copies = KVec::new();
-        let _ = copies.reserve(n, GFP_NOIO);
-        Self { copies }
-    }
-
-    /// Adds `copy`, whose place is in a file.
-    fn add(&mut self, copy: Arc<ChunkCopy>) {
-        if let Err(e) = self.copies.push_within_capacity(copy) {
-            direct_io::submit(e.0, store_to_file);
-        }
-    }
-
-    /// Sends the stores in file order, neighbours joined.  Loads end in
-    /// any order; their places were handed out in the order they started.
-    fn send(mut self) {
-        self.copies.sort_unstable_by_key(|c| match &c.place {
-            Place::File(file, at) => (core::ptr::from_ref::<File>(file) as usize, *at),
-            Place::Device(..) => (0, 0),
-        });
-        let mut run = KVec::with_capacity(MAX_COPIES, GFP_NOIO).unwrap_or_default();
-        let mut bytes = 0;
-        for copy in self.copies.drain_all() {
-            let len = copy.sectors << kernel::block::SECTOR_SHIFT;
-            let follows = run.last().is_some_and(|last: &Arc<ChunkCopy>| {
-                last.place.continued_by(&copy.place, last.sectors)
-            });
-            if !follows || bytes + len > Self::MAX_JOINED_BYTES {
-                send_run(&mut run);
-                bytes = 0;
-            }
-            match run.push_within_capacity(copy) {
-                Ok(()) => bytes += len,
-                // No room for a run: alone.
-                Err(e) => direct_io::submit(e.0, store_to_file),
-            }
-        }
-        send_run(&mut run);
-    }
-}
-
-/// Sends the stores of `run`, which follow each other in a file, as one
-/// I/O if they can be joined, else one by one; `run` is left empty.
-fn send_run(run: &mut KVec<Arc<ChunkCopy>>) {
-    if run.len() > 1 {
-        if let Ok(mut joined) = KVec::with_capacity(run.len(), GFP_NOIO) {
-            for copy in run.drain_all() {
-                if let Err(e) = joined.push_within_capacity(copy) {
-                    direct_io::submit(e.0, store_to_file);
-                }
-            }
-            if let Err(alone) = direct_io::submit_joined(joined, store_to_file) {
-                alone
-                    .into_iter()
-                    .for_each(|c| direct_io::submit(c, store_to_file));
-            }
-            return;
-        }
-    }
-    for copy in run.drain_all() {
-        direct_io::submit(copy, store_to_file);
     }
 }
 
@@ -586,14 +505,10 @@ impl DiffArea {
         }
         drop(paused);
         self.copies_loaded(recorded.len());
-        let mut to_files = FileStores::new(recorded.len());
         for (copy, parked) in recorded {
             self.release(parked);
-            if let Some(copy) = self.store_unless_file(copy) {
-                to_files.add(copy);
-            }
+            self.start_store(copy);
         }
-        to_files.send();
     }
 
     /// `loads_ended` for one copy.
@@ -611,31 +526,21 @@ impl DiffArea {
     }
 
     /// Writes the old data of `copy` to difference storage, without
-    /// waiting.
+    /// waiting.  After a failure the image is lost: storing more is
+    /// useless.
     fn start_store(self: &Arc<Self>, copy: Arc<ChunkCopy>) {
-        if let Some(copy) = self.store_unless_file(copy) {
-            direct_io::submit(copy, store_to_file);
-        }
-    }
-
-    /// Starts the store of `copy` to a device, or gives it back if it goes
-    /// to a file, for the caller to send.  After a failure the image is
-    /// lost: storing more is useless.
-    fn store_unless_file(self: &Arc<Self>, copy: Arc<ChunkCopy>) -> Option<Arc<ChunkCopy>> {
         if self.error() != 0 {
             let _ = self.chunk_states.fail(copy.chunk);
-            self.finish(copy, Stage::InMemory);
-            return None;
+            return self.finish(copy, Stage::InMemory);
         }
-        if !matches!(copy.place, Place::File(..)) {
+        if matches!(copy.place, Place::File(..)) {
+            if let Err(e) = copy.place.check_within(copy.sectors) {
+                return self.abandon(copy, e, Stage::InMemory);
+            }
+            direct_io::submit(copy, store_to_file);
+        } else {
             page_io::submit(copy, store);
-            return None;
         }
-        if let Err(e) = copy.place.check_within(copy.sectors) {
-            self.abandon(copy, e, Stage::InMemory);
-            return None;
-        }
-        Some(copy)
     }
 
     /// Goes on with a copy whose store ended.
