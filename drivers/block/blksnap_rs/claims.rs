@@ -104,7 +104,8 @@ kernel::sync::global_lock! {
 
 /// Records `ranges`, which do not overlap each other, as difference storage:
 /// `EINVAL` if one is on an image, `EBUSY` if one overlaps storage recorded
-/// before: another snapshot's, or the same snapshot's given through another
+/// before: another snapshot's (a whole device given as storage, or one it
+/// is built on, included), or the same snapshot's given through another
 /// device of the same disk (a partition and the whole disk; ranges given
 /// through one device were checked against each other before).  Records all
 /// or none.
@@ -212,17 +213,14 @@ pub(crate) fn claim_reached(devices: &[Claim]) -> Result {
 /// then `old` stays recorded.
 pub(crate) fn reclaim_reached(old: &[Claim], new: &[Claim], via: Via) -> Result {
     let mut claims = CLAIMS.lock();
-    claims.remove_reached(old, via);
-    let checked = match via {
-        Via::Device => claims.check_below(new),
-        Via::File => claims.check_reachable(new),
-    };
-    let added = checked.and_then(|()| claims.add_reached(new, via));
-    if added.is_err() {
-        // Cannot fail: the room `old` had is still there.
-        let _ = claims.add_reached(old, via);
+    match via {
+        Via::Device => claims.check_below(new)?,
+        Via::File => claims.check_reachable(new)?,
     }
-    added
+    claims.reached_via(via).reserve(new.len(), GFP_NOIO)?;
+    claims.remove_reached(old, via);
+    // Cannot fail: the room was reserved.
+    claims.add_reached(new, via)
 }
 
 /// Forgets `devices`, recorded `via` `claim_device` or `claim_reached`.

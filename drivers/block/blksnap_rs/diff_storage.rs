@@ -113,9 +113,13 @@ impl Growth {
 /// of sectors into a bio, and each piece goes to the storage as it is.
 pub(crate) const STORAGE_DMA_ALIGNMENT: u32 = (1 << kernel::block::SECTOR_SHIFT) - 1;
 
-/// `EINVAL` if `bdev` needs buffers aligned more than storage may.
-fn check_dma_alignment(bdev: &BlockDevice) -> Result {
-    if bdev.io_geometry().dma_alignment > STORAGE_DMA_ALIGNMENT {
+/// `EINVAL` unless `bdev` takes I/O in single sectors, from buffers
+/// aligned to a sector: the pieces image reads are cut into.
+fn check_takes_sectors(bdev: &BlockDevice) -> Result {
+    let geometry = bdev.io_geometry();
+    if geometry.logical_block_size > 1 << kernel::block::SECTOR_SHIFT
+        || geometry.dma_alignment > STORAGE_DMA_ALIGNMENT
+    {
         return Err(EINVAL);
     }
     Ok(())
@@ -153,15 +157,16 @@ fn lower_claims(bdev: &BlockDevice) -> Result<KVec<Claim>> {
 /// The devices that writes to `file` reach: its file system's device and
 /// those it is built on; none for a file system in memory, or one on no
 /// device it was mounted from, which cannot be checked.  `EINVAL` on a
-/// device whose blocks are larger than a sector, or that needs buffers
-/// aligned more: image reads come in sectors, and direct I/O of them needs
-/// a device that takes them.
+/// device that does not take single sectors (see `check_takes_sectors`):
+/// image reads come in sectors, and direct I/O of them needs a device that
+/// takes them.  What the file system itself needs for direct I/O beyond
+/// that (btrfs, or a file whose data is on another device than the one it
+/// was mounted from) is not checked.
 fn file_claims(file: &File) -> Result<KVec<Claim>> {
     match file.backing() {
         Backing::Device => file.with_fs_device(|bdev| match bdev {
-            Some(bdev) if bdev.io_geometry().logical_block_size > 512 => Err(EINVAL),
             Some(bdev) => {
-                check_dma_alignment(bdev)?;
+                check_takes_sectors(bdev)?;
                 let mut reached = lower_claims(bdev)?;
                 reached.push(sectors(bdev), GFP_NOIO)?;
                 Ok(reached)
@@ -333,7 +338,7 @@ impl DiffStorage {
         if self.extents.len() + ranges.len() > MAX_EXTENTS {
             return Err(EINVAL);
         }
-        check_dma_alignment(device.bdev())?;
+        check_takes_sectors(device.bdev())?;
         let mut new = KVec::with_capacity(ranges.len(), GFP_NOIO)?;
         for &(start, count) in ranges {
             let end = start.checked_add(count).ok_or(EINVAL)?;
@@ -377,7 +382,7 @@ impl DiffStorage {
         if size == 0 || limit > size {
             return Err(EINVAL);
         }
-        check_dma_alignment(device.bdev())?;
+        check_takes_sectors(device.bdev())?;
         let extent = Extent {
             device,
             start: 0,
@@ -592,6 +597,7 @@ impl DiffStorage {
     pub(crate) fn check_stack(&mut self) -> Result {
         let (reached, via) = match (&self.given, self.extents.first(), &self.file) {
             (Given::Device { .. }, Some(whole), _) => {
+                check_takes_sectors(whole.device.bdev())?;
                 (lower_claims(whole.device.bdev())?, Via::Device)
             }
             (Given::File { .. }, _, Some(f)) => (file_claims(&f.file)?, Via::File),

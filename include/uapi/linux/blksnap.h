@@ -224,8 +224,9 @@ struct blksnap_snapshot_append_storage {
  *
  * Adds sector ranges of a block device to the snapshot's difference storage,
  * where data overwritten on the original devices is kept.  Allowed before and
- * after the snapshot is taken.  A device that needs data buffers aligned to
- * more than a sector is refused with -EINVAL.
+ * after the snapshot is taken.  A device whose logical blocks are larger than
+ * a sector, or that needs data buffers aligned to more than one, is refused
+ * with -EINVAL.
  */
 #define IOCTL_BLKSNAP_SNAPSHOT_APPEND_STORAGE					\
 	_IOW(BLKSNAP, blksnap_ioctl_snapshot_append_storage,			\

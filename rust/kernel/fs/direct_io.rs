@@ -105,8 +105,8 @@ struct InFlight<T> {
 /// to a device whose writes may wait for this I/O.
 pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a>>) {
     let raw_owner = Arc::into_raw(owner);
-    // SAFETY: `raw_owner` holds a reference until `complete` takes it back,
-    // so the borrow lives as long as the I/O.
+    // SAFETY: `raw_owner` holds a reference until `complete` takes it back:
+    // the borrow is used only before the I/O is sent, see below.
     let req = io(unsafe { &*raw_owner });
     let prepared = req.as_ref().map(|req| (prepare(req, raw_owner), req));
     let (in_flight, req) = match prepared {

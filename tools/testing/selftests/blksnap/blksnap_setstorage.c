@@ -895,8 +895,13 @@ TEST_F(setstorage, storage_stack_grown_onto_a_filtered_device_fails_the_take)
 		 half, self->extra.path, half, half, self->store.path);
 	ASSERT_EQ(0, run(cmd));
 	EXPECT_EQ(ELOOP, snapshot_take(self->ctl, &self->id));
+	/* What was recorded before still holds: the filter stays off it. */
+	EXPECT_EQ(EBUSY, blksnap_attach(self->extra.fd));
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+	/* And goes with the storage. */
+	EXPECT_EQ(0, blksnap_attach(self->extra.fd));
+	EXPECT_EQ(0, blksnap_detach(self->extra.fd));
 	EXPECT_EQ(0, blksnap_detach(self->store.fd));
 	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
 	EXPECT_EQ(0, original_intact(self));
