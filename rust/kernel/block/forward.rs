@@ -22,6 +22,7 @@ use crate::{
     sync::{new_condvar, new_spinlock_irq, CondVar, SpinLockIrq},
     types::Opaque,
 };
+use core::ptr::NonNull;
 
 /// The counts of a [`Forwarder`].
 struct Counts {
@@ -142,6 +143,35 @@ pub struct Forwarder<T> {
     target: T,
 }
 
+/// One I/O of its own that a driver counts as forwarded: the forwarder's
+/// pauses and its drop wait until it is dropped.  For I/O the driver sends
+/// somewhere else than a block device (a file, say) and that must end
+/// before whatever the forwarder's owner holds goes.
+///
+/// It is `'static` so that it can travel with the I/O to its completion;
+/// dropping the forwarder on the task that holds one never returns.
+///
+/// # Invariants
+///
+/// `flight` points at the `Flight` of a pinned [`Forwarder`], in which this
+/// counts as one clone in flight: the forwarder's drop waits for `drop`.
+pub struct Entered {
+    flight: NonNull<Flight>,
+}
+
+// SAFETY: It only counts: dropping it takes the flight's lock, which any
+// task or interrupt may do.
+unsafe impl Send for Entered {}
+// SAFETY: Shared, it gives nothing away.
+unsafe impl Sync for Entered {}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant the flight stays until this leaves.
+        unsafe { self.flight.as_ref().leave() };
+    }
+}
+
 /// New forwards are held back while this exists; see [`Forwarder::pause`].
 pub struct Paused<'a> {
     flight: &'a Flight,
@@ -237,6 +267,17 @@ impl<T: Send + Sync> Forwarder<T> {
             bindings::submit_bio_noacct(clone);
         }
         Ok(())
+    }
+
+    /// Counts an I/O of the caller's own as forwarded until the returned
+    /// token is dropped, or returns `None` if a pause is in force.  Pauses
+    /// that begin meanwhile, and the forwarder's drop, wait for the token.
+    pub fn enter(&self) -> Option<Entered> {
+        // INVARIANT: The forwarder is pinned, and its drop waits until the
+        // count taken here is given back.
+        self.flight.enter().then(|| Entered {
+            flight: NonNull::from(&self.flight),
+        })
     }
 
     /// Holds new forwards back, and waits until every clone in flight

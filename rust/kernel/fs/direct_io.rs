@@ -2,12 +2,13 @@
 
 //! Direct I/O on a file, past the page cache, without waiting.
 //!
-//! Two counterparts of block I/O, for a driver that keeps data in a file:
+//! Counterparts of block I/O, for a driver that keeps data in a file:
 //! [`submit`] sends pages that an object owns and tells it when the I/O
 //! ended, as [`page_io`] does on a device, keeping the owner (and so the
 //! file and the pages) alive until then; [`FileBatch`] moves stretches of
 //! bios between their data and files, as a `Batch` of bio parts does, and
-//! waits for them together.
+//! waits for them together; [`serve_from_files`] serves a bio of the
+//! driver's disk from files without waiting, as a forwarded clone does.
 //!
 //! C header: [`include/linux/fs.h`](srctree/include/linux/fs.h)
 //!
@@ -21,14 +22,19 @@ use crate::{
         bio::{
             batch::{Ended, InFlight as PartsInFlight, PartList},
             page_io::Owner,
-            Bio, Operation,
+            Bio, DiskBio, Operation, Status,
         },
+        forward::Entered,
         SECTOR_SHIFT,
     },
     page::Page,
     page::PAGE_SIZE,
     prelude::*,
-    sync::{aref::ARef, Arc},
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Full, Relaxed},
+        Arc,
+    },
 };
 use core::{marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
 
@@ -479,13 +485,8 @@ impl<'b, T> FileBatch<'b, T> {
             Operation::Write => true,
             _ => return Err(EOPNOTSUPP),
         };
-        let bytes = |s: u64| {
-            s.checked_mul(1 << SECTOR_SHIFT)
-                .and_then(|b| usize::try_from(b).ok())
-                .ok_or(EINVAL)
-        };
-        let len = bytes(sectors)?;
-        let mut iter = bio_stretch(bio, bytes(offset)?, len, write)?;
+        let len = sectors_to_bytes(sectors)?;
+        let mut iter = bio_stretch(bio, sectors_to_bytes(offset)?, len, write)?;
         let mut iocb = direct_iocb(file, sector.checked_mul(1 << SECTOR_SHIFT).ok_or(EFBIG)?)?;
         iocb.ki_complete = Some(stretch_end);
         let stretch = Stretch {
@@ -531,6 +532,225 @@ unsafe extern "C" fn stretch_end(iocb: *mut bindings::kiocb, ret: crate::ffi::c_
         (*stretch).ret = ret;
         (*(*stretch).state).ended();
     }
+}
+
+/// A stretch of a bio served from a file: `sectors` sectors from `offset`
+/// sectors into the bio's data, at sector `sector` (of 512 bytes) of `file`.
+pub struct FileStretch<'a> {
+    /// Sectors into the bio's data.
+    pub offset: u64,
+    /// How many sectors.
+    pub sectors: u64,
+    /// The file, opened with `O_DIRECT`.
+    pub file: &'a File,
+    /// Where in the file, in sectors.
+    pub sector: u64,
+}
+
+/// Serves `bio` from files without waiting: each stretch of `stretches` is
+/// read from its file into the bio (or, for a write bio, written there),
+/// and the bio ends once every stretch ended, with an I/O error if one
+/// failed, moved fewer bytes than asked or could not be sent.  `entered`
+/// is dropped right after the bio ended: the forwarder it came from waits
+/// for the bio, and so does whatever waits for that forwarder.
+///
+/// Each stretch holds a reference to its file until it ended; memory is
+/// allocated without I/O, as [`submit`]'s, and the completion runs kernel
+/// code only, so the caller's module may go once the forwarder did.
+///
+/// # Examples
+///
+/// Serves a read of a disk whose data is the file `backing`, sector for
+/// sector:
+///
+/// ```
+/// use kernel::{
+///     block::{bio::DiskBio, forward::Forwarder},
+///     fs::{direct_io::{serve_from_files, FileStretch}, File},
+///     prelude::*,
+/// };
+///
+/// fn read_from(forwarder: &Forwarder<()>, bio: DiskBio, backing: &File) -> Option<DiskBio> {
+///     let Some(entered) = forwarder.enter() else {
+///         // Paused: the caller tries later.
+///         return Some(bio);
+///     };
+///     let whole = FileStretch {
+///         offset: 0,
+///         sectors: bio.nr_sectors(),
+///         file: backing,
+///         sector: bio.sector(),
+///     };
+///     serve_from_files(bio, entered, [whole]);
+///     None
+/// }
+/// ```
+pub fn serve_from_files<'a>(
+    bio: DiskBio,
+    entered: Entered,
+    stretches: impl IntoIterator<Item = FileStretch<'a>>,
+) {
+    let Ok(whole) = KBox::new(
+        WholeBio {
+            bio,
+            left: Atomic::new(1),
+            failed: Atomic::new(false),
+            _entered: entered,
+        },
+        GFP_NOIO,
+    ) else {
+        // The bio ends with an error as it is dropped, then `entered` goes.
+        return;
+    };
+    let whole = KBox::into_raw(whole);
+    for stretch in stretches {
+        // SAFETY: The sender's own count keeps `whole` until the end of this
+        // function.
+        unsafe { (*whole).left.add(1, Relaxed) };
+        // SAFETY: As above; the bio stays until `whole` goes.
+        let sent = unsafe { send_stretch(whole, &(*whole).bio, &stretch) };
+        if sent.is_err() {
+            // SAFETY: The count taken above, for a stretch that was not sent.
+            unsafe { stretch_ended(whole, false) };
+        }
+    }
+    // SAFETY: The sender's own count, given back once.
+    unsafe { stretch_ended(whole, true) };
+}
+
+/// A bio served from files: what [`serve_from_files`] keeps until the last
+/// stretch ended.
+struct WholeBio {
+    bio: DiskBio,
+    /// Stretches in flight, plus one while they are being sent.
+    left: Atomic<usize>,
+    failed: Atomic<bool>,
+    _entered: Entered,
+}
+
+/// One stretch of a [`WholeBio`] in flight: the iocb first, so that its
+/// completion finds the rest.
+#[repr(C)]
+struct BioStretch {
+    iocb: bindings::kiocb,
+    whole: *const WholeBio,
+    /// Held until the stretch ended.
+    _file: ARef<File>,
+    len: usize,
+    write: bool,
+}
+
+/// Sends one stretch of `bio`, which `whole` owns.
+///
+/// # Safety
+///
+/// `whole` is valid and counts this stretch in `left`; `bio` is its bio.
+unsafe fn send_stretch(whole: *const WholeBio, bio: &Bio, stretch: &FileStretch<'_>) -> Result {
+    let write = match bio.operation() {
+        Operation::Read => false,
+        Operation::Write => true,
+        _ => return Err(EOPNOTSUPP),
+    };
+    let len = sectors_to_bytes(stretch.sectors)?;
+    let mut iter = bio_stretch(bio, sectors_to_bytes(stretch.offset)?, len, write)?;
+    let pos = stretch.sector.checked_mul(1 << SECTOR_SHIFT).ok_or(EFBIG)?;
+    let mut iocb = direct_iocb(stretch.file, pos)?;
+    iocb.ki_complete = Some(bio_stretch_end);
+    let raw = KBox::into_raw(KBox::new(
+        BioStretch {
+            iocb,
+            whole,
+            _file: stretch.file.into(),
+            len,
+            write,
+        },
+        GFP_NOIO,
+    )?);
+    // SAFETY: The stretch stays until its completion frees it; the bio's
+    // vector, which the iterator and the file system's bios point into,
+    // stays until the bio ends, after this stretch ended.
+    let ret = unsafe { run(stretch.file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
+    if ret != -(bindings::EIOCBQUEUED as isize) {
+        // SAFETY: Not queued: the file system is done with the iocb and will
+        // not complete it.
+        unsafe { bio_stretch_done(raw, ret, false) };
+    }
+    Ok(())
+}
+
+/// `sectors` in bytes, if that fits.
+fn sectors_to_bytes(sectors: u64) -> Result<usize> {
+    sectors
+        .checked_mul(1 << SECTOR_SHIFT)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or(EINVAL)
+}
+
+/// The `ki_complete` of a stretch of [`serve_from_files`].
+///
+/// # Safety
+///
+/// `iocb` is the iocb of a `BioStretch` that the file system queued, and it
+/// is completing now.
+unsafe extern "C" fn bio_stretch_end(iocb: *mut bindings::kiocb, ret: crate::ffi::c_long) {
+    // SAFETY: `iocb` is the first field of the `#[repr(C)]` `BioStretch`;
+    // see the contract.
+    unsafe { bio_stretch_done(iocb.cast::<BioStretch>(), ret, true) };
+}
+
+/// Ends a stretch: frees it, and the bio with it if it was the last.
+///
+/// # Safety
+///
+/// `raw` came from `send_stretch`, its I/O is over, and this is called
+/// once.  `queued` is true when the file system queued the I/O, so that a
+/// write still holds freeze protection.
+unsafe fn bio_stretch_done(raw: *mut BioStretch, ret: isize, queued: bool) {
+    // SAFETY: `raw` is ours again, see the contract.
+    let mut stretch = unsafe { KBox::from_raw(raw) };
+    if queued && stretch.write {
+        // SAFETY: A queued write keeps the freeze protection that
+        // `vfs_iocb_iter_write` took until it ends, now.
+        unsafe { bindings::kiocb_end_write(&raw mut stretch.iocb) };
+    }
+    let ok = usize::try_from(ret).is_ok_and(|n| n == stretch.len);
+    let whole = stretch.whole;
+    drop(stretch);
+    // SAFETY: The stretch was counted in `left` of its `whole`.
+    unsafe { stretch_ended(whole, ok) };
+}
+
+/// Counts a stretch of `whole` ended; the last one ends the bio, and then
+/// lets the forwarder go.
+///
+/// # Safety
+///
+/// `whole` came from [`serve_from_files`] and this gives back one count of
+/// `left`, once.
+unsafe fn stretch_ended(whole: *const WholeBio, ok: bool) {
+    // SAFETY: Valid until the last count is given back, below.
+    let w = unsafe { &*whole };
+    if !ok {
+        w.failed.store(true, Relaxed);
+    }
+    // Full ordering: the last one sees every other stretch's failure.
+    if w.left.fetch_sub(1, Full) != 1 {
+        return;
+    }
+    // SAFETY: That was the last count: nothing else refers to `whole`.
+    let whole = unsafe { KBox::from_raw(whole.cast_mut()) };
+    let WholeBio {
+        bio,
+        failed,
+        _entered,
+        ..
+    } = KBox::into_inner(whole);
+    bio.end(if failed.load(Relaxed) {
+        Status::IoError
+    } else {
+        Status::Ok
+    });
+    // `_entered` goes last: the forwarder may then go, and the module.
 }
 
 /// An iterator over `len` bytes of `bio`'s data from `offset` bytes into

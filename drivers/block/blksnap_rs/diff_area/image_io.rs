@@ -11,11 +11,13 @@
 //! to its chunk is let go.
 //!
 //! The rest goes to the copy worker, and so does every read of a chunk
-//! stored in a file.  Image reads queued in a row go out in parallel, and
-//! the worker waits for them before it goes on: an image read of the
-//! original always completes before a write it took along reaches the
-//! device.  An image write is served alone, and copies the chunks it
-//! touches first.
+//! stored in a file: the submit path does not enter a file system.  A read
+//! whose chunks are all stored in a file goes on to the file, and the
+//! worker does not wait for it: stored chunks stay where they are.  Other
+//! image reads queued in a row go out in parallel, and the worker waits for
+//! them before it goes on: an image read of the original always completes
+//! before a write it took along reaches the device.  An image write is
+//! served alone, and copies the chunks it touches first.
 
 use super::{chunks::Chunk, single, DiffArea, ReadTargets};
 use crate::diff_storage::Place;
@@ -25,7 +27,7 @@ use kernel::{
         bdev::BlockDevice,
         bio::{batch::Batch, Bio, DiskBio, Operation, Status},
     },
-    fs::direct_io::FileBatch,
+    fs::direct_io::{self, FileBatch, FileStretch},
     prelude::*,
     sync::Arc,
 };
@@ -254,7 +256,41 @@ impl DiffArea {
         }
     }
 
+    /// Sends an image read whose data lies all in stored chunks in a file
+    /// on to the file, without waiting: returns the bio if it is not one.
+    ///
+    /// A stored chunk stays where it is, so such a read needs no ordering
+    /// against copies, and the worker does not wait for it.  It counts as
+    /// forwarded until it ended: the area, and the file, outlive it.
+    fn read_from_file(self: &Arc<Self>, bio: DiskBio) -> Option<DiskBio> {
+        let Some(entered) = self.reads.enter() else {
+            return Some(bio);
+        };
+        let mut plan = KVec::new();
+        let all_in_files = self.plan_image_io(0, &bio, &mut plan).is_ok()
+            && plan.iter().all(|t| match &t.source {
+                Source::Stored(place @ Place::File(..)) => place.check_within(t.len).is_ok(),
+                _ => false,
+            });
+        if !all_in_files || self.error() != 0 {
+            return Some(bio);
+        }
+        let stretches = plan.iter().filter_map(|t| match &t.source {
+            Source::Stored(Place::File(file, at)) => Some(FileStretch {
+                offset: t.offset,
+                sectors: t.len,
+                file,
+                sector: *at,
+            }),
+            _ => None,
+        });
+        direct_io::serve_from_files(bio, entered, stretches);
+        None
+    }
+
     /// Serves the image reads gathered in `reads`, keeping the vector.
+    /// Those whose data lies in a file go straight there; the rest are
+    /// served together.
     pub(super) fn serve_reads(self: &Arc<Self>, reads: &mut KVec<DiskBio>) {
         if reads.is_empty() {
             return;
@@ -267,8 +303,10 @@ impl DiffArea {
             return;
         }
         for bio in reads.drain_all() {
-            // Cannot fail: room was reserved.
-            let _ = batch.push(bio, GFP_NOIO);
+            if let Some(bio) = self.read_from_file(bio) {
+                // Cannot fail: room was reserved.
+                let _ = batch.push(bio, GFP_NOIO);
+            }
         }
         self.handle_image_io(batch);
     }

@@ -736,6 +736,119 @@ TEST_F(setstorage, image_writes_go_to_the_file)
 }
 
 /*
+ * Reads one chunk of the image at a time, over and over, each compared with
+ * the data at the take, until a read fails: 0 if every read that succeeded
+ * was right, 1 if one was not.  A chunk-sized read of a stored chunk is
+ * served from the file alone.
+ */
+static int read_chunks_until_error(const char *image, const unsigned char *want,
+				   unsigned char *buf, unsigned int seed)
+{
+	int fd = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	unsigned int i;
+
+	if (fd < 0)
+		return 0;
+	for (i = seed;; i++) {
+		off_t off = (off_t)(i % (ORIG_SIZE / CHUNK)) * CHUNK;
+
+		if (pread(fd, buf, CHUNK, off) != CHUNK)
+			break;
+		if (memcmp(buf, want + off, CHUNK)) {
+			close(fd);
+			return 1;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Image reads of chunks stored in a file go on to the file without the
+ * copy worker waiting for them: readers that keep such reads in flight
+ * while the snapshot is destroyed get the data of the take or an error,
+ * the kernel reports nothing, and the module unloads once the image is
+ * closed.  Then a storage device that fails reads fails the image reads
+ * that need it, and only while it fails.
+ */
+TEST_F(setstorage, image_reads_in_flight_to_the_file)
+{
+	char image[64], line[256];
+	pid_t readers[3];
+	int kmsg, status, i, fd;
+
+	ASSERT_EQ(0, mount_ext4(self));
+	kmsg = kmsg_mark();
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4, 3 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 5100));
+	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
+	for (i = 0; i < 3; i++) {
+		readers[i] = fork();
+		ASSERT_LE(0, readers[i]);
+		if (!readers[i]) {
+			unsigned char *buf = aligned_alloc(4096, CHUNK);
+
+			_exit(buf ? read_chunks_until_error(image, self->before, buf, i * 21) : 2);
+		}
+	}
+	usleep(300000);
+	EXPECT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	for (i = 0; i < 3; i++) {
+		ASSERT_EQ(readers[i], waitpid(readers[i], &status, 0));
+		EXPECT_EQ(0, WEXITSTATUS(status))
+			TH_LOG("reader %d read data that is not the take's", i);
+	}
+	EXPECT_EQ(0, original_intact(self));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+	/* Nothing of the readers keeps the module. */
+	close(self->ctl);
+	self->ctl = -1;
+	EXPECT_EQ(0, blksnap_detach(self->orig.fd));
+	EXPECT_EQ(0, run("rmmod blksnap"));
+	ASSERT_EQ(0, run("modprobe blksnap diff_storage_minimum=4096"));
+	self->ctl = open(BLKSNAP_CONTROL, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, self->ctl);
+	if (kmsg >= 0) {
+		EXPECT_EQ(0, kmsg_splat(kmsg, line, sizeof(line))) TH_LOG("%s", line);
+		close(kmsg);
+	}
+
+	/* Reads from a storage device that fails them. */
+	if (fail_requests_available())
+		SKIP(return, "fail_make_request is not available");
+	ASSERT_EQ(0, blksnap_attach(self->orig.fd));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &self->id));
+	ASSERT_EQ(0, snapshot_add(self->orig.fd, &self->id));
+	ASSERT_EQ(0, mount_ext4(self));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4, 3 * ORIG_SIZE / 512));
+	memcpy(self->before, self->now, ORIG_SIZE);
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, 4, 5200));
+	/* A read of the image waits for the stores; then the journal goes out. */
+	ASSERT_EQ(0, image_equals(self, self->before));
+	sync();
+	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
+	fd = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, fail_requests(self->store.nr, "1", "-1"));
+	/* Chunk 1 is in the file, chunks 5 and 6 on the original. */
+	EXPECT_EQ(-1, pread(fd, self->buf, CHUNK, CHUNK));
+	EXPECT_EQ(EIO, errno);
+	EXPECT_EQ(2 * CHUNK, pread(fd, self->buf, 2 * CHUNK, 5 * CHUNK));
+	stop_failing_requests(self->store.nr);
+	EXPECT_EQ(CHUNK, pread(fd, self->buf, CHUNK, CHUNK));
+	EXPECT_EQ(0, memcmp(self->buf, self->before + CHUNK, CHUNK));
+	close(fd);
+	/* A failed read of the storage is the reader's, not the snapshot's. */
+	EXPECT_EQ(0, info_error(self));
+	EXPECT_EQ(0, image_equals(self, self->before));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+}
+
+/*
  * The device under the storage file system fails: the store of the next
  * chunk ends in error, so the snapshot breaks with -EIO and its image
  * fails reads; the original has every write.
