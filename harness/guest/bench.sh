@@ -129,6 +129,18 @@ for run in $(seq 1 "$repeat"); do
 	seq_read file_image_read "$run" /dev/bench-image
 	blksnap snapshot_destroy -i "$id"
 	blksnap detach -d $orig
+	# First writes once more, into a named file written in full
+	# beforehand: no growth, and no unwritten extents for the file system
+	# to convert as chunks are stored.  Where the gap above comes from.
+	dd if=/dev/zero of=/mnt/bstore/written bs=1M count=384 oflag=direct 2>/dev/null
+	sync
+	blksnap attach -d $orig
+	id=$(blksnap snapshot_create -d $orig)
+	blksnap snapshot_setstorage -i "$id" -p /mnt/bstore/written -l $((384 * 2048))
+	blksnap snapshot_take -i "$id"
+	seq_write file_written_first_write "$run" $orig
+	blksnap snapshot_destroy -i "$id"
+	blksnap detach -d $orig
 	umount /mnt/bstore
 
 	wipe_store

@@ -238,6 +238,17 @@ enum Given {
     File { limit: u64 },
 }
 
+impl Given {
+    /// How the devices that this storage reaches are recorded: below a
+    /// whole device, or under a file's file system.
+    fn via(&self) -> Via {
+        match self {
+            Self::Device { .. } => Via::Device,
+            _ => Via::File,
+        }
+    }
+}
+
 /// The storage of one snapshot: what was given and how much of it.  Its
 /// ranges stay claimed (see `claims`) until it is dropped, when nothing can
 /// write to them any more.
@@ -595,15 +606,15 @@ impl DiffStorage {
     /// later still, and those of drivers that record none (loop), are not
     /// seen.
     pub(crate) fn check_stack(&mut self) -> Result {
-        let (reached, via) = match (&self.given, self.extents.first(), &self.file) {
+        let reached = match (&self.given, self.extents.first(), &self.file) {
             (Given::Device { .. }, Some(whole), _) => {
                 check_takes_sectors(whole.device.bdev())?;
-                (lower_claims(whole.device.bdev())?, Via::Device)
+                lower_claims(whole.device.bdev())?
             }
-            (Given::File { .. }, _, Some(f)) => (file_claims(&f.file)?, Via::File),
+            (Given::File { .. }, _, Some(f)) => file_claims(&f.file)?,
             _ => return Ok(()),
         };
-        claims::reclaim_reached(&self.reached, &reached, via)?;
+        claims::reclaim_reached(&self.reached, &reached, self.given.via())?;
         self.reached = reached;
         Ok(())
     }
@@ -617,11 +628,7 @@ impl DiffStorage {
 impl Drop for DiffStorage {
     fn drop(&mut self) {
         claims::release(self.extents.iter().map(Extent::claim));
-        let via = match self.given {
-            Given::Device { .. } => Via::Device,
-            _ => Via::File,
-        };
-        claims::release_reached(&self.reached, via);
+        claims::release_reached(&self.reached, self.given.via());
         if let Some(f) = &self.file {
             claims::release_file(f.file.identity());
         }

@@ -52,11 +52,15 @@ static int set_storage(int ctl, const struct blksnap_uuid *id, const char *path,
 static void dm_chain_remove(void)
 {
 	char cmd[80];
-	int i;
+	int pass, i;
 
-	for (i = DM_CHAIN - 1; i >= 0; i--) {
-		snprintf(cmd, sizeof(cmd), "dmsetup remove " DM_CHAIN_NAME " 2>/dev/null", i);
-		run(cmd);
+	/* Top down; twice, for a device reloaded under the others. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = DM_CHAIN - 1; i >= 0; i--) {
+			snprintf(cmd, sizeof(cmd), "dmsetup remove " DM_CHAIN_NAME " 2>/dev/null",
+				 i);
+			run(cmd);
+		}
 	}
 }
 
@@ -84,6 +88,7 @@ static int have_dmsetup(void)
 FIXTURE(setstorage) {
 	int ctl;
 	struct loopdev orig, store, extra;
+	struct loopdev more[2];	/* a second original and its storage */
 	struct blksnap_uuid id;
 	unsigned char *before, *now, *buf;
 	struct blksnap_snapshot_event *ev;
@@ -95,6 +100,8 @@ FIXTURE_SETUP(setstorage)
 	self->orig.fd = -1;
 	self->store.fd = -1;
 	self->extra.fd = -1;
+	self->more[0].fd = -1;
+	self->more[1].fd = -1;
 	self->chain = 0;
 	self->before = aligned_alloc(4096, ORIG_SIZE);
 	self->now = aligned_alloc(4096, ORIG_SIZE);
@@ -127,6 +134,8 @@ FIXTURE_TEARDOWN(setstorage)
 		blksnap_detach(self->orig.fd);
 	if (self->store.fd >= 0)
 		blksnap_detach(self->store.fd);
+	if (self->more[0].fd >= 0)
+		blksnap_detach(self->more[0].fd);
 	/* What a case that stopped half-way left mounted. */
 	umount(MNT_EXT4);
 	umount(MNT_SMALL);
@@ -136,6 +145,8 @@ FIXTURE_TEARDOWN(setstorage)
 	loop_destroy(&self->orig);
 	loop_destroy(&self->store);
 	loop_destroy(&self->extra);
+	loop_destroy(&self->more[0]);
+	loop_destroy(&self->more[1]);
 	close(self->ctl);
 	free(self->before);
 	free(self->now);
@@ -1020,6 +1031,72 @@ TEST_F(setstorage, storage_stack_grown_onto_a_filtered_device_fails_the_take)
 	EXPECT_EQ(0, original_intact(self));
 }
 
+/* Points device-mapper device DM_STACK, `sectors` long, at `below`. */
+static int dm_stack_reload(unsigned long long sectors, const char *below)
+{
+	char cmd[200];
+
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup reload " DM_STACK " --table '0 %llu linear %s 0' && dmsetup resume "
+		 DM_STACK, sectors, below);
+	return run(cmd);
+}
+
+/*
+ * A whole storage device whose table is reloaded after SET_STORAGE onto a
+ * device that another snapshot keeps v3 ranges on, then onto another
+ * snapshot's image: the take fails with the errno SET_STORAGE would have
+ * given (EBUSY, then EINVAL), freezes nothing, and leaves the snapshot as
+ * it was; pointed back at its own device, the storage takes.
+ */
+TEST_F(setstorage, storage_stack_changed_fails_the_take_with_its_errno)
+{
+	unsigned long long sectors = ORIG_SIZE / 512;
+	struct blksnap_sectors range = { .offset = 0, .count = 2048 };
+	char dm[32], image[64];
+	struct blksnap_uuid ranges_id, image_id;
+
+	if (!have_dmsetup())
+		SKIP(return, "dmsetup is not available");
+	ASSERT_EQ(0, loop_create(&self->extra, ORIG_SIZE));
+	ASSERT_EQ(0, loop_create(&self->more[0], ORIG_SIZE));
+	ASSERT_EQ(0, loop_create(&self->more[1], ORIG_SIZE));
+	ASSERT_EQ(0, dm_linear(DM_STACK, sectors, self->store.path, dm, sizeof(dm)));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, dm, 0));
+
+	/* Onto a device with another snapshot's ranges. */
+	ASSERT_EQ(0, snapshot_create(self->ctl, &ranges_id));
+	ASSERT_EQ(0, storage_append(self->ctl, &ranges_id, self->extra.path, &range, 1));
+	ASSERT_EQ(0, dm_stack_reload(sectors, self->extra.path));
+	EXPECT_EQ(EBUSY, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &ranges_id));
+
+	/* Onto another snapshot's image. */
+	ASSERT_EQ(0, blksnap_attach(self->more[0].fd));
+	ASSERT_EQ(0, snapshot_create(self->ctl, &image_id));
+	ASSERT_EQ(0, snapshot_add(self->more[0].fd, &image_id));
+	ASSERT_EQ(0, set_storage(self->ctl, &image_id, self->more[1].path, 0));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &image_id));
+	ASSERT_EQ(0, image_path_of(self->more[0].fd, image, sizeof(image)));
+	ASSERT_EQ(0, dm_stack_reload(sectors, image));
+	EXPECT_EQ(EINVAL, snapshot_take(self->ctl, &self->id));
+	/* Nothing of it was frozen: the original takes writes. */
+	ASSERT_EQ(0, overwrite_chunks(self, 0, 1, 5300));
+	memcpy(self->before, self->now, ORIG_SIZE);
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &image_id));
+	EXPECT_EQ(0, blksnap_detach(self->more[0].fd));
+
+	/* Back on its own device: the same snapshot takes and holds. */
+	ASSERT_EQ(0, dm_stack_reload(sectors, self->store.path));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 5400));
+	EXPECT_EQ(0, image_equals(self, self->before));
+	EXPECT_EQ(0, info_error(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, original_intact(self));
+	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
+}
+
 /*
  * A stack deeper than the block layer follows cannot be checked: EMLINK,
  * told apart from ELOOP (a filtered device found in it).  The 17 devices
@@ -1046,6 +1123,18 @@ TEST_F_TIMEOUT(setstorage, storage_stacked_too_deep_is_refused, 120)
 	snprintf(top, sizeof(top), DM_CHAIN_NAME, DM_CHAIN - 2);
 	ASSERT_EQ(0, dm_path(top, below, sizeof(below)));
 	EXPECT_EQ(0, set_storage(self->ctl, &self->id, below, 0));
+	/*
+	 * The bottom device reloaded onto one more: 17 again, which the take
+	 * finds (EMLINK); the snapshot is destroyed as usual.
+	 */
+	snprintf(top, sizeof(top), DM_CHAIN_NAME, DM_CHAIN - 1);
+	ASSERT_EQ(0, dm_linear(top, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, below,
+			       sizeof(below)));
+	snprintf(cmd, sizeof(cmd),
+		 "dmsetup reload " DM_CHAIN_NAME " --table '0 %llu linear %s 0' && "
+		 "dmsetup resume " DM_CHAIN_NAME, 0, 3 * ORIG_SIZE / 2 / 512ULL, below, 0);
+	ASSERT_EQ(0, run(cmd));
+	EXPECT_EQ(EMLINK, snapshot_take(self->ctl, &self->id));
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	dm_chain_remove();
 }
