@@ -285,8 +285,9 @@ impl DiffArea {
     /// Ends the snapshot of this device on purpose (destroyed, detached):
     /// queued image I/O fails, queued writes go on without copying, once
     /// the image reads forwarded to the original have ended (see `fail`).
+    /// Reads sent on to a storage file end first too: the image goes next.
     pub(crate) fn retire(&self) {
-        let _paused = self.reads.pause();
+        let _paused = self.reads.drain();
         let _ = self.error.cmpxchg(0, ENODEV.to_errno(), Full);
     }
 

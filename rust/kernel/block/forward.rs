@@ -7,7 +7,9 @@
 //! [`Forwarder`] owns what the clones may go to and outlives every clone in
 //! flight: dropping it waits for them.  It can also hold new forwards back
 //! and wait for those in flight, for a driver that must order them against
-//! its own I/O.
+//! its own I/O.  A driver that serves a bio some other way without waiting
+//! (from a file, say) holds the forwarder for it, so that the forwarder's
+//! drop, and a drain, wait for that too.
 //!
 //! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
 
@@ -28,7 +30,10 @@ use core::ptr::NonNull;
 struct Counts {
     /// Clones sent that have not ended.
     in_flight: usize,
-    /// Pauses in force; while there is one, nothing is forwarded.
+    /// I/O of the driver's own that it holds the forwarder for, see
+    /// [`Held`].
+    held: usize,
+    /// Pauses in force; while there is one, nothing is forwarded or held.
     paused: usize,
 }
 
@@ -50,7 +55,8 @@ struct CloneInfo {
 struct Flight {
     #[pin]
     counts: SpinLockIrq<Counts>,
-    /// Signalled when the last clone in flight ends during a pause.
+    /// Signalled when the last clone in flight ends, or the last hold
+    /// goes, during a pause.
     #[pin]
     drained: CondVar,
     #[pin]
@@ -85,11 +91,31 @@ impl Flight {
         }
     }
 
-    /// Holds new forwards back and waits until no clone is in flight.
-    fn pause(&self) {
+    /// Counts one hold more, unless a pause is in force.
+    fn hold(&self) -> bool {
+        let mut counts = self.counts.lock();
+        if counts.paused > 0 {
+            return false;
+        }
+        counts.held += 1;
+        true
+    }
+
+    /// Counts one hold less; as for `leave`, `self` may go right after.
+    fn release(&self) {
+        let mut counts = self.counts.lock();
+        counts.held -= 1;
+        if counts.held == 0 && counts.paused > 0 {
+            self.drained.notify_all();
+        }
+    }
+
+    /// Holds new forwards and holds back, and waits until no clone is in
+    /// flight, and with `holds` until no hold is left either.
+    fn pause(&self, holds: bool) {
         let mut counts = self.counts.lock();
         counts.paused += 1;
-        while counts.in_flight > 0 {
+        while counts.in_flight > 0 || (holds && counts.held > 0) {
             self.drained.wait(&mut counts);
         }
     }
@@ -143,10 +169,10 @@ pub struct Forwarder<T> {
     target: T,
 }
 
-/// One I/O of its own that a driver counts as forwarded: the forwarder's
-/// pauses and its drop wait until it is dropped.  For I/O the driver sends
-/// somewhere else than a block device (a file, say) and that must end
-/// before whatever the forwarder's owner holds goes.
+/// A hold on a [`Forwarder`] for one I/O of the driver's own, sent
+/// somewhere else than a block device (a file, say), that must end before
+/// whatever the forwarder's owner holds goes: [`Forwarder::drain`] and the
+/// forwarder's drop wait until it is dropped, [`Forwarder::pause`] does not.
 ///
 /// It is `'static` so that it can travel with the I/O to its completion;
 /// dropping the forwarder on the task that holds one never returns.
@@ -154,21 +180,22 @@ pub struct Forwarder<T> {
 /// # Invariants
 ///
 /// `flight` points at the `Flight` of a pinned [`Forwarder`], in which this
-/// counts as one clone in flight: the forwarder's drop waits for `drop`.
-pub struct Entered {
+/// counts as one hold: the forwarder's drop waits for `drop`.
+pub struct Held {
     flight: NonNull<Flight>,
 }
 
 // SAFETY: It only counts: dropping it takes the flight's lock, which any
 // task or interrupt may do.
-unsafe impl Send for Entered {}
+unsafe impl Send for Held {}
 // SAFETY: Shared, it gives nothing away.
-unsafe impl Sync for Entered {}
+unsafe impl Sync for Held {}
 
-impl Drop for Entered {
+impl Drop for Held {
     fn drop(&mut self) {
-        // SAFETY: By the type invariant the flight stays until this leaves.
-        unsafe { self.flight.as_ref().leave() };
+        // SAFETY: By the type invariant the flight stays until this is
+        // released.
+        unsafe { self.flight.as_ref().release() };
     }
 }
 
@@ -188,7 +215,10 @@ impl<T: Send + Sync> Forwarder<T> {
     pub fn new(target: T) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             flight <- try_pin_init!(Flight {
-                counts <- new_spinlock_irq!(Counts { in_flight: 0, paused: 0 }, "forwarder_counts"),
+                counts <- new_spinlock_irq!(
+                    Counts { in_flight: 0, held: 0, paused: 0 },
+                    "forwarder_counts"
+                ),
                 drained <- new_condvar!("forwarder_drained"),
                 // Last, so that nothing after it can fail and leak it.
                 bio_set <- Opaque::try_ffi_init(|slot: *mut bindings::bio_set| {
@@ -269,21 +299,31 @@ impl<T: Send + Sync> Forwarder<T> {
         Ok(())
     }
 
-    /// Counts an I/O of the caller's own as forwarded until the returned
-    /// token is dropped, or returns `None` if a pause is in force.  Pauses
-    /// that begin meanwhile, and the forwarder's drop, wait for the token.
-    pub fn enter(&self) -> Option<Entered> {
+    /// Holds the forwarder for an I/O of the caller's own until the
+    /// returned token is dropped, or returns `None` if a pause is in force.
+    /// Drains that begin meanwhile, and the forwarder's drop, wait for the
+    /// token.
+    pub fn hold(&self) -> Option<Held> {
         // INVARIANT: The forwarder is pinned, and its drop waits until the
-        // count taken here is given back.
-        self.flight.enter().then(|| Entered {
+        // hold taken here is released.
+        self.flight.hold().then(|| Held {
             flight: NonNull::from(&self.flight),
         })
     }
 
-    /// Holds new forwards back, and waits until every clone in flight
-    /// ended.  Forwards resume when the returned guard is dropped.
+    /// Holds new forwards (and holds) back, and waits until every clone in
+    /// flight ended.  Forwards resume when the returned guard is dropped.
     pub fn pause(&self) -> Paused<'_> {
-        self.flight.pause();
+        self.flight.pause(false);
+        Paused {
+            flight: &self.flight,
+        }
+    }
+
+    /// Pauses as [`Forwarder::pause`] does, and also waits until every
+    /// [`Held`] token was dropped.
+    pub fn drain(&self) -> Paused<'_> {
+        self.flight.pause(true);
         Paused {
             flight: &self.flight,
         }
@@ -310,7 +350,8 @@ unsafe extern "C" fn forwarded_end_io(clone: *mut bindings::bio) {
 #[pinned_drop]
 impl<T> PinnedDrop for Forwarder<T> {
     fn drop(self: Pin<&mut Self>) {
-        // Nobody else can forward any more: wait for the clones in flight.
-        self.flight.pause();
+        // Nobody else can forward any more: wait for the clones in flight,
+        // and for the holds.
+        self.flight.pause(true);
     }
 }

@@ -7,7 +7,7 @@
 //! ended, as [`page_io`] does on a device, keeping the owner (and so the
 //! file and the pages) alive until then; [`FileBatch`] moves stretches of
 //! bios between their data and files, as a `Batch` of bio parts does, and
-//! waits for them together; [`serve_from_files`] serves a bio of the
+//! waits for them together; [`read_from_files`] fills a read bio of the
 //! driver's disk from files without waiting, as a forwarded clone does.
 //!
 //! C header: [`include/linux/fs.h`](srctree/include/linux/fs.h)
@@ -24,7 +24,7 @@ use crate::{
             page_io::Owner,
             Bio, DiskBio, Operation, Status,
         },
-        forward::Entered,
+        forward::Held,
         SECTOR_SHIFT,
     },
     page::Page,
@@ -534,8 +534,9 @@ unsafe extern "C" fn stretch_end(iocb: *mut bindings::kiocb, ret: crate::ffi::c_
     }
 }
 
-/// A stretch of a bio served from a file: `sectors` sectors from `offset`
-/// sectors into the bio's data, at sector `sector` (of 512 bytes) of `file`.
+/// A stretch of a read bio served from a file: `sectors` sectors from
+/// `offset` sectors into the bio's data, read from sector `sector` (of 512
+/// bytes) of `file`.
 pub struct FileStretch<'a> {
     /// Sectors into the bio's data.
     pub offset: u64,
@@ -547,12 +548,13 @@ pub struct FileStretch<'a> {
     pub sector: u64,
 }
 
-/// Serves `bio` from files without waiting: each stretch of `stretches` is
-/// read from its file into the bio (or, for a write bio, written there),
-/// and the bio ends once every stretch ended, with an I/O error if one
-/// failed, moved fewer bytes than asked or could not be sent.  `entered`
-/// is dropped right after the bio ended: the forwarder it came from waits
-/// for the bio, and so does whatever waits for that forwarder.
+/// Fills the read bio `bio` from files without waiting: each stretch of
+/// `stretches` is read from its file into the bio, and the bio ends once
+/// every stretch ended, with an I/O error if one failed, read fewer bytes
+/// than asked (the file was truncated) or could not be sent.  A bio that is
+/// not a read ends with an I/O error.  `held` is dropped right after the
+/// bio ended: the forwarder it came from waits for the bio in its drain and
+/// its drop.
 ///
 /// Each stretch holds a reference to its file until it ended; memory is
 /// allocated without I/O, as [`submit`]'s, and the completion runs kernel
@@ -566,12 +568,12 @@ pub struct FileStretch<'a> {
 /// ```
 /// use kernel::{
 ///     block::{bio::DiskBio, forward::Forwarder},
-///     fs::{direct_io::{serve_from_files, FileStretch}, File},
+///     fs::{direct_io::{read_from_files, FileStretch}, File},
 ///     prelude::*,
 /// };
 ///
 /// fn read_from(forwarder: &Forwarder<()>, bio: DiskBio, backing: &File) -> Option<DiskBio> {
-///     let Some(entered) = forwarder.enter() else {
+///     let Some(held) = forwarder.hold() else {
 ///         // Paused: the caller tries later.
 ///         return Some(bio);
 ///     };
@@ -581,25 +583,28 @@ pub struct FileStretch<'a> {
 ///         file: backing,
 ///         sector: bio.sector(),
 ///     };
-///     serve_from_files(bio, entered, [whole]);
+///     read_from_files(bio, held, [whole]);
 ///     None
 /// }
 /// ```
-pub fn serve_from_files<'a>(
+pub fn read_from_files<'a>(
     bio: DiskBio,
-    entered: Entered,
+    held: Held,
     stretches: impl IntoIterator<Item = FileStretch<'a>>,
 ) {
+    if bio.operation() != Operation::Read {
+        // Dropped, the bio ends with an error; then `held` goes.
+        return;
+    }
     let Ok(whole) = KBox::new(
         WholeBio {
             bio,
             left: Atomic::new(1),
             failed: Atomic::new(false),
-            _entered: entered,
+            _held: held,
         },
         GFP_NOIO,
     ) else {
-        // The bio ends with an error as it is dropped, then `entered` goes.
         return;
     };
     let whole = KBox::into_raw(whole);
@@ -618,14 +623,14 @@ pub fn serve_from_files<'a>(
     unsafe { stretch_ended(whole, true) };
 }
 
-/// A bio served from files: what [`serve_from_files`] keeps until the last
+/// A bio read from files: what [`read_from_files`] keeps until the last
 /// stretch ended.
 struct WholeBio {
     bio: DiskBio,
     /// Stretches in flight, plus one while they are being sent.
     left: Atomic<usize>,
     failed: Atomic<bool>,
-    _entered: Entered,
+    _held: Held,
 }
 
 /// One stretch of a [`WholeBio`] in flight: the iocb first, so that its
@@ -637,22 +642,16 @@ struct BioStretch {
     /// Held until the stretch ended.
     _file: ARef<File>,
     len: usize,
-    write: bool,
 }
 
-/// Sends one stretch of `bio`, which `whole` owns.
+/// Sends one stretch of the read bio `bio`, which `whole` owns.
 ///
 /// # Safety
 ///
 /// `whole` is valid and counts this stretch in `left`; `bio` is its bio.
 unsafe fn send_stretch(whole: *const WholeBio, bio: &Bio, stretch: &FileStretch<'_>) -> Result {
-    let write = match bio.operation() {
-        Operation::Read => false,
-        Operation::Write => true,
-        _ => return Err(EOPNOTSUPP),
-    };
     let len = sectors_to_bytes(stretch.sectors)?;
-    let mut iter = bio_stretch(bio, sectors_to_bytes(stretch.offset)?, len, write)?;
+    let mut iter = bio_stretch(bio, sectors_to_bytes(stretch.offset)?, len, false)?;
     let pos = stretch.sector.checked_mul(1 << SECTOR_SHIFT).ok_or(EFBIG)?;
     let mut iocb = direct_iocb(stretch.file, pos)?;
     iocb.ki_complete = Some(bio_stretch_end);
@@ -662,18 +661,17 @@ unsafe fn send_stretch(whole: *const WholeBio, bio: &Bio, stretch: &FileStretch<
             whole,
             _file: stretch.file.into(),
             len,
-            write,
         },
         GFP_NOIO,
     )?);
     // SAFETY: The stretch stays until its completion frees it; the bio's
     // vector, which the iterator and the file system's bios point into,
     // stays until the bio ends, after this stretch ended.
-    let ret = unsafe { run(stretch.file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
+    let ret = unsafe { run(stretch.file, &raw mut (*raw).iocb, iter.as_mut_ptr(), false) };
     if ret != -(bindings::EIOCBQUEUED as isize) {
         // SAFETY: Not queued: the file system is done with the iocb and will
         // not complete it.
-        unsafe { bio_stretch_done(raw, ret, false) };
+        unsafe { bio_stretch_done(raw, ret) };
     }
     Ok(())
 }
@@ -686,7 +684,7 @@ fn sectors_to_bytes(sectors: u64) -> Result<usize> {
         .ok_or(EINVAL)
 }
 
-/// The `ki_complete` of a stretch of [`serve_from_files`].
+/// The `ki_complete` of a stretch of [`read_from_files`].
 ///
 /// # Safety
 ///
@@ -695,7 +693,7 @@ fn sectors_to_bytes(sectors: u64) -> Result<usize> {
 unsafe extern "C" fn bio_stretch_end(iocb: *mut bindings::kiocb, ret: crate::ffi::c_long) {
     // SAFETY: `iocb` is the first field of the `#[repr(C)]` `BioStretch`;
     // see the contract.
-    unsafe { bio_stretch_done(iocb.cast::<BioStretch>(), ret, true) };
+    unsafe { bio_stretch_done(iocb.cast::<BioStretch>(), ret) };
 }
 
 /// Ends a stretch: frees it, and the bio with it if it was the last.
@@ -703,16 +701,10 @@ unsafe extern "C" fn bio_stretch_end(iocb: *mut bindings::kiocb, ret: crate::ffi
 /// # Safety
 ///
 /// `raw` came from `send_stretch`, its I/O is over, and this is called
-/// once.  `queued` is true when the file system queued the I/O, so that a
-/// write still holds freeze protection.
-unsafe fn bio_stretch_done(raw: *mut BioStretch, ret: isize, queued: bool) {
+/// once.
+unsafe fn bio_stretch_done(raw: *mut BioStretch, ret: isize) {
     // SAFETY: `raw` is ours again, see the contract.
-    let mut stretch = unsafe { KBox::from_raw(raw) };
-    if queued && stretch.write {
-        // SAFETY: A queued write keeps the freeze protection that
-        // `vfs_iocb_iter_write` took until it ends, now.
-        unsafe { bindings::kiocb_end_write(&raw mut stretch.iocb) };
-    }
+    let stretch = unsafe { KBox::from_raw(raw) };
     let ok = usize::try_from(ret).is_ok_and(|n| n == stretch.len);
     let whole = stretch.whole;
     drop(stretch);
@@ -725,32 +717,31 @@ unsafe fn bio_stretch_done(raw: *mut BioStretch, ret: isize, queued: bool) {
 ///
 /// # Safety
 ///
-/// `whole` came from [`serve_from_files`] and this gives back one count of
+/// `whole` came from [`read_from_files`] and this gives back one count of
 /// `left`, once.
 unsafe fn stretch_ended(whole: *const WholeBio, ok: bool) {
-    // SAFETY: Valid until the last count is given back, below.
-    let w = unsafe { &*whole };
     if !ok {
-        w.failed.store(true, Relaxed);
+        // SAFETY: Valid until the last count is given back, below.
+        unsafe { (*whole).failed.store(true, Relaxed) };
     }
-    // Full ordering: the last one sees every other stretch's failure.
-    if w.left.fetch_sub(1, Full) != 1 {
+    // Full ordering: the last one sees every other stretch's failure.  No
+    // reference to `whole` outlives this: once the count is given back,
+    // another stretch's completion may free it.
+    // SAFETY: As above.
+    if unsafe { (*whole).left.fetch_sub(1, Full) } != 1 {
         return;
     }
     // SAFETY: That was the last count: nothing else refers to `whole`.
     let whole = unsafe { KBox::from_raw(whole.cast_mut()) };
     let WholeBio {
-        bio,
-        failed,
-        _entered,
-        ..
+        bio, failed, _held, ..
     } = KBox::into_inner(whole);
     bio.end(if failed.load(Relaxed) {
         Status::IoError
     } else {
         Status::Ok
     });
-    // `_entered` goes last: the forwarder may then go, and the module.
+    // `_held` goes last: the forwarder may then go, and the module.
 }
 
 /// An iterator over `len` bytes of `bio`'s data from `offset` bytes into

@@ -260,19 +260,28 @@ impl DiffArea {
     /// on to the file, without waiting: returns the bio if it is not one.
     ///
     /// A stored chunk stays where it is, so such a read needs no ordering
-    /// against copies, and the worker does not wait for it.  It counts as
-    /// forwarded until it ended: the area, and the file, outlive it.
+    /// against copies, and the worker does not wait for it.  It holds the
+    /// forwarder until it ended: the area, and the file, outlive it, and
+    /// `retire` waits for it before the image goes.
     fn read_from_file(self: &Arc<Self>, bio: DiskBio) -> Option<DiskBio> {
-        let Some(entered) = self.reads.enter() else {
+        if bio.operation() != Operation::Read {
             return Some(bio);
-        };
+        }
         let mut plan = KVec::new();
         let all_in_files = self.plan_image_io(0, &bio, &mut plan).is_ok()
             && plan.iter().all(|t| match &t.source {
                 Source::Stored(place @ Place::File(..)) => place.check_within(t.len).is_ok(),
                 _ => false,
             });
-        if !all_in_files || self.error() != 0 {
+        if !all_in_files {
+            return Some(bio);
+        }
+        // Held before the error is looked at: `retire` drains holds before
+        // it sets it, so a read that saw none is waited for.
+        let Some(held) = self.reads.hold() else {
+            return Some(bio);
+        };
+        if self.error() != 0 {
             return Some(bio);
         }
         let stretches = plan.iter().filter_map(|t| match &t.source {
@@ -284,7 +293,7 @@ impl DiffArea {
             }),
             _ => None,
         });
-        direct_io::serve_from_files(bio, entered, stretches);
+        direct_io::read_from_files(bio, held, stretches);
         None
     }
 
