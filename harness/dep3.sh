@@ -31,8 +31,7 @@ dep3_fields() { # fp-file source-patch
 	local fp=$1 src=$2 tmp overlay id date
 	tmp=$(mktemp -d)
 	git mailinfo "$tmp/msg" "$tmp/diff" <"$fp" >"$tmp/info"
-	overlay=$(sed -n 's/^Overlay://p;/^---$/q' "$REPO/patches/$src" | head -n1)
-	[ "$overlay" = " (none)" ] && overlay=
+	overlay=$(patch_overlay "$REPO/patches/$src")
 	# shellcheck disable=SC2086 # the overlay is a list of paths
 	read -r id date < <(last_change "patches/$src" $overlay)
 	# Description: the subject, then the body (blank lines as " ."), less
@@ -79,7 +78,7 @@ check() {
 		n=$((n + 1))
 		if [ "$1" = ok ]; then echo "ok $n $2"; else echo "not ok $n $2 # $3"; fi
 	}
-	mapfile -t list < <(grep -v '^\s*\(#\|$\)' "$dir/series" 2>/dev/null | awk '{print $1}')
+	mapfile -t list < <(series_patches "$dir/series" 2>/dev/null)
 	# The series names exactly the patches there are, as many as upstream's.
 	if [ ${#list[@]} -gt 0 ] &&
 		[ "$(printf '%s\n' "${list[@]}" | sort)" = "$(cd "$dir" && find . -name '*.patch' | sed 's|^\./||' | sort)" ] &&

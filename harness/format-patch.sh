@@ -33,8 +33,7 @@ declare -A claimed
 for p in "${patches[@]}"; do
 	file=$REPO/patches/$p
 	subject=$(sed -n 's/^Subject: //p;/^---$/q' "$file" | head -n1)
-	overlay=$(sed -n 's/^Overlay://p;/^---$/q' "$file" | head -n1)
-	[ "$overlay" = " (none)" ] && overlay=
+	overlay=$(patch_overlay "$file")
 	[ -n "$subject" ] || die "$p has no Subject: line"
 	patch -p1 -s --no-backup-if-mismatch -f <"$file" >/dev/null || die "$p does not apply"
 	for f in $overlay; do

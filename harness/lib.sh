@@ -39,9 +39,18 @@ kmake() {
 	make -s $(kmake_args "$flavour") "$@"
 }
 
-# The patch file names of patches/series, in order; comments and blank lines skipped.
+# The patch file names of a series file (default patches/series), in
+# order; comments and blank lines skipped.
 series_patches() {
-	grep -v '^\s*\(#\|$\)' "$REPO/patches/series" | awk '{print $1}'
+	grep -v '^\s*\(#\|$\)' "${1:-$REPO/patches/series}" | awk '{print $1}'
+}
+
+# The overlay files a patch file names in its "Overlay:" header (empty for
+# "(none)"), as one line of paths.
+patch_overlay() {
+	local overlay
+	overlay=$(sed -n 's/^Overlay://p;/^---$/q' "$1" | head -n1)
+	[ "$overlay" = " (none)" ] || echo "$overlay"
 }
 
 # The upstream files the given patch files edit, sorted, each once.

@@ -4,7 +4,7 @@
 //!
 //! C header: [`include/linux/blk_types.h`](srctree/include/linux/blk_types.h)
 
-use crate::{bindings, block::bdev::BlockDevice, types::Opaque};
+use crate::{bindings, types::Opaque};
 use core::{marker::PhantomData, ptr::NonNull};
 
 pub mod batch;
@@ -66,7 +66,7 @@ impl Bio {
     ///
     /// `ptr` must point to a valid bio that is neither completed nor freed
     /// during `'a`.
-    pub unsafe fn from_raw<'a>(ptr: *mut bindings::bio) -> &'a Self {
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::bio) -> &'a Self {
         // SAFETY: `Bio` is `repr(transparent)` over the C struct; validity is
         // guaranteed by the caller.
         unsafe { &*ptr.cast() }
@@ -145,12 +145,6 @@ impl Bio {
         // SAFETY: The bio is valid by the type invariant.
         let opf = unsafe { (*self.raw()).bi_opf };
         opf & (1 << bindings::req_flag_bits___REQ_NOWAIT) != 0
-    }
-
-    /// Returns the block device the bio was submitted to.
-    pub fn device(&self) -> &BlockDevice {
-        // SAFETY: A bio in flight holds a valid `bi_bdev`, which outlives it.
-        unsafe { BlockDevice::from_raw((*self.raw()).bi_bdev) }
     }
 }
 
@@ -313,6 +307,7 @@ unsafe impl<O: Origin> Send for BioList<O> {}
 impl<O: Origin> BioList<O> {
     /// An empty list.
     pub const fn new() -> Self {
+        // INVARIANT: An empty chain: both ends null.
         Self {
             head: core::ptr::null_mut(),
             tail: core::ptr::null_mut(),

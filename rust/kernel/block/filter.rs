@@ -222,6 +222,7 @@ impl<T: Operations> Registration<T> {
                 ops.submit_bio = Some(Adapter::<T>::submit_bio);
                 // SAFETY: `slot` is valid for writes and pinned.
                 unsafe { slot.write(ops) };
+                // INVARIANT: Registered here; `drop` unregisters it.
                 // SAFETY: `slot` is initialised and stays pinned until `drop`
                 // unregisters it.
                 to_result(unsafe { bindings::blkfilter_register(slot) })

@@ -222,6 +222,8 @@ impl<T: Send + Sync> Forwarder<T> {
                 drained <- new_condvar!("forwarder_drained"),
                 // Last, so that nothing after it can fail and leak it.
                 bio_set <- Opaque::try_ffi_init(|slot: *mut bindings::bio_set| {
+                    // INVARIANT: Initialised here with a `CloneInfo` of front
+                    // pad; only the drop, after every clone, exits it.
                     // SAFETY: `slot` is valid, uninitialised memory for a bio
                     // set.  `bioset_init` expects it zeroed: it leaves the
                     // parts for flags we do not pass (bvec pool, rescuer,
@@ -336,15 +338,19 @@ impl<T: Send + Sync> Forwarder<T> {
 ///
 /// `clone` was sent by [`Forwarder::forward`] and is ending now.
 unsafe extern "C" fn forwarded_end_io(clone: *mut bindings::bio) {
-    // SAFETY: `forward` wrote a `CloneInfo` in front of the clone; its
-    // `Forwarder` waits for this function's `leave` before going away.
-    unsafe {
+    // SAFETY: `forward` wrote a `CloneInfo` in front of the clone, and the
+    // clone is valid until it is put below; the parent waits for its end.
+    let info = unsafe {
         let info = clone.cast::<CloneInfo>().sub(1).read();
         (*info.parent).bi_status = (*clone).bi_status;
-        bindings::bio_put(clone);
-        bindings::bio_endio(info.parent);
-        (*info.flight).leave();
-    }
+        info
+    };
+    // SAFETY: The clone is ours and not used afterwards.
+    unsafe { bindings::bio_put(clone) };
+    // SAFETY: We own the parent's completion, handed over in `forward`.
+    unsafe { bindings::bio_endio(info.parent) };
+    // SAFETY: The `Forwarder` waits for this `leave` before going away.
+    unsafe { (*info.flight).leave() };
 }
 
 #[pinned_drop]

@@ -440,6 +440,8 @@ impl<'b, T> FileBatch<'b, T> {
         expected: usize,
         send: impl FnOnce(&Self) -> R,
     ) -> Result<(R, EndedFileParts<T>)> {
+        // INVARIANT: No part yet; `finish` below waits for all that `send`
+        // adds before any stretch is freed.
         let batch = Self {
             parts: PartList::new(expected)?,
             _borrows: PhantomData,

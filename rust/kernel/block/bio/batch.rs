@@ -127,6 +127,8 @@ impl<P> PartList<P> {
         let state = KBox::pin_init(InFlight::new(), GFP_NOIO)?;
         let mut parts = KVec::new();
         parts.reserve(expected, GFP_NOIO)?;
+        // INVARIANT: The state is boxed and pinned, and no part points to it
+        // yet.
         Ok(Self {
             state,
             parts: RefCell::new(parts),
@@ -223,18 +225,19 @@ impl<'b, T> Batch<'b, T> {
             parts: PartList::new(expected)?,
             _borrows: PhantomData,
         };
+        // INVARIANT: No part yet; the clones `send` adds are put below, once
+        // `finish` waited for all of them.
         send(&batch);
         let mut parts = batch.parts.finish();
         for part in parts.iter_mut() {
             if let Some(clone) = part.clone.take() {
                 let c = clone.as_ptr();
-                // SAFETY: Every part ended; the clone is still ours: read its
-                // status and put it.
-                let errno = unsafe {
-                    let errno = bindings::blk_status_to_errno((*c).bi_status);
-                    bindings::bio_put(c);
-                    errno
-                };
+                // SAFETY: Every part ended; the clone is still ours.
+                let status = unsafe { (*c).bi_status };
+                // SAFETY: Maps any status to an errno.
+                let errno = unsafe { bindings::blk_status_to_errno(status) };
+                // SAFETY: The clone is ours and not used afterwards.
+                unsafe { bindings::bio_put(c) };
                 part.ended.result = to_result(errno);
             }
         }
@@ -299,18 +302,19 @@ impl<'b, T> Batch<'b, T> {
         let c = clone.as_ptr();
         state.started();
         // SAFETY: `c` is a new clone we own, not submitted; the range was
-        // checked against the bio's size above.  `state` stays until the
-        // list waited for this part (its invariant), in the `run` call;
-        // what the clone points to is borrowed for `'b`, which outlasts that
-        // call.
+        // checked against the bio's size above.
+        unsafe { bindings::bio_trim(c, offset, sectors) };
+        // SAFETY: As above.
         unsafe {
-            bindings::bio_trim(c, offset, sectors);
             (*c).bi_iter.bi_sector = sector;
             (*c).bi_flags |= 1u16 << bindings::BIO_FILTERED;
             (*c).bi_private = core::ptr::from_ref(state).cast_mut().cast();
             (*c).bi_end_io = Some(part_end_io);
-            bindings::submit_bio(c);
         }
+        // SAFETY: The clone is set up.  `state` stays until the list waited
+        // for this part (its invariant), in the `run` call; what the clone
+        // points to is borrowed for `'b`, which outlasts that call.
+        unsafe { bindings::submit_bio(c) };
         Ok(clone)
     }
 }

@@ -39,6 +39,8 @@ impl BioSet {
     pub fn new(reserve: u32) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             set <- Opaque::try_ffi_init(move |slot: *mut bindings::bio_set| {
+                // INVARIANT: Initialised with bio vectors here; only `drop`
+                // exits it.
                 // SAFETY: `slot` is valid, uninitialised memory for a bio set,
                 // which `bioset_init` expects zeroed.
                 to_result(unsafe {
@@ -148,13 +150,10 @@ pub fn transfer_pages(io: PageIo<'_>) -> Result {
     let mut done = 0u64;
     while done < io.sectors {
         let (bio, n) = page_bio(&io, done)?;
-        // SAFETY: `bio` is ours until `bio_put`; its pages and device outlive
-        // the wait.
-        let ret = unsafe {
-            let ret = bindings::submit_bio_wait(bio.as_ptr());
-            bindings::bio_put(bio.as_ptr());
-            ret
-        };
+        // SAFETY: `bio` is ours; its pages and device outlive the wait.
+        let ret = unsafe { bindings::submit_bio_wait(bio.as_ptr()) };
+        // SAFETY: The I/O ended; the bio is ours and not used afterwards.
+        unsafe { bindings::bio_put(bio.as_ptr()) };
         to_result(ret)?;
         done += n;
     }

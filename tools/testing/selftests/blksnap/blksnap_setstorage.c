@@ -80,6 +80,16 @@ static int dm_linear(const char *name, unsigned long long sectors, const char *b
 	return dm_path(name, dm, len);
 }
 
+/* Puts `table` in force for device-mapper device `name`. */
+static int dm_reload(const char *name, const char *table)
+{
+	char cmd[240];
+
+	snprintf(cmd, sizeof(cmd), "dmsetup reload %s --table '%s' && dmsetup resume %s", name,
+		 table, name);
+	return run(cmd);
+}
+
 static int have_dmsetup(void)
 {
 	return !access("/usr/bin/dmsetup", X_OK) || !access("/sbin/dmsetup", X_OK);
@@ -880,21 +890,20 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 		 sectors, self->store.path);
 	ASSERT_EQ(0, run(cmd));
 	ASSERT_EQ(0, dm_path(DM_STACK, dm, sizeof(dm)));
-	snprintf(cmd, sizeof(cmd),
-		 "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s && "
-		 "dd if=/dev/zero of=%s/storage bs=1M count=8 2>/dev/null && sync",
-		 dm, MNT_EXT4, dm, MNT_EXT4, MNT_EXT4);
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s", dm,
+		 MNT_EXT4, dm, MNT_EXT4);
 	ASSERT_EQ(0, run(cmd));
+	ASSERT_EQ(0, run("dd if=/dev/zero of=" MNT_EXT4 "/storage bs=1M count=8 2>/dev/null"));
+	sync();
 	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/storage", 3 * ORIG_SIZE / 512));
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
 	ASSERT_EQ(0, overwrite_chunks(self, 0, 4, 5500));
 	/* A read of the image waits for the stores. */
 	ASSERT_EQ(0, image_equals(self, self->before));
 	sync();
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup reload " DM_STACK " --table '0 %llu delay %s 0 1500 %s 0 0' && "
-		 "dmsetup resume " DM_STACK, sectors, self->store.path, self->store.path);
-	ASSERT_EQ(0, run(cmd));
+	snprintf(cmd, sizeof(cmd), "0 %llu delay %s 0 1500 %s 0 0", sectors, self->store.path,
+		 self->store.path);
+	ASSERT_EQ(0, dm_reload(DM_STACK, cmd));
 	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
 	reader = fork();
 	ASSERT_LE(0, reader);
@@ -913,10 +922,8 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 		TH_LOG("the write to the original waited for the image read");
 	ASSERT_EQ(reader, waitpid(reader, &status, 0));
 	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("the image read failed or was wrong");
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup reload " DM_STACK " --table '0 %llu delay %s 0 0' && "
-		 "dmsetup resume " DM_STACK, sectors, self->store.path);
-	ASSERT_EQ(0, run(cmd));
+	snprintf(cmd, sizeof(cmd), "0 %llu delay %s 0 0", sectors, self->store.path);
+	ASSERT_EQ(0, dm_reload(DM_STACK, cmd));
 	EXPECT_EQ(0, image_equals(self, self->before));
 	EXPECT_EQ(0, info_error(self));
 	EXPECT_EQ(0, original_intact(self));
@@ -1100,12 +1107,10 @@ TEST_F(setstorage, storage_stack_grown_onto_a_filtered_device_fails_the_take)
 /* Points device-mapper device DM_STACK, `sectors` long, at `below`. */
 static int dm_stack_reload(unsigned long long sectors, const char *below)
 {
-	char cmd[200];
+	char table[120];
 
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup reload " DM_STACK " --table '0 %llu linear %s 0' && dmsetup resume "
-		 DM_STACK, sectors, below);
-	return run(cmd);
+	snprintf(table, sizeof(table), "0 %llu linear %s 0", sectors, below);
+	return dm_reload(DM_STACK, table);
 }
 
 /*
@@ -1196,10 +1201,9 @@ TEST_F_TIMEOUT(setstorage, storage_stacked_too_deep_is_refused, 120)
 	snprintf(top, sizeof(top), DM_CHAIN_NAME, DM_CHAIN - 1);
 	ASSERT_EQ(0, dm_linear(top, 3 * ORIG_SIZE / 2 / 512ULL, self->store.path, below,
 			       sizeof(below)));
-	snprintf(cmd, sizeof(cmd),
-		 "dmsetup reload " DM_CHAIN_NAME " --table '0 %llu linear %s 0' && "
-		 "dmsetup resume " DM_CHAIN_NAME, 0, 3 * ORIG_SIZE / 2 / 512ULL, below, 0);
-	ASSERT_EQ(0, run(cmd));
+	snprintf(cmd, sizeof(cmd), "0 %llu linear %s 0", 3 * ORIG_SIZE / 2 / 512ULL, below);
+	snprintf(top, sizeof(top), DM_CHAIN_NAME, 0);
+	ASSERT_EQ(0, dm_reload(top, cmd));
 	EXPECT_EQ(EMLINK, snapshot_take(self->ctl, &self->id));
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	dm_chain_remove();
