@@ -33,8 +33,9 @@ use cow::{Copies, Ended, MAX_COPIES};
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
-        bio::{plug, BioList, BioSet, Disk, DiskBio, Filtered, FilteredBio, Operation},
+        bio::{plug, BioList, Disk, DiskBio, Filtered, FilteredBio, Operation},
         forward::Forwarder,
+        io::BioSet,
     },
     new_condvar, new_mutex, new_spinlock,
     prelude::*,

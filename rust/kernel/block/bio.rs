@@ -7,12 +7,7 @@
 use crate::{bindings, types::Opaque};
 use core::{marker::PhantomData, ptr::NonNull};
 
-pub mod batch;
-pub mod page_io;
 pub mod plug;
-mod set;
-
-pub use set::{transfer_pages, BioSet, PageIo};
 
 /// What a bio asks the device to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

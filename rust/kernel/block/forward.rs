@@ -70,44 +70,43 @@ unsafe impl Send for Flight {}
 unsafe impl Sync for Flight {}
 
 impl Flight {
-    /// Counts one clone more, unless a pause is in force.
-    fn enter(&self) -> bool {
+    /// Counts one more in `count` (clones in flight, or holds), unless a
+    /// pause is in force.
+    fn add(&self, count: fn(&mut Counts) -> &mut usize) -> bool {
         let mut counts = self.counts.lock();
         if counts.paused > 0 {
             return false;
         }
-        counts.in_flight += 1;
+        *count(&mut counts) += 1;
         true
     }
 
-    /// Counts one clone less.  The caller must not touch `self` afterwards:
-    /// a pause in [`Forwarder`]'s drop may be waiting to free it.
-    fn leave(&self) {
+    /// Counts one less in `count`.  The caller must not touch `self`
+    /// afterwards: a pause in [`Forwarder`]'s drop may be waiting to free it.
+    fn remove(&self, count: fn(&mut Counts) -> &mut usize) {
         let mut counts = self.counts.lock();
-        counts.in_flight -= 1;
-        if counts.in_flight == 0 && counts.paused > 0 {
+        let left = count(&mut counts);
+        *left -= 1;
+        if *left == 0 && counts.paused > 0 {
             // Under the lock: the waiter cannot go on before it is dropped.
             self.drained.notify_all();
         }
     }
 
-    /// Counts one hold more, unless a pause is in force.
-    fn hold(&self) -> bool {
-        let mut counts = self.counts.lock();
-        if counts.paused > 0 {
-            return false;
-        }
-        counts.held += 1;
-        true
+    fn enter(&self) -> bool {
+        self.add(|c| &mut c.in_flight)
     }
 
-    /// Counts one hold less; as for `leave`, `self` may go right after.
+    fn leave(&self) {
+        self.remove(|c| &mut c.in_flight)
+    }
+
+    fn hold(&self) -> bool {
+        self.add(|c| &mut c.held)
+    }
+
     fn release(&self) {
-        let mut counts = self.counts.lock();
-        counts.held -= 1;
-        if counts.held == 0 && counts.paused > 0 {
-            self.drained.notify_all();
-        }
+        self.remove(|c| &mut c.held)
     }
 
     /// Holds new forwards and holds back, and waits until no clone is in

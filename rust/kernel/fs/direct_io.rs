@@ -12,19 +12,19 @@
 //!
 //! C header: [`include/linux/fs.h`](srctree/include/linux/fs.h)
 //!
-//! [`page_io`]: crate::block::bio::page_io
+//! [`page_io`]: crate::block::io::page_io
 
 use super::File;
 use crate::{
     alloc::{allocator::Kmalloc, IntoIter, KVec},
     bindings,
     block::{
-        bio::{
+        bio::{Bio, DiskBio, Operation, Status},
+        forward::Held,
+        io::{
             batch::{Ended, InFlight as PartsInFlight, PartList},
             page_io::Owner,
-            Bio, DiskBio, Operation, Status,
         },
-        forward::Held,
         SECTOR_SHIFT,
     },
     page::Page,
@@ -376,10 +376,10 @@ struct InFlightHead {
 /// Each `Stretch` in `parts` was sent with the list's `InFlight` and is
 /// freed only once the list waited for all parts.
 ///
-/// [`Batch`]: crate::block::bio::batch::Batch
+/// [`Batch`]: crate::block::io::batch::Batch
 pub struct FileBatch<'b, T> {
     parts: PartList<FilePart<T>>,
-    /// Makes `'b` invariant, as in [`Batch`](crate::block::bio::batch::Batch).
+    /// Makes `'b` invariant, as in [`Batch`](crate::block::io::batch::Batch).
     _borrows: PhantomData<fn(&'b Bio) -> &'b Bio>,
 }
 

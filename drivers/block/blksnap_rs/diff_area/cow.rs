@@ -24,8 +24,9 @@ use crate::diff_storage::Place;
 use crate::{buffers, params};
 use kernel::{
     block::{
-        bio::{page_io, plug, transfer_pages, BioList, Filtered, FilteredBio, PageIo, Status},
+        bio::{plug, BioList, Filtered, FilteredBio, Status},
         forward::Paused,
+        io::{page_io, transfer_pages, PageIo},
     },
     fs::direct_io::{self, FileIo},
     page::Page,

@@ -25,7 +25,8 @@ use core::cell::Cell;
 use kernel::{
     block::{
         bdev::BlockDevice,
-        bio::{batch::Batch, Bio, DiskBio, Operation, Status},
+        bio::{Bio, DiskBio, Operation, Status},
+        io::batch::Batch,
     },
     fs::direct_io::{self, FileBatch, FileStretch},
     prelude::*,

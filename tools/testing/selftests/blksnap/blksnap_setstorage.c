@@ -83,7 +83,7 @@ static int dm_linear(const char *name, unsigned long long sectors, const char *b
 /* Puts `table` in force for device-mapper device `name`. */
 static int dm_reload(const char *name, const char *table)
 {
-	char cmd[240];
+	char cmd[512];
 
 	snprintf(cmd, sizeof(cmd), "dmsetup reload %s --table '%s' && dmsetup resume %s", name,
 		 table, name);

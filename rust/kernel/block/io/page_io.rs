@@ -12,7 +12,7 @@
 //! # Examples
 //!
 //! ```
-//! use kernel::block::{bdev::BlockDevice, bio::{page_io, BioSet, PageIo}};
+//! use kernel::block::{bdev::BlockDevice, io::{page_io, BioSet, PageIo}};
 //! use kernel::{page::Page, prelude::*, sync::Arc};
 //!
 //! struct Copy<'d> {

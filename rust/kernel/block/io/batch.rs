@@ -27,7 +27,7 @@
 //! `b`, and tells whether each half succeeded:
 //!
 //! ```
-//! use kernel::block::{bdev::BlockDevice, bio::{batch::Batch, Bio, BioSet}};
+//! use kernel::block::{bdev::BlockDevice, bio::Bio, io::{batch::Batch, BioSet}};
 //! use kernel::prelude::*;
 //!
 //! #[derive(Debug)]
@@ -54,11 +54,11 @@
 //!
 //! C header: [`include/linux/bio.h`](srctree/include/linux/bio.h)
 
-use super::{Bio, BioSet};
+use super::BioSet;
 use crate::{
     alloc::{allocator::Kmalloc, IntoIter},
     bindings,
-    block::bdev::BlockDevice,
+    block::{bdev::BlockDevice, bio::Bio},
     error::to_result,
     prelude::*,
     sync::{
