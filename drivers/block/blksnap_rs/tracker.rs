@@ -278,6 +278,9 @@ impl Tracker {
         let old = core::mem::replace(&mut *self.cow.lock(), Cow::Detached);
         if let Cow::On(area) = old {
             area.fail(ENODEV);
+            // Its image may go before the area: image reads sent on to a
+            // storage file end first, as when the snapshot is destroyed.
+            area.retire();
         }
     }
 

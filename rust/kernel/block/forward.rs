@@ -33,8 +33,11 @@ struct Counts {
     /// I/O of the driver's own that it holds the forwarder for, see
     /// [`Held`].
     held: usize,
-    /// Pauses in force; while there is one, nothing is forwarded or held.
+    /// Pauses in force; while there is one, nothing is forwarded.
     paused: usize,
+    /// Those of the pauses that are drains; while there is one, nothing is
+    /// held either.
+    draining: usize,
 }
 
 /// What a clone carries in front of it, in its bio set's front pad.
@@ -70,11 +73,11 @@ unsafe impl Send for Flight {}
 unsafe impl Sync for Flight {}
 
 impl Flight {
-    /// Counts one more in `count` (clones in flight, or holds), unless a
-    /// pause is in force.
-    fn add(&self, count: fn(&mut Counts) -> &mut usize) -> bool {
+    /// Counts one more in `count` (clones in flight, or holds), unless
+    /// `refused` (a pause, or a drain) is in force.
+    fn add(&self, count: fn(&mut Counts) -> &mut usize, refused: fn(&Counts) -> usize) -> bool {
         let mut counts = self.counts.lock();
-        if counts.paused > 0 {
+        if refused(&counts) > 0 {
             return false;
         }
         *count(&mut counts) += 1;
@@ -94,7 +97,7 @@ impl Flight {
     }
 
     fn enter(&self) -> bool {
-        self.add(|c| &mut c.in_flight)
+        self.add(|c| &mut c.in_flight, |c| c.paused)
     }
 
     fn leave(&self) {
@@ -102,25 +105,28 @@ impl Flight {
     }
 
     fn hold(&self) -> bool {
-        self.add(|c| &mut c.held)
+        self.add(|c| &mut c.held, |c| c.draining)
     }
 
     fn release(&self) {
         self.remove(|c| &mut c.held)
     }
 
-    /// Holds new forwards and holds back, and waits until no clone is in
-    /// flight, and with `holds` until no hold is left either.
-    fn pause(&self, holds: bool) {
+    /// Holds new forwards back, and waits until no clone is in flight;
+    /// with `drain`, holds new holds back too and waits until none is left.
+    fn pause(&self, drain: bool) {
         let mut counts = self.counts.lock();
         counts.paused += 1;
-        while counts.in_flight > 0 || (holds && counts.held > 0) {
+        counts.draining += usize::from(drain);
+        while counts.in_flight > 0 || (drain && counts.held > 0) {
             self.drained.wait(&mut counts);
         }
     }
 
-    fn resume(&self) {
-        self.counts.lock().paused -= 1;
+    fn resume(&self, drain: bool) {
+        let mut counts = self.counts.lock();
+        counts.paused -= 1;
+        counts.draining -= usize::from(drain);
     }
 }
 
@@ -201,11 +207,13 @@ impl Drop for Held {
 /// New forwards are held back while this exists; see [`Forwarder::pause`].
 pub struct Paused<'a> {
     flight: &'a Flight,
+    /// A drain, see [`Forwarder::drain`].
+    drain: bool,
 }
 
 impl Drop for Paused<'_> {
     fn drop(&mut self) {
-        self.flight.resume();
+        self.flight.resume(self.drain);
     }
 }
 
@@ -215,7 +223,7 @@ impl<T: Send + Sync> Forwarder<T> {
         try_pin_init!(Self {
             flight <- try_pin_init!(Flight {
                 counts <- new_spinlock_irq!(
-                    Counts { in_flight: 0, held: 0, paused: 0 },
+                    Counts { in_flight: 0, held: 0, paused: 0, draining: 0 },
                     "forwarder_counts"
                 ),
                 drained <- new_condvar!("forwarder_drained"),
@@ -301,7 +309,7 @@ impl<T: Send + Sync> Forwarder<T> {
     }
 
     /// Holds the forwarder for an I/O of the caller's own until the
-    /// returned token is dropped, or returns `None` if a pause is in force.
+    /// returned token is dropped, or returns `None` if a drain is in force.
     /// Drains that begin meanwhile, and the forwarder's drop, wait for the
     /// token.
     pub fn hold(&self) -> Option<Held> {
@@ -312,21 +320,24 @@ impl<T: Send + Sync> Forwarder<T> {
         })
     }
 
-    /// Holds new forwards (and holds) back, and waits until every clone in
-    /// flight ended.  Forwards resume when the returned guard is dropped.
+    /// Holds new forwards back, and waits until every clone in flight
+    /// ended; holds go on.  Forwards resume when the returned guard is
+    /// dropped.
     pub fn pause(&self) -> Paused<'_> {
         self.flight.pause(false);
         Paused {
             flight: &self.flight,
+            drain: false,
         }
     }
 
-    /// Pauses as [`Forwarder::pause`] does, and also waits until every
-    /// [`Held`] token was dropped.
+    /// Pauses as [`Forwarder::pause`] does, and also holds new holds back
+    /// and waits until every [`Held`] token was dropped.
     pub fn drain(&self) -> Paused<'_> {
         self.flight.pause(true);
         Paused {
             flight: &self.flight,
+            drain: true,
         }
     }
 }

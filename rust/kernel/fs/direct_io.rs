@@ -92,12 +92,18 @@ pub struct FileIo<'a> {
 #[repr(C)]
 struct InFlight<T> {
     iocb: bindings::kiocb,
-    /// Ends the I/O: `complete::<T>`, which is in the module of the owner.
+    /// Ends the I/O: `finish_queued::<T>`, which is in the module of the owner.
     finish: unsafe fn(*mut bindings::kiocb, isize),
     bvecs: KVec<bindings::bio_vec>,
     owner: *const T,
     bytes: usize,
     write: bool,
+    /// The sender's and the completion's: a file system may still use the
+    /// iocb after it queued the I/O, while the I/O completes.  Whichever
+    /// goes last ends the I/O.
+    refs: Atomic<usize>,
+    /// What the I/O returned; set before the completion's reference goes.
+    ret: isize,
 }
 
 /// Sends `io(&owner)` without waiting, and keeps `owner` until it ended;
@@ -138,14 +144,20 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a
             write,
         )
     };
-    // SAFETY: The iocb and the vector stay in `raw` until the completion,
-    // here or in `file_io_end`, frees it.
+    // SAFETY: The iocb and the vector stay in `raw` until its last
+    // reference goes, not before the sender's below.
     let ret = unsafe { run(&file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
     if ret != -(bindings::EIOCBQUEUED as isize) {
-        // SAFETY: The file system is done with the iocb; a write that was
-        // not queued has its freeze protection dropped already.
-        unsafe { complete::<T>(raw, ret, false) };
+        // SAFETY: Not queued: there is no completion, its reference goes
+        // here, with the result.  A write that was not queued has its
+        // freeze protection dropped already.
+        unsafe {
+            (*raw).ret = ret;
+            put::<T>(raw);
+        }
     }
+    // SAFETY: The sender's reference; `raw` is not used afterwards.
+    unsafe { put::<T>(raw) };
 }
 
 /// The vector of the pages of `req`.
@@ -269,27 +281,29 @@ fn prepare<T: Owner>(req: &FileIo<'_>, raw_owner: *const T) -> Result<KBox<InFli
             owner: raw_owner,
             bytes: req.bytes,
             write: req.write,
+            refs: Atomic::new(2),
+            ret: 0,
         },
         GFP_NOIO,
     )?)
 }
 
-/// Ends an I/O: frees what it used and hands the owner to `T::io_ended`.
+/// Drops a reference of an I/O of [`submit`]; the last one ends it: frees
+/// what it used and hands the owner to `T::io_ended`.
 ///
 /// # Safety
 ///
-/// `raw` came from `submit`, its I/O is over, and this is called once.
-/// `queued` is true when the file system queued the I/O, so that a write
-/// still holds freeze protection.
-unsafe fn complete<T: Owner>(raw: *mut InFlight<T>, ret: isize, queued: bool) {
-    // SAFETY: `raw` is ours again, see the contract.
-    let mut in_flight = unsafe { KBox::from_raw(raw) };
-    if queued && in_flight.write {
-        // SAFETY: A queued write keeps the freeze protection that
-        // `vfs_iocb_iter_write` took until it ends, now.
-        unsafe { bindings::kiocb_end_write(&raw mut in_flight.iocb) };
+/// `raw` came from `submit` and holds the reference given back here, once;
+/// its I/O is over if this is the completion's.
+unsafe fn put<T: Owner>(raw: *mut InFlight<T>) {
+    // Full ordering: the last one sees the result the completion stored.
+    // SAFETY: Valid until the last reference goes, here or elsewhere.
+    if unsafe { (*raw).refs.fetch_sub(1, Full) } != 1 {
+        return;
     }
-    let ok = usize::try_from(ret).is_ok_and(|n| n == in_flight.bytes);
+    // SAFETY: That was the last reference: `raw` is ours again.
+    let in_flight = unsafe { KBox::from_raw(raw) };
+    let ok = usize::try_from(in_flight.ret).is_ok_and(|n| n == in_flight.bytes);
     // SAFETY: `submit` handed over this reference with the I/O.
     let owner = unsafe { Arc::from_raw(in_flight.owner) };
     drop(in_flight);
@@ -305,8 +319,16 @@ unsafe fn complete<T: Owner>(raw: *mut InFlight<T>, ret: isize, queued: bool) {
 unsafe fn finish_queued<T: Owner>(iocb: *mut bindings::kiocb, ret: isize) {
     // `iocb` is the first field of the `#[repr(C)]` `InFlight<T>`.
     let raw = iocb.cast::<InFlight<T>>();
-    // SAFETY: See the contract: the I/O is over and this runs once.
-    unsafe { complete::<T>(raw, ret, true) };
+    // SAFETY: See the contract: the completion's reference is still held.
+    // A queued write keeps the freeze protection that `vfs_iocb_iter_write`
+    // took until it ends, now.
+    unsafe {
+        if (*raw).write {
+            bindings::kiocb_end_write(iocb);
+        }
+        (*raw).ret = ret;
+        put::<T>(raw);
+    }
 }
 
 /// The `ki_complete` of every I/O of [`submit`]: not generic, so that it is
@@ -595,7 +617,9 @@ pub fn read_from_files<'a>(
     stretches: impl IntoIterator<Item = FileStretch<'a>>,
 ) {
     if bio.operation() != Operation::Read {
-        // Dropped, the bio ends with an error; then `held` goes.
+        // The bio ends with an error, then the hold goes.
+        drop(bio);
+        drop(held);
         return;
     }
     let Ok(whole) = KBox::new(
@@ -644,6 +668,10 @@ struct BioStretch {
     /// Held until the stretch ended.
     _file: ARef<File>,
     len: usize,
+    /// The sender's and the completion's, as in [`submit`]'s I/O.
+    refs: Atomic<usize>,
+    /// What the read returned; set before the completion's reference goes.
+    ret: isize,
 }
 
 /// Sends one stretch of the read bio `bio`, which `whole` owns.
@@ -663,18 +691,26 @@ unsafe fn send_stretch(whole: *const WholeBio, bio: &Bio, stretch: &FileStretch<
             whole,
             _file: stretch.file.into(),
             len,
+            refs: Atomic::new(2),
+            ret: 0,
         },
         GFP_NOIO,
     )?);
-    // SAFETY: The stretch stays until its completion frees it; the bio's
-    // vector, which the iterator and the file system's bios point into,
-    // stays until the bio ends, after this stretch ended.
+    // SAFETY: The stretch stays until its last reference goes, not before
+    // the sender's below; the bio's vector, which the iterator and the file
+    // system's bios point into, stays until the bio ends, after this
+    // stretch ended.
     let ret = unsafe { run(stretch.file, &raw mut (*raw).iocb, iter.as_mut_ptr(), false) };
     if ret != -(bindings::EIOCBQUEUED as isize) {
-        // SAFETY: Not queued: the file system is done with the iocb and will
-        // not complete it.
-        unsafe { bio_stretch_done(raw, ret) };
+        // SAFETY: Not queued: there is no completion, its reference goes
+        // here, with the result.
+        unsafe {
+            (*raw).ret = ret;
+            stretch_put(raw);
+        }
     }
+    // SAFETY: The sender's reference; `raw` is not used afterwards.
+    unsafe { stretch_put(raw) };
     Ok(())
 }
 
@@ -693,21 +729,31 @@ fn sectors_to_bytes(sectors: u64) -> Result<usize> {
 /// `iocb` is the iocb of a `BioStretch` that the file system queued, and it
 /// is completing now.
 unsafe extern "C" fn bio_stretch_end(iocb: *mut bindings::kiocb, ret: crate::ffi::c_long) {
-    // SAFETY: `iocb` is the first field of the `#[repr(C)]` `BioStretch`;
-    // see the contract.
-    unsafe { bio_stretch_done(iocb.cast::<BioStretch>(), ret) };
+    // `iocb` is the first field of the `#[repr(C)]` `BioStretch`.
+    let raw = iocb.cast::<BioStretch>();
+    // SAFETY: See the contract: the completion's reference is still held.
+    unsafe {
+        (*raw).ret = ret;
+        stretch_put(raw);
+    }
 }
 
-/// Ends a stretch: frees it, and the bio with it if it was the last.
+/// Drops a reference of a stretch; the last one frees it, and ends the bio
+/// with it if it was the bio's last stretch.
 ///
 /// # Safety
 ///
-/// `raw` came from `send_stretch`, its I/O is over, and this is called
-/// once.
-unsafe fn bio_stretch_done(raw: *mut BioStretch, ret: isize) {
-    // SAFETY: `raw` is ours again, see the contract.
+/// `raw` came from `send_stretch` and holds the reference given back here,
+/// once; its I/O is over if this is the completion's.
+unsafe fn stretch_put(raw: *mut BioStretch) {
+    // Full ordering: the last one sees the result the completion stored.
+    // SAFETY: Valid until the last reference goes, here or elsewhere.
+    if unsafe { (*raw).refs.fetch_sub(1, Full) } != 1 {
+        return;
+    }
+    // SAFETY: That was the last reference: `raw` is ours again.
     let stretch = unsafe { KBox::from_raw(raw) };
-    let ok = usize::try_from(ret).is_ok_and(|n| n == stretch.len);
+    let ok = usize::try_from(stretch.ret).is_ok_and(|n| n == stretch.len);
     let whole = stretch.whole;
     drop(stretch);
     // SAFETY: The stretch was counted in `left` of its `whole`.

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <stdint.h>
+#include <time.h>
 #include <dirent.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
@@ -763,7 +764,7 @@ TEST_F(setstorage, image_writes_go_to_the_file)
  * chunk-sized read of a stored chunk is served from the file alone.
  */
 static int read_chunks_until_error(const char *image, const unsigned char *want,
-				   unsigned char *buf, unsigned int seed)
+				   unsigned char *buf, unsigned int seed, int ready)
 {
 	int fd = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	unsigned int i, good = 0;
@@ -779,6 +780,9 @@ static int read_chunks_until_error(const char *image, const unsigned char *want,
 			close(fd);
 			return 1;
 		}
+		/* The first good read tells the parent that reads are going. */
+		if (!good && (write(ready, "r", 1) != 1 || close(ready)))
+			return 2;
 	}
 	close(fd);
 	return good ? 0 : 2;
@@ -794,9 +798,9 @@ static int read_chunks_until_error(const char *image, const unsigned char *want,
  */
 TEST_F(setstorage, image_reads_in_flight_to_the_file)
 {
-	char image[64], line[256];
+	char image[64], line[256], ready[3];
 	pid_t readers[3];
-	int kmsg, status, i, fd;
+	int kmsg, status, i, fd, pipefd[2];
 
 	ASSERT_EQ(0, mount_ext4(self));
 	kmsg = kmsg_mark();
@@ -804,16 +808,24 @@ TEST_F(setstorage, image_reads_in_flight_to_the_file)
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
 	ASSERT_EQ(0, overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 5100));
 	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
+	ASSERT_EQ(0, pipe(pipefd));
 	for (i = 0; i < 3; i++) {
 		readers[i] = fork();
 		ASSERT_LE(0, readers[i]);
 		if (!readers[i]) {
 			unsigned char *buf = aligned_alloc(4096, CHUNK);
 
-			_exit(buf ? read_chunks_until_error(image, self->before, buf, i * 21) : 2);
+			close(pipefd[0]);
+			_exit(buf ? read_chunks_until_error(image, self->before, buf, i * 21,
+							    pipefd[1]) : 2);
 		}
 	}
-	usleep(300000);
+	close(pipefd[1]);
+	/* Every reader is reading (or gone: then it fails below). */
+	for (i = 0; i < 3 && read(pipefd[0], ready + i, 1) == 1; i++)
+		;
+	close(pipefd[0]);
+	EXPECT_EQ(3, i);
 	EXPECT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	for (i = 0; i < 3; i++) {
 		ASSERT_EQ(readers[i], waitpid(readers[i], &status, 0));
@@ -871,8 +883,69 @@ TEST_F(setstorage, image_reads_in_flight_to_the_file)
 }
 
 /*
+ * Storage in a file system on a device that completes bios inside
+ * submit_bio (brd): an image read of stored chunks may complete while the
+ * file system is still in its read_iter, which must not find the request
+ * freed (KASAN would report it).  The image holds the data of the take.
+ */
+TEST_F(setstorage, storage_file_on_a_device_that_completes_at_once)
+{
+	const char *ram = "/dev/ram7";
+	char cmd[160], image[64], line[256];
+	int kmsg, fd, round, i;
+
+	fd = open(ram, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		SKIP(return, "%s is not available", ram);
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s && mkdir -p %s && mount %s %s", ram,
+		 MNT_EXT4, ram, MNT_EXT4);
+	ASSERT_EQ(0, run(cmd));
+	kmsg = kmsg_mark();
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4, 2 * ORIG_SIZE / 512));
+	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, ORIG_SIZE / CHUNK, 5700));
+	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
+	fd = open(image, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	/* Chunk by chunk, each read served from the file alone. */
+	for (round = 0; round < 3; round++) {
+		for (i = 0; i < ORIG_SIZE / CHUNK; i++) {
+			ASSERT_EQ(CHUNK, pread(fd, self->buf, CHUNK, (off_t)i * CHUNK));
+			ASSERT_EQ(0, memcmp(self->buf, self->before + (size_t)i * CHUNK, CHUNK));
+		}
+	}
+	close(fd);
+	EXPECT_EQ(0, image_equals(self, self->before));
+	EXPECT_EQ(0, info_error(self));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+	if (kmsg >= 0) {
+		EXPECT_EQ(0, kmsg_splat(kmsg, line, sizeof(line))) TH_LOG("%s", line);
+		close(kmsg);
+	}
+}
+
+/* Reads that dm-delay device DM_STACK holds now, from its status; -1 if unknown. */
+static int delayed_reads(void)
+{
+	unsigned long long start, len;
+	int reads = -1;
+	FILE *f;
+
+	f = popen("dmsetup status " DM_STACK, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%llu %llu delay %d", &start, &len, &reads) != 3)
+		reads = -1;
+	pclose(f);
+	return reads;
+}
+
+/*
  * An image read of a chunk stored in a file is slow (the storage file
- * system sits on a dm-delay device that holds reads 1.5 s): a write to the
+ * system sits on a dm-delay device that holds reads 3 s): a write to the
  * original that needs a copy, queued to the same worker after it, does not
  * wait for it.  The file is named and written beforehand, so no growth
  * (which waits for direct I/O in flight on the file) comes in between.
@@ -881,8 +954,10 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 {
 	unsigned long long sectors = 3 * ORIG_SIZE / 2 / 512ULL;
 	char cmd[240], dm[32], image[64];
-	int status, fd;
-	pid_t reader;
+	struct timespec t0, t1;
+	int status, fd, i;
+	pid_t reader, done;
+	long ms;
 
 	if (!have_dmsetup())
 		SKIP(return, "dmsetup is not available");
@@ -901,7 +976,7 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 	/* A read of the image waits for the stores. */
 	ASSERT_EQ(0, image_equals(self, self->before));
 	sync();
-	snprintf(cmd, sizeof(cmd), "0 %llu delay %s 0 1500 %s 0 0", sectors, self->store.path,
+	snprintf(cmd, sizeof(cmd), "0 %llu delay %s 0 3000 %s 0 0", sectors, self->store.path,
 		 self->store.path);
 	ASSERT_EQ(0, dm_reload(DM_STACK, cmd));
 	ASSERT_EQ(0, image_path(self, image, sizeof(image)));
@@ -915,12 +990,20 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 			_exit(2);
 		_exit(memcmp(buf, self->before + CHUNK, CHUNK) ? 1 : 0);
 	}
-	/* The read is with the storage by now; chunk 8 was never copied. */
-	usleep(300000);
+	/* Until the read is held in dm-delay; chunk 8 was never copied. */
+	for (i = 0; i < 100 && delayed_reads() < 1; i++)
+		usleep(20000);
+	ASSERT_LT(0, delayed_reads()) TH_LOG("the image read never reached the storage");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ASSERT_EQ(0, overwrite_chunks(self, 8, 1, 5600));
-	EXPECT_EQ(0, waitpid(reader, &status, WNOHANG))
-		TH_LOG("the write to the original waited for the image read");
-	ASSERT_EQ(reader, waitpid(reader, &status, 0));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	EXPECT_GT(1500, ms) TH_LOG("the write to the original waited %ld ms for the image read",
+				   ms);
+	done = waitpid(reader, &status, WNOHANG);
+	EXPECT_EQ(0, done) TH_LOG("the image read ended before the write");
+	if (!done)
+		ASSERT_EQ(reader, waitpid(reader, &status, 0));
 	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("the image read failed or was wrong");
 	snprintf(cmd, sizeof(cmd), "0 %llu delay %s 0 0", sectors, self->store.path);
 	ASSERT_EQ(0, dm_reload(DM_STACK, cmd));
