@@ -275,11 +275,17 @@ impl Tracker {
     /// Detaches: nothing is tracked or copied any more.  Writes are no
     /// longer seen, so a snapshot taken of the device cannot stay correct.
     pub(crate) fn detach(&self) {
+        // Ended while still here: a destroy that comes meanwhile finds the
+        // area, and waits in its own `retire` as this one does, for image
+        // reads sent on to a storage file, before the image goes.
+        if let Some(area) = self.diff_area() {
+            area.fail(ENODEV);
+            area.retire();
+        }
         let old = core::mem::replace(&mut *self.cow.lock(), Cow::Detached);
+        // One switched on meanwhile.
         if let Cow::On(area) = old {
             area.fail(ENODEV);
-            // Its image may go before the area: image reads sent on to a
-            // storage file end first, as when the snapshot is destroyed.
             area.retire();
         }
     }

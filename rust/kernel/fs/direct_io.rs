@@ -117,7 +117,7 @@ struct InFlight<T> {
 /// to a device whose writes may wait for this I/O.
 pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a>>) {
     let raw_owner = Arc::into_raw(owner);
-    // SAFETY: `raw_owner` holds a reference until `complete` takes it back:
+    // SAFETY: `raw_owner` holds a reference until `put` takes it back:
     // the borrow is used only before the I/O is sent, see below.
     let req = io(unsafe { &*raw_owner });
     let prepared = req.as_ref().map(|req| (prepare(req, raw_owner), req));
@@ -203,7 +203,9 @@ fn direct_iocb(file: &File, pos: u64) -> Result<bindings::kiocb> {
 ///
 /// `iocb` is set up for `file` and `iter` describes memory that stays valid
 /// until the I/O ended: when this returns unless it returns
-/// `-EIOCBQUEUED`, else when `ki_complete` is called.
+/// `-EIOCBQUEUED`, else when `ki_complete` is called.  The iocb itself
+/// stays valid until both happened: a file system may still use it after
+/// it queued the I/O, while the I/O completes.
 unsafe fn run(
     file: &File,
     iocb: *mut bindings::kiocb,
@@ -598,7 +600,7 @@ pub struct FileStretch<'a> {
 ///
 /// fn read_from(forwarder: &Forwarder<()>, bio: DiskBio, backing: &File) -> Option<DiskBio> {
 ///     let Some(held) = forwarder.hold() else {
-///         // Paused: the caller tries later.
+///         // Draining: the forwarder's owner is going.
 ///         return Some(bio);
 ///     };
 ///     let whole = FileStretch {
