@@ -47,6 +47,17 @@ impl Operation {
 /// A bio (`struct bio`) in flight, as a filter or a bio-based disk sees it
 /// while it is submitted: the view shared by every [`SubmittedBio`].
 ///
+/// # Examples
+///
+/// ```
+/// use kernel::block::bio::Bio;
+///
+/// /// Whether `bio` changes data in the first `sectors` sectors.
+/// fn changes_head(bio: &Bio, sectors: u64) -> bool {
+///     bio.changed_sectors().is_some_and(|(start, _)| start < sectors)
+/// }
+/// ```
+///
 /// # Invariants
 ///
 /// The wrapped `struct bio` is valid and is not completed for as long as the
@@ -212,6 +223,21 @@ pub type DiskBio = SubmittedBio<Disk>;
 /// Dropping it without doing so ends it with an I/O error, so that nobody
 /// waits forever.
 ///
+/// # Examples
+///
+/// ```
+/// use kernel::block::bio::{FilteredBio, Status};
+///
+/// /// A filter's `submit_bio` that refuses writes and lets the rest go on.
+/// fn read_only(bio: FilteredBio) -> Option<FilteredBio> {
+///     if bio.operation().changes_data() {
+///         bio.end(Status::IoError);
+///         return None;
+///     }
+///     Some(bio)
+/// }
+/// ```
+///
 /// # Invariants
 ///
 /// `bio` is a valid bio whose completion this object owns, and it came from
@@ -284,6 +310,38 @@ impl<O: Origin> Drop for SubmittedBio<O> {
 /// themselves as `struct bio_list` does: queueing never allocates, so it
 /// cannot fail in a submit path.  Bios left on it when it is dropped end
 /// with an I/O error.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::block::bio::{BioList, Filtered, FilteredBio};
+/// use kernel::sync::{new_spinlock, SpinLock};
+///
+/// /// Writes held back until the filter lets them go, in the order they came.
+/// #[pin_data]
+/// struct Held {
+///     #[pin]
+///     writes: SpinLock<BioList<Filtered>>,
+/// }
+///
+/// impl Held {
+///     fn new() -> impl PinInit<Self> {
+///         pin_init!(Self { writes <- new_spinlock!(BioList::new()) })
+///     }
+///
+///     fn hold(&self, bio: FilteredBio) {
+///         self.writes.lock().push(bio);
+///     }
+///
+///     /// Sends every held write on, outside the lock.
+///     fn release(&self) {
+///         let mut writes = self.writes.lock().take();
+///         while let Some(bio) = writes.pop() {
+///             bio.resubmit();
+///         }
+///     }
+/// }
+/// ```
 ///
 /// # Invariants
 ///

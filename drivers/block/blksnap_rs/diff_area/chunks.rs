@@ -37,11 +37,26 @@ use kernel::{
     xarray::{AllocKind, Guard, XArray},
 };
 
+/// What waits on a loading chunk: the writes parked on it, in the order
+/// they came.  Parking must not allocate: it happens in a submit path.
+pub(crate) trait Waiters: Default {
+    type Waiter;
+    fn push(&mut self, waiter: Self::Waiter);
+}
+
+impl Waiters for BioList<Filtered> {
+    type Waiter = FilteredBio;
+
+    fn push(&mut self, write: FilteredBio) {
+        BioList::push(self, write);
+    }
+}
+
 /// Where one chunk stands; see the module documentation.  `L` is where a
-/// copied chunk lives in difference storage.
-pub(crate) enum Chunk<L> {
+/// copied chunk lives in difference storage, `W` what waits for its load.
+pub(crate) enum Chunk<L, W = BioList<Filtered>> {
     /// With the writes that wait for the load.
-    Loading(BioList<Filtered>),
+    Loading(W),
     InMemory(L),
     Stored(L),
     Failed,
@@ -50,17 +65,17 @@ pub(crate) enum Chunk<L> {
 /// The states of all chunks of one device; a chunk with no entry was never
 /// copied.
 #[pin_data]
-pub(crate) struct ChunkTable<L: 'static> {
+pub(crate) struct ChunkTable<L: 'static, W: Waiters + 'static = BioList<Filtered>> {
     #[pin]
-    entries: XArray<KBox<Chunk<L>>>,
+    entries: XArray<KBox<Chunk<L, W>>>,
 }
 
 /// The table, locked: for looking at several chunks at one moment.
-pub(crate) struct Locked<'a, L: 'static>(Guard<'a, KBox<Chunk<L>>>);
+pub(crate) struct Locked<'a, L: 'static, W: 'static>(Guard<'a, KBox<Chunk<L, W>>>);
 
-impl<L: 'static> Locked<'_, L> {
+impl<L: 'static, W: Waiters + 'static> Locked<'_, L, W> {
     /// The state of chunk `chunk`; `None` if it was never copied.
-    pub(crate) fn get(&self, chunk: usize) -> Option<&Chunk<L>> {
+    pub(crate) fn get(&self, chunk: usize) -> Option<&Chunk<L, W>> {
         self.0.get(chunk)
     }
 
@@ -90,7 +105,7 @@ impl<L: 'static> Locked<'_, L> {
 
     /// Parks `write` on chunk `chunk` until the chunk is loaded, or gives
     /// it back if the chunk is not loading.
-    pub(crate) fn park(&mut self, chunk: usize, write: FilteredBio) -> Result<(), FilteredBio> {
+    pub(crate) fn park(&mut self, chunk: usize, write: W::Waiter) -> Result<(), W::Waiter> {
         match self.0.get_mut(chunk) {
             Some(Chunk::Loading(parked)) => {
                 parked.push(write);
@@ -114,28 +129,28 @@ impl<L: 'static> Locked<'_, L> {
     fn change(
         &mut self,
         chunk: usize,
-        change: impl FnOnce(&mut Chunk<L>) -> Option<Chunk<L>>,
-    ) -> Result<Chunk<L>> {
+        change: impl FnOnce(&mut Chunk<L, W>) -> Option<Chunk<L, W>>,
+    ) -> Result<Chunk<L, W>> {
         let state = self.0.get_mut(chunk).ok_or(EINVAL)?;
         let new = change(state).ok_or(EINVAL)?;
         Ok(core::mem::replace(state, new))
     }
 }
 
-impl<L: 'static> ChunkTable<L> {
+impl<L: 'static, W: Waiters + 'static> ChunkTable<L, W> {
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             entries <- XArray::new(AllocKind::Alloc),
         })
     }
 
-    pub(crate) fn lock(&self) -> Locked<'_, L> {
+    pub(crate) fn lock(&self) -> Locked<'_, L, W> {
         Locked(self.entries.lock())
     }
 
     /// Never copied -> `Loading`.
     pub(crate) fn start_load(&self, chunk: usize) -> Result {
-        let entry = KBox::new(Chunk::Loading(BioList::new()), GFP_NOIO)?;
+        let entry = KBox::new(Chunk::Loading(W::default()), GFP_NOIO)?;
         let mut locked = self.lock();
         if locked.get(chunk).is_some() {
             return Err(EINVAL);
@@ -148,12 +163,7 @@ impl<L: 'static> ChunkTable<L> {
 
     /// `Loading` -> `InMemory`: the old data is read, and goes to `at`.
     /// Returns the writes parked on the chunk.
-    pub(crate) fn loaded(
-        &self,
-        chunk: usize,
-        at: L,
-        _paused: &Paused<'_>,
-    ) -> Result<BioList<Filtered>> {
+    pub(crate) fn loaded(&self, chunk: usize, at: L, _paused: &Paused<'_>) -> Result<W> {
         let mut at = Some(at);
         let old = self.lock().change(chunk, |state| match state {
             Chunk::Loading(_) => at.take().map(Chunk::InMemory),
@@ -178,7 +188,7 @@ impl<L: 'static> ChunkTable<L> {
 
     /// `Loading` or `InMemory` -> `Failed`: the copy did not make it.
     /// Returns the writes that were parked on the chunk.
-    pub(crate) fn fail(&self, chunk: usize) -> Result<BioList<Filtered>> {
+    pub(crate) fn fail(&self, chunk: usize) -> Result<W> {
         let old = self.lock().change(chunk, |state| match state {
             Chunk::Loading(_) | Chunk::InMemory(_) => Some(Chunk::Failed),
             _ => None,
@@ -188,10 +198,10 @@ impl<L: 'static> ChunkTable<L> {
 }
 
 /// The writes parked on a chunk that was in state `old`.
-fn parked<L>(old: Chunk<L>) -> BioList<Filtered> {
+fn parked<L, W: Waiters>(old: Chunk<L, W>) -> W {
     match old {
         Chunk::Loading(parked) => parked,
-        _ => BioList::new(),
+        _ => W::default(),
     }
 }
 
@@ -264,6 +274,54 @@ mod tests {
         }
         assert_eq!(table.fail(1).err(), Some(EINVAL));
         assert_eq!(table.loaded(1, 0, &reads.pause()).err(), Some(EINVAL));
+        // A failed chunk is never loaded again.
+        assert_eq!(table.start_load(1), Err(EINVAL));
+        assert_eq!(table.start_load(2), Err(EINVAL));
+        Ok(())
+    }
+
+    /// Stands for the writes parked on a chunk: their numbers, in order.
+    #[derive(Default)]
+    struct Writes(KVec<u32>);
+
+    impl Waiters for Writes {
+        type Waiter = u32;
+
+        fn push(&mut self, write: u32) {
+            // Room is reserved by the test, as a bio list needs none.
+            let _ = self.0.push_within_capacity(write);
+        }
+    }
+
+    #[test]
+    fn writes_park_only_on_a_loading_chunk() -> Result {
+        let table = KBox::pin_init(ChunkTable::<u64, Writes>::new(), GFP_KERNEL)?;
+        let reads = KBox::pin_init(Forwarder::new(()), GFP_KERNEL)?;
+        // Never copied: the write is given back.
+        assert_eq!(table.lock().park(0, 1), Err(1));
+        table.start_load(0)?;
+        table.start_load(1)?;
+        for write in [1, 2, 3] {
+            let mut locked = table.lock();
+            if let Some(Chunk::Loading(w)) = locked.0.get_mut(0) {
+                w.0.reserve(1, GFP_KERNEL)?;
+            }
+            assert_eq!(locked.park(0, write), Ok(()));
+        }
+        if let Some(Chunk::Loading(w)) = table.lock().0.get_mut(1) {
+            w.0.reserve(1, GFP_KERNEL)?;
+        }
+        assert_eq!(table.lock().park(1, 9), Ok(()));
+        // The load hands back the writes of its chunk, oldest first.
+        let parked = table.loaded(0, 64, &reads.pause())?;
+        assert_eq!(&parked.0[..], &[1, 2, 3]);
+        // In memory, stored or failed: the write goes straight on.
+        assert_eq!(table.lock().park(0, 4), Err(4));
+        // A failed load hands back its writes too.
+        assert_eq!(&table.fail(1)?.0[..], &[9]);
+        assert_eq!(table.lock().park(1, 5), Err(5));
+        table.stored(0)?;
+        assert_eq!(table.lock().park(0, 6), Err(6));
         Ok(())
     }
 }

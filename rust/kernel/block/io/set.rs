@@ -16,6 +16,30 @@ use core::ptr::NonNull;
 /// than fail, so the driver's I/O goes on when memory is short, without
 /// taking from a pool that other code counts on, such as `fs_bio_set`.
 ///
+/// # Examples
+///
+/// ```
+/// use kernel::block::{bdev::BlockDevice, io::{transfer_pages, BioSet, PageIo}};
+/// use kernel::{page::Page, prelude::*};
+///
+/// /// A driver's pool, with two bios kept for when memory is short.
+/// fn pool() -> impl PinInit<BioSet, Error> {
+///     BioSet::new(2)
+/// }
+///
+/// /// Reads the first 4 KiB of `bdev` into `page`, and waits.
+/// fn read_head(bios: &BioSet, bdev: &BlockDevice, page: &Page) -> Result {
+///     transfer_pages(PageIo {
+///         bios,
+///         bdev,
+///         write: false,
+///         sector: 0,
+///         pages: core::slice::from_ref(page),
+///         sectors: 8,
+///     })
+/// }
+/// ```
+///
 /// # Invariants
 ///
 /// `set` is initialised with bio vectors, and is exited only by `drop`,
