@@ -39,6 +39,13 @@ impl Place {
         }
     }
 
+    /// Its sector on its device or in its file.
+    pub(crate) fn sector(&self) -> u64 {
+        match self {
+            Self::Device(_, at) | Self::File(_, at) => *at,
+        }
+    }
+
     /// Checks that `sectors` from here are still in storage: a named file
     /// may have been truncated behind the module's back (a directory gives
     /// an unnamed file nobody else can reach), and a direct read of what was

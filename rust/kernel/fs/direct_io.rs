@@ -5,10 +5,12 @@
 //! Counterparts of block I/O, for a driver that keeps data in a file:
 //! [`submit`] sends pages that an object owns and tells it when the I/O
 //! ended, as [`page_io`] does on a device, keeping the owner (and so the
-//! file and the pages) alive until then; [`FileBatch`] moves stretches of
-//! bios between their data and files, as a `Batch` of bio parts does, and
-//! waits for them together; [`read_from_files`] fills a read bio of the
-//! driver's disk from files without waiting, as a forwarded clone does.
+//! file and the pages) alive until then, and [`submit_merged`] sends the
+//! I/Os of several owners that follow one another in a file as one;
+//! [`FileBatch`] moves stretches of bios between their data and files, as a
+//! `Batch` of bio parts does, and waits for them together;
+//! [`read_from_files`] fills a read bio of the driver's disk from files
+//! without waiting, as a forwarded clone does.
 //!
 //! C header: [`include/linux/fs.h`](srctree/include/linux/fs.h)
 //!
@@ -41,6 +43,20 @@ use core::{marker::PhantomData, mem::MaybeUninit, ptr::NonNull};
 /// While it exists, memory the task allocates is allocated without I/O, as
 /// `memalloc_noio_save()` arranges: for calls into a file system from a
 /// task that must not wait for I/O that may wait for it.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::fs::direct_io::NoIo;
+/// use kernel::prelude::*;
+///
+/// /// Allocates a buffer for a file system call made while I/O that the
+/// /// call may wait for is held back.
+/// fn buffer() -> Result<KVec<u8>> {
+///     let _noio = NoIo::new();
+///     Ok(KVec::with_capacity(4096, GFP_KERNEL)?)
+/// }
+/// ```
 pub struct NoIo {
     flags: u32,
     /// The scope belongs to the task that made it.
@@ -95,7 +111,9 @@ struct InFlight<T> {
     /// Ends the I/O: `finish_queued::<T>`, which is in the module of the owner.
     finish: unsafe fn(*mut bindings::kiocb, isize),
     bvecs: KVec<bindings::bio_vec>,
-    owner: *const T,
+    /// The owners whose I/O this is, in file order, each with where its
+    /// bytes end in the I/O.
+    owners: KVec<(*const T, usize)>,
     bytes: usize,
     write: bool,
     /// The sender's and the completion's: a file system may still use the
@@ -106,6 +124,9 @@ struct InFlight<T> {
     ret: isize,
 }
 
+/// The most bytes that [`submit_merged`] sends as one I/O.
+const MERGED_BYTES: usize = 4 << 20;
+
 /// Sends `io(&owner)` without waiting, and keeps `owner` until it ended;
 /// then calls `T::io_ended` with it, from the file system's completion
 /// context (which may be interrupt context) or from here.  An I/O that
@@ -115,72 +136,210 @@ struct InFlight<T> {
 /// Memory for the I/O is allocated without I/O, and so is any memory the
 /// file system allocates while it takes the I/O in: reclaim must not write
 /// to a device whose writes may wait for this I/O.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::{
+///     block::io::page_io::Owner,
+///     fs::{direct_io::{self, FileIo}, File},
+///     page::Page,
+///     prelude::*,
+///     sync::{aref::ARef, Arc},
+/// };
+///
+/// /// A page of data on its way to the start of a file.
+/// struct Saved {
+///     file: ARef<File>,
+///     page: [Page; 1],
+/// }
+///
+/// impl Owner for Saved {
+///     fn io_ended(_this: Arc<Self>, ok: bool) {
+///         // Possibly in interrupt context: a real owner hands `this` to
+///         // a work item.
+///         pr_info!("saved: {}\n", ok);
+///     }
+/// }
+///
+/// fn to_file(saved: &Saved) -> Option<FileIo<'_>> {
+///     Some(FileIo {
+///         file: &saved.file,
+///         write: true,
+///         pos: 0,
+///         pages: &saved.page,
+///         bytes: kernel::page::PAGE_SIZE,
+///     })
+/// }
+///
+/// fn save(saved: Arc<Saved>) {
+///     direct_io::submit(saved, to_file);
+/// }
+/// ```
 pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a>>) {
-    let raw_owner = Arc::into_raw(owner);
-    // SAFETY: `raw_owner` holds a reference until `put` takes it back:
-    // the borrow is used only before the I/O is sent, see below.
-    let req = io(unsafe { &*raw_owner });
-    let prepared = req.as_ref().map(|req| (prepare(req, raw_owner), req));
-    let (in_flight, req) = match prepared {
-        Some((Ok(in_flight), req)) => (in_flight, req),
-        _ => {
-            // SAFETY: Nothing was sent: the reference comes back.
-            let owner = unsafe { Arc::from_raw(raw_owner) };
-            return T::io_ended(owner, false);
+    submit_merged(core::iter::once(owner), io);
+}
+
+/// Sends the I/O of each of `owners` as [`submit`] does, but an I/O that
+/// goes on in the same file, the same way, where the one before it ends,
+/// goes with it as one, up to 4 MiB.  The file system then maps the range,
+/// and for a write into unwritten extents converts them, once for all: for
+/// writes in chunks of a few hundred KiB that is most of what a file costs
+/// over a block device.  Each owner is told of its own part: when fewer
+/// bytes moved than asked, the owners whose bytes all moved succeeded.
+///
+/// An I/O joins the one before it only if that one moved whole pages, so
+/// that every vector entry but the last is a whole page.
+pub fn submit_merged<T: Owner>(
+    owners: impl IntoIterator<Item = Arc<T>>,
+    io: for<'a> fn(&'a T) -> Option<FileIo<'a>>,
+) {
+    let mut open: Option<Merging<T>> = None;
+    for owner in owners {
+        let raw_owner = Arc::into_raw(owner);
+        // SAFETY: `raw_owner` holds a reference until `put` or `failed`
+        // takes it back, after the I/O ended: the borrow outlives its use.
+        let Some(req) = io(unsafe { &*raw_owner }) else {
+            // SAFETY: The reference was not handed to any I/O.
+            unsafe { failed(raw_owner) };
+            continue;
+        };
+        if let Some(merging) = open.as_mut() {
+            if merging.continued_by(&req) && merging.add(&req, raw_owner).is_ok() {
+                continue;
+            }
         }
-    };
-    // A reference of our own: the completion may release the owner, and
-    // with it the file, before the call returns.
-    let file: ARef<File> = req.file.into();
-    let write = req.write;
-    let raw = KBox::into_raw(in_flight);
-    // SAFETY: `raw` is ours until the I/O completes; its vector holds
-    // `bvecs.len()` valid entries covering `bytes`, and stays until then.
-    let mut iter = unsafe {
-        bvec_iter(
-            (*raw).bvecs.as_ptr(),
-            (*raw).bvecs.len(),
-            (*raw).bytes,
-            write,
-        )
-    };
-    // SAFETY: The iocb and the vector stay in `raw` until its last
-    // reference goes, not before the sender's below.
-    let ret = unsafe { run(&file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
-    if ret != -(bindings::EIOCBQUEUED as isize) {
-        // SAFETY: Not queued: there is no completion, its reference goes
-        // here, with the result.  A write that was not queued has its
-        // freeze protection dropped already.
-        unsafe {
-            (*raw).ret = ret;
-            put::<T>(raw);
+        if let Some(merging) = open.take() {
+            merging.send();
+        }
+        match prepare(&req, raw_owner) {
+            Ok(in_flight) => {
+                open = Some(Merging {
+                    // A reference of our own: the completion may release
+                    // the owner, and with it the file, before `send`
+                    // returns.
+                    file: req.file.into(),
+                    in_flight,
+                })
+            }
+            // SAFETY: The reference was not handed to any I/O.
+            Err(_) => unsafe { failed(raw_owner) },
         }
     }
-    // SAFETY: The sender's reference; `raw` is not used afterwards.
-    unsafe { put::<T>(raw) };
+    if let Some(merging) = open {
+        merging.send();
+    }
+}
+
+/// Hands an owner whose I/O was never sent back to it, failed.
+///
+/// # Safety
+///
+/// `raw_owner` came from `Arc::into_raw`, and its reference is given back
+/// here, once, with no I/O using it.
+unsafe fn failed<T: Owner>(raw_owner: *const T) {
+    // SAFETY: See the contract.
+    let owner = unsafe { Arc::from_raw(raw_owner) };
+    T::io_ended(owner, false);
+}
+
+/// An I/O of [`submit_merged`] not sent yet, which more may join.
+struct Merging<T> {
+    file: ARef<File>,
+    in_flight: KBox<InFlight<T>>,
+}
+
+impl<T: Owner> Merging<T> {
+    /// Whether `req` may join: the same file and way, where this I/O ends,
+    /// after whole pages, and within `MERGED_BYTES`.
+    fn continued_by(&self, req: &FileIo<'_>) -> bool {
+        let io = &self.in_flight;
+        let end = u64::try_from(io.iocb.ki_pos)
+            .ok()
+            .map(|pos| pos + io.bytes as u64);
+        core::ptr::eq(req.file.as_ptr(), self.file.as_ptr())
+            && req.write == io.write
+            && io.bytes % PAGE_SIZE == 0
+            && end == Some(req.pos)
+            && io.bytes + req.bytes <= MERGED_BYTES
+    }
+
+    /// Adds the I/O `req` of `raw_owner`; on failure nothing changed.
+    fn add(&mut self, req: &FileIo<'_>, raw_owner: *const T) -> Result {
+        let io = &mut self.in_flight;
+        let end = io.bytes + req.bytes;
+        io.owners.reserve(1, GFP_NOIO)?;
+        let entries = io.bvecs.len();
+        if let Err(e) = append_page_vecs(&mut io.bvecs, req) {
+            io.bvecs.truncate(entries);
+            return Err(e);
+        }
+        // Cannot fail: room was reserved.
+        let _ = io.owners.push((raw_owner, end), GFP_NOIO);
+        io.bytes = end;
+        Ok(())
+    }
+
+    /// Sends the I/O; its owners are told when it ended.
+    fn send(self) {
+        let write = self.in_flight.write;
+        let raw = KBox::into_raw(self.in_flight);
+        // SAFETY: `raw` is ours until the I/O completes; its vector holds
+        // `bvecs.len()` valid entries covering `bytes`, and stays until then.
+        let mut iter = unsafe {
+            bvec_iter(
+                (*raw).bvecs.as_ptr(),
+                (*raw).bvecs.len(),
+                (*raw).bytes,
+                write,
+            )
+        };
+        // SAFETY: The iocb and the vector stay in `raw` until its last
+        // reference goes, not before the sender's below.
+        let ret = unsafe { run(&self.file, &raw mut (*raw).iocb, iter.as_mut_ptr(), write) };
+        if ret != -(bindings::EIOCBQUEUED as isize) {
+            // SAFETY: Not queued: there is no completion, its reference goes
+            // here, with the result.  A write that was not queued has its
+            // freeze protection dropped already.
+            unsafe {
+                (*raw).ret = ret;
+                put::<T>(raw);
+            }
+        }
+        // SAFETY: The sender's reference; `raw` is not used afterwards.
+        unsafe { put::<T>(raw) };
+    }
 }
 
 /// The vector of the pages of `req`.
 fn page_vecs(req: &FileIo<'_>) -> Result<KVec<bindings::bio_vec>> {
+    let mut bvecs = KVec::new();
+    append_page_vecs(&mut bvecs, req)?;
+    Ok(bvecs)
+}
+
+/// Appends the vector of the pages of `req` to `bvecs`.
+fn append_page_vecs(bvecs: &mut KVec<bindings::bio_vec>, req: &FileIo<'_>) -> Result {
     let npages = req.bytes.div_ceil(PAGE_SIZE);
     if req.bytes == 0 || npages > req.pages.len() {
         return Err(EINVAL);
     }
-    let mut bvecs = KVec::with_capacity(npages, GFP_NOIO)?;
+    bvecs.reserve(npages, GFP_NOIO)?;
     let mut left = req.bytes;
     for page in &req.pages[..npages] {
         let len = left.min(PAGE_SIZE);
-        bvecs.push(
+        // Cannot fail: room was reserved.
+        let _ = bvecs.push(
             bindings::bio_vec {
                 bv_page: page.as_ptr(),
                 bv_len: len as u32,
                 bv_offset: 0,
             },
             GFP_NOIO,
-        )?;
+        );
         left -= len;
     }
-    Ok(bvecs)
+    Ok(())
 }
 
 /// An iocb for direct I/O on `file` at `pos`, synchronous unless
@@ -273,6 +432,8 @@ unsafe fn bvec_iter(
 /// Builds the I/O of `req` for the owner `raw_owner`.
 fn prepare<T: Owner>(req: &FileIo<'_>, raw_owner: *const T) -> Result<KBox<InFlight<T>>> {
     let bvecs = page_vecs(req)?;
+    let mut owners = KVec::with_capacity(1, GFP_NOIO)?;
+    owners.push((raw_owner, req.bytes), GFP_NOIO)?;
     let mut iocb = direct_iocb(req.file, req.pos)?;
     iocb.ki_complete = Some(file_io_end);
     Ok(KBox::new(
@@ -280,7 +441,7 @@ fn prepare<T: Owner>(req: &FileIo<'_>, raw_owner: *const T) -> Result<KBox<InFli
             iocb,
             finish: finish_queued::<T>,
             bvecs,
-            owner: raw_owner,
+            owners,
             bytes: req.bytes,
             write: req.write,
             refs: Atomic::new(2),
@@ -290,13 +451,14 @@ fn prepare<T: Owner>(req: &FileIo<'_>, raw_owner: *const T) -> Result<KBox<InFli
     )?)
 }
 
-/// Drops a reference of an I/O of [`submit`]; the last one ends it: frees
-/// what it used and hands the owner to `T::io_ended`.
+/// Drops a reference of an I/O of [`submit_merged`]; the last one ends it:
+/// frees what it used and hands each owner to `T::io_ended`, with whether
+/// all of its bytes moved.
 ///
 /// # Safety
 ///
-/// `raw` came from `submit` and holds the reference given back here, once;
-/// its I/O is over if this is the completion's.
+/// `raw` came from `submit_merged` and holds the reference given back
+/// here, once; its I/O is over if this is the completion's.
 unsafe fn put<T: Owner>(raw: *mut InFlight<T>) {
     // Full ordering: the last one sees the result the completion stored.
     // SAFETY: Valid until the last reference goes, here or elsewhere.
@@ -304,12 +466,15 @@ unsafe fn put<T: Owner>(raw: *mut InFlight<T>) {
         return;
     }
     // SAFETY: That was the last reference: `raw` is ours again.
-    let in_flight = unsafe { KBox::from_raw(raw) };
-    let ok = usize::try_from(in_flight.ret).is_ok_and(|n| n == in_flight.bytes);
-    // SAFETY: `submit` handed over this reference with the I/O.
-    let owner = unsafe { Arc::from_raw(in_flight.owner) };
+    let mut in_flight = unsafe { KBox::from_raw(raw) };
+    let moved = usize::try_from(in_flight.ret).unwrap_or(0);
+    let owners = core::mem::take(&mut in_flight.owners);
     drop(in_flight);
-    T::io_ended(owner, ok);
+    for (raw_owner, end) in owners {
+        // SAFETY: `submit_merged` handed over this reference with the I/O.
+        let owner = unsafe { Arc::from_raw(raw_owner) };
+        T::io_ended(owner, end <= moved);
+    }
 }
 
 /// Ends a queued I/O for an owner `T`.

@@ -506,10 +506,13 @@ impl DiffArea {
         }
         drop(paused);
         self.copies_loaded(recorded.len());
-        for (copy, parked) in recorded {
-            self.release(parked);
-            self.start_store(copy);
+        for (_, parked) in recorded.iter_mut() {
+            self.release(parked.take());
         }
+        // In the order of their places: stores that follow one another in
+        // a file go as one I/O.
+        recorded.sort_unstable_by_key(|(copy, _)| copy.place.sector());
+        self.start_stores(recorded.into_iter().map(|(copy, _)| copy));
     }
 
     /// `loads_ended` for one copy.
@@ -520,28 +523,42 @@ impl DiffArea {
             Ok(parked) => {
                 self.copies_loaded(1);
                 self.release(parked);
-                self.start_store(copy);
+                self.start_stores(core::iter::once(copy));
             }
             Err(e) => self.abandon(copy, e, Stage::Loading),
         }
     }
 
-    /// Writes the old data of `copy` to difference storage, without
-    /// waiting.  After a failure the image is lost: storing more is
-    /// useless.
-    fn start_store(self: &Arc<Self>, copy: Arc<ChunkCopy>) {
+    /// Writes the old data of `copies` to difference storage, without
+    /// waiting.  Stores to a file that follow one another there go as one
+    /// I/O: the file system then converts its unwritten extents once for
+    /// all of them.  (Stores to a device merge in the plug.)
+    fn start_stores(self: &Arc<Self>, copies: impl Iterator<Item = Arc<ChunkCopy>>) {
+        let to_file = copies.filter_map(|copy| self.start_store_unless_to_file(copy));
+        direct_io::submit_merged(to_file, store_to_file);
+    }
+
+    /// Starts writing the old data of `copy` to a device, or gives it back
+    /// if it goes to a file.  After a failure the image is lost: storing
+    /// more is useless.
+    fn start_store_unless_to_file(
+        self: &Arc<Self>,
+        copy: Arc<ChunkCopy>,
+    ) -> Option<Arc<ChunkCopy>> {
         if self.error() != 0 {
             let _ = self.chunk_states.fail(copy.chunk);
-            return self.finish(copy, Stage::InMemory);
+            self.finish(copy, Stage::InMemory);
+            return None;
         }
         if matches!(copy.place, Place::File(..)) {
             if let Err(e) = copy.place.check_within(copy.sectors) {
-                return self.abandon(copy, e, Stage::InMemory);
+                self.abandon(copy, e, Stage::InMemory);
+                return None;
             }
-            direct_io::submit(copy, store_to_file);
-        } else {
-            page_io::submit(copy, store);
+            return Some(copy);
         }
+        page_io::submit(copy, store);
+        None
     }
 
     /// Goes on with a copy whose store ended.
