@@ -260,11 +260,12 @@ def main():
         results["ratios"]["file written beforehand / ranges: first write"] = (
             written / med("cow_first_write"))
         values = per_round("file_written_first_write", "cow_first_write")
-        lines += ["", "Where file storage loses on first writes: the file the module grows "
-                  "gets unwritten extents (fallocate; the storage disk has no write-zeroes "
-                  "that unmaps, so FALLOC_FL_WRITE_ZEROES is refused), which the file system "
-                  "converts as each chunk is stored.  Into a named file written in full "
-                  "beforehand, file / ranges first write: "
+        lines += ["", "File storage and first writes: the file the module grows gets "
+                  "unwritten extents (fallocate; the storage disk has no write-zeroes that "
+                  "unmaps, so FALLOC_FL_WRITE_ZEROES is refused), which the file system "
+                  "converts once per write; chunks that follow one another in the file are "
+                  "stored as one write of up to 4 MiB.  Into a named file written in full "
+                  "beforehand (nothing to convert), file / ranges first write: "
                   f"{written / med('cow_first_write'):.2f}"
                   + (f" ({min(values):.2f}-{max(values):.2f} per round)" if values else "")
                   + f", against {med('file_first_write') / med('cow_first_write'):.2f} "

@@ -14,16 +14,19 @@
 //! - [`chunks`]: where each chunk stands: never copied, loading, in memory,
 //!   stored, failed.
 //! - [`cow`]: writes to the original, and the copies they need.
+//! - [`growth`]: room in difference storage for them, and a storage file
+//!   grown ahead of need.
 //! - [`image_io`]: reads and writes of the snapshot image.
 
 mod chunks;
 mod cow;
+mod growth;
 mod image_io;
 
 use crate::{
     buffers::BufferPool,
     cbt_map::Geometry,
-    diff_storage::{DiffStorage, Place},
+    diff_storage::{DiffStorage, Growth, Place},
     event_queue::EventQueue,
     live_areas::LiveArea,
     params, workers,
@@ -168,6 +171,12 @@ pub(crate) struct DiffArea {
     /// Drops the last reference in a worker, see `DiffArea::put_in_submit`.
     #[pin]
     last_put: Work<DiffArea, 2>,
+    /// Grows the storage file ahead of need, see `growth`.
+    #[pin]
+    grow_ahead: Work<DiffArea, 3>,
+    /// The growth that `grow_ahead` runs next.
+    #[pin]
+    growth: Mutex<Option<Growth>>,
     /// Where the work above runs: the module's queues, which the module
     /// destroys only once every area is gone.
     queues: Arc<workers::Queues>,
@@ -180,6 +189,7 @@ impl_has_work! {
     impl HasWork<Self, 0> for DiffArea { self.work }
     impl HasWork<Self, 1> for DiffArea { self.copies_ended }
     impl HasWork<Self, 2> for DiffArea { self.last_put }
+    impl HasWork<Self, 3> for DiffArea { self.grow_ahead }
 }
 
 impl DiffArea {
@@ -230,6 +240,8 @@ impl DiffArea {
                 bios <- BioSet::new(BIO_RESERVE),
                 copies_ended <- new_work!("blksnap_diff_area_copies_ended"),
                 last_put <- new_work!("blksnap_diff_area_last_put"),
+                grow_ahead <- new_work!("blksnap_diff_area_grow_ahead"),
+                growth <- new_mutex!(None, "blksnap_diff_area_growth"),
                 queues: workers::queues()?,
                 _live: live,
             }),

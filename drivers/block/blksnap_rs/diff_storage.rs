@@ -132,6 +132,26 @@ fn check_takes_sectors(bdev: &BlockDevice) -> Result {
     Ok(())
 }
 
+/// `EINVAL` unless `file` takes direct I/O in single sectors, from buffers
+/// aligned to a sector, as far as its file system tells: one that takes
+/// no direct I/O on the file (ext4 with data journalling, say) would send
+/// it through its page cache, and one that needs whole blocks (btrfs, XFS
+/// on 4 KiB sectors) fails image reads of a sector.
+fn check_file_takes_sectors(file: &File) -> Result {
+    let Some(align) = file.dio_alignment()? else {
+        return Ok(());
+    };
+    let sector = 1 << kernel::block::SECTOR_SHIFT;
+    if align.write == 0
+        || align.read == 0
+        || align.write.max(align.read) > sector
+        || align.memory > STORAGE_DMA_ALIGNMENT + 1
+    {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
 /// The sectors of `bdev` on its disk.
 fn sectors(bdev: &BlockDevice) -> Claim {
     Claim {
@@ -166,10 +186,10 @@ fn lower_claims(bdev: &BlockDevice) -> Result<KVec<Claim>> {
 /// device it was mounted from, which cannot be checked.  `EINVAL` on a
 /// device that does not take single sectors (see `check_takes_sectors`):
 /// image reads come in sectors, and direct I/O of them needs a device that
-/// takes them.  What the file system itself needs for direct I/O beyond
-/// that (btrfs, or a file whose data is on another device than the one it
-/// was mounted from) is not checked.
+/// takes them; so does the file itself, where its file system tells (see
+/// `check_file_takes_sectors`).
 fn file_claims(file: &File) -> Result<KVec<Claim>> {
+    check_file_takes_sectors(file)?;
     match file.backing() {
         Backing::Device => file.with_fs_device(|bdev| match bdev {
             Some(bdev) => {

@@ -188,8 +188,13 @@ pub fn submit<T: Owner>(owner: Arc<T>, io: for<'a> fn(&'a T) -> Option<FileIo<'a
 /// over a block device.  Each owner is told of its own part: when fewer
 /// bytes moved than asked, the owners whose bytes all moved succeeded.
 ///
-/// An I/O joins the one before it only if that one moved whole pages, so
-/// that every vector entry but the last is a whole page.
+/// An I/O joins the one before it only if both move whole pages: a file
+/// system sends an unaligned direct I/O alone, and waits for it.
+///
+/// The I/O being merged goes out only when the next owner does not join
+/// it, or at the end: `owners` must not wait, while it yields them, for
+/// the I/O of owners it yielded before.  An owner whose I/O cannot be
+/// built is told at once, possibly before owners ahead of it are sent.
 pub fn submit_merged<T: Owner>(
     owners: impl IntoIterator<Item = Arc<T>>,
     io: for<'a> fn(&'a T) -> Option<FileIo<'a>>,
@@ -251,7 +256,7 @@ struct Merging<T> {
 
 impl<T: Owner> Merging<T> {
     /// Whether `req` may join: the same file and way, where this I/O ends,
-    /// after whole pages, and within `MERGED_BYTES`.
+    /// both in whole pages, and within `MERGED_BYTES`.
     fn continued_by(&self, req: &FileIo<'_>) -> bool {
         let io = &self.in_flight;
         let end = u64::try_from(io.iocb.ki_pos)
@@ -260,17 +265,19 @@ impl<T: Owner> Merging<T> {
         core::ptr::eq(req.file.as_ptr(), self.file.as_ptr())
             && req.write == io.write
             && io.bytes % PAGE_SIZE == 0
+            && req.bytes % PAGE_SIZE == 0
             && end == Some(req.pos)
             && io.bytes + req.bytes <= MERGED_BYTES
     }
 
-    /// Adds the I/O `req` of `raw_owner`; on failure nothing changed.
+    /// Adds the I/O `req` of `raw_owner`; on failure nothing changed, and
+    /// the I/O goes on its own.
     fn add(&mut self, req: &FileIo<'_>, raw_owner: *const T) -> Result {
         let io = &mut self.in_flight;
         let end = io.bytes + req.bytes;
-        io.owners.reserve(1, GFP_NOIO)?;
+        io.owners.reserve(1, GFP_NOIO | __GFP_NOWARN)?;
         let entries = io.bvecs.len();
-        if let Err(e) = append_page_vecs(&mut io.bvecs, req) {
+        if let Err(e) = append_page_vecs(&mut io.bvecs, req, GFP_NOIO | __GFP_NOWARN) {
             io.bvecs.truncate(entries);
             return Err(e);
         }
@@ -314,17 +321,22 @@ impl<T: Owner> Merging<T> {
 /// The vector of the pages of `req`.
 fn page_vecs(req: &FileIo<'_>) -> Result<KVec<bindings::bio_vec>> {
     let mut bvecs = KVec::new();
-    append_page_vecs(&mut bvecs, req)?;
+    append_page_vecs(&mut bvecs, req, GFP_NOIO)?;
     Ok(bvecs)
 }
 
-/// Appends the vector of the pages of `req` to `bvecs`.
-fn append_page_vecs(bvecs: &mut KVec<bindings::bio_vec>, req: &FileIo<'_>) -> Result {
+/// Appends the vector of the pages of `req` to `bvecs`, allocating with
+/// `flags`.
+fn append_page_vecs(
+    bvecs: &mut KVec<bindings::bio_vec>,
+    req: &FileIo<'_>,
+    flags: crate::alloc::Flags,
+) -> Result {
     let npages = req.bytes.div_ceil(PAGE_SIZE);
     if req.bytes == 0 || npages > req.pages.len() {
         return Err(EINVAL);
     }
-    bvecs.reserve(npages, GFP_NOIO)?;
+    bvecs.reserve(npages, flags)?;
     let mut left = req.bytes;
     for page in &req.pages[..npages] {
         let len = left.min(PAGE_SIZE);

@@ -42,6 +42,21 @@ pub enum Backing {
     Other,
 }
 
+/// What direct I/O on a file needs of its buffers and offsets, in bytes, as
+/// `statx(2)` reports it with `STATX_DIOALIGN`.  A file that takes no
+/// direct I/O (a file system may fall back to its page cache for it) has
+/// 0 for each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DioAlignment {
+    /// The alignment of buffers in memory.
+    pub memory: u32,
+    /// The alignment of the offsets and lengths of writes.
+    pub write: u32,
+    /// The alignment of the offsets and lengths of reads: smaller than for
+    /// writes on some file systems.
+    pub read: u32,
+}
+
 impl File {
     /// Opens `path` as `filp_open()` does, with the `O_*` flags `flags`, and
     /// `mode` for a file it creates.  The path is looked up in the caller's
@@ -101,6 +116,50 @@ impl File {
         let len = i64::try_from(len).map_err(|_| EFBIG)?;
         // SAFETY: The file is open; `vfs_fallocate` checks the rest.
         to_result(unsafe { bindings::vfs_fallocate(self.as_ptr(), mode, offset, len) })
+    }
+
+    /// What direct I/O on the file needs, or `None` if its file system
+    /// does not tell.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kernel::fs::File;
+    ///
+    /// /// Whether direct I/O of single sectors may go to `file`.
+    /// fn takes_sectors(file: &File) -> Result<bool> {
+    ///     Ok(match file.dio_alignment()? {
+    ///         Some(a) => a.write != 0 && a.write.max(a.read).max(a.memory) <= 512,
+    ///         None => true,
+    ///     })
+    /// }
+    /// ```
+    pub fn dio_alignment(&self) -> Result<Option<DioAlignment>> {
+        // SAFETY: An all-zero `kstat` is a valid one with nothing reported.
+        let mut stat: bindings::kstat = unsafe { core::mem::zeroed() };
+        let wanted = bindings::STATX_DIOALIGN | bindings::STATX_DIO_READ_ALIGN;
+        // SAFETY: The file is open, so its path is valid; `stat` is ours.
+        to_result(unsafe {
+            bindings::vfs_getattr(
+                &raw const (*self.as_ptr()).__bindgen_anon_1.f_path,
+                &mut stat,
+                wanted,
+                bindings::AT_STATX_SYNC_AS_STAT,
+            )
+        })?;
+        if stat.result_mask & bindings::STATX_DIOALIGN == 0 {
+            return Ok(None);
+        }
+        let read = if stat.result_mask & bindings::STATX_DIO_READ_ALIGN != 0 {
+            stat.dio_read_offset_align
+        } else {
+            stat.dio_offset_align
+        };
+        Ok(Some(DioAlignment {
+            memory: stat.dio_mem_align,
+            write: stat.dio_offset_align,
+            read,
+        }))
     }
 
     /// The file system's device number and the inode number: the same for

@@ -38,7 +38,8 @@ use kernel::{
 };
 
 /// What waits on a loading chunk: the writes parked on it, in the order
-/// they came.  Parking must not allocate: it happens in a submit path.
+/// they came.  Parking must not allocate: it happens under the table's
+/// lock, a spinlock.
 pub(crate) trait Waiters: Default {
     type Waiter;
     fn push(&mut self, waiter: Self::Waiter);
@@ -281,14 +282,21 @@ mod tests {
     }
 
     /// Stands for the writes parked on a chunk: their numbers, in order.
-    #[derive(Default)]
     struct Writes(KVec<u32>);
+
+    impl Default for Writes {
+        /// Made before the table's lock is taken, with room for the test's
+        /// writes: parking must not allocate.  Without the room, the
+        /// writes are lost and the test fails.
+        fn default() -> Self {
+            Self(KVec::with_capacity(4, GFP_KERNEL).unwrap_or_default())
+        }
+    }
 
     impl Waiters for Writes {
         type Waiter = u32;
 
         fn push(&mut self, write: u32) {
-            // Room is reserved by the test, as a bio list needs none.
             let _ = self.0.push_within_capacity(write);
         }
     }
@@ -302,14 +310,7 @@ mod tests {
         table.start_load(0)?;
         table.start_load(1)?;
         for write in [1, 2, 3] {
-            let mut locked = table.lock();
-            if let Some(Chunk::Loading(w)) = locked.0.get_mut(0) {
-                w.0.reserve(1, GFP_KERNEL)?;
-            }
-            assert_eq!(locked.park(0, write), Ok(()));
-        }
-        if let Some(Chunk::Loading(w)) = table.lock().0.get_mut(1) {
-            w.0.reserve(1, GFP_KERNEL)?;
+            assert_eq!(table.lock().park(0, write), Ok(()));
         }
         assert_eq!(table.lock().park(1, 9), Ok(()));
         // The load hands back the writes of its chunk, oldest first.

@@ -9,8 +9,10 @@
 //! from the end of its I/O: when a load ends, the copies-ended work records
 //! the chunk as in memory, lets the writes parked on it go on (or parks
 //! each on its next chunk still loading), and starts the store to
-//! difference storage; when the store ends, the chunk is stored and its
-//! buffer goes back to the pool.  So loads and stores of different chunks
+//! difference storage (the chunks whose loads ended together in the order
+//! of their places: those that follow one another in a file go as one
+//! write); when the store ends, the chunk is stored and its buffer goes
+//! back to the pool.  So loads and stores of different chunks
 //! are in flight at once.  The copy worker waits for copies only when
 //! `chunk_maximum_in_queue` chunks are already loading, or as many in
 //! memory, when no buffer can be had, and before it serves image I/O of
@@ -154,11 +156,15 @@ fn store(copy: &ChunkCopy) -> PageIo<'_> {
     }
 }
 
-/// The store of `copy` to a file, or `None` if it goes to a block device.
+/// The store of `copy` to a file, or `None` if it goes to a block device
+/// or past the end of a file cut short (see `Place::check_within`): it
+/// fails then.  Checked here, as the I/O is built, so that nothing that
+/// sleeps comes between the check and the write.
 fn store_to_file(copy: &ChunkCopy) -> Option<FileIo<'_>> {
     let Place::File(file, at) = &copy.place else {
         return None;
     };
+    copy.place.check_within(copy.sectors).ok()?;
     Some(FileIo {
         file,
         write: true,
@@ -302,37 +308,6 @@ impl DiffArea {
             return Err(e);
         }
         Ok(copy)
-    }
-
-    /// A place in difference storage for `sectors`.  A storage file that
-    /// runs short grows here, in the copy worker and without the storage
-    /// lock: copy-on-write of other devices of the snapshot goes on
-    /// meanwhile, and waits only for room it needs.
-    fn place(&self, sectors: u64) -> Result<Place> {
-        loop {
-            let (result, growth) = {
-                let mut storage = self.storage.lock();
-                let result = storage.alloc(sectors);
-                let needed = match &result {
-                    Err(e) if *e == EAGAIN => sectors,
-                    _ => 0,
-                };
-                (result, storage.growth(needed))
-            };
-            if let Some(growth) = growth {
-                let grown = growth.run();
-                self.storage.lock().grown(growth, grown);
-            }
-            match result {
-                Err(e) if e == EAGAIN => {
-                    // Another device's worker grows the file: wait for it.
-                    if self.storage.lock().growing() {
-                        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
-                    }
-                }
-                result => return result,
-            }
-        }
     }
 
     /// A chunk buffer: from the pool, or new, or, when memory is short, the
@@ -534,7 +509,14 @@ impl DiffArea {
     /// I/O: the file system then converts its unwritten extents once for
     /// all of them.  (Stores to a device merge in the plug.)
     fn start_stores(self: &Arc<Self>, copies: impl Iterator<Item = Arc<ChunkCopy>>) {
-        let to_file = copies.filter_map(|copy| self.start_store_unless_to_file(copy));
+        let mut to_file = KVec::new();
+        for copy in copies.filter_map(|copy| self.start_store_unless_to_file(copy)) {
+            if to_file.reserve(1, GFP_NOIO | __GFP_NOWARN).is_ok() {
+                let _ = to_file.push_within_capacity(copy);
+            } else {
+                direct_io::submit(copy, store_to_file);
+            }
+        }
         direct_io::submit_merged(to_file, store_to_file);
     }
 
@@ -551,10 +533,6 @@ impl DiffArea {
             return None;
         }
         if matches!(copy.place, Place::File(..)) {
-            if let Err(e) = copy.place.check_within(copy.sectors) {
-                self.abandon(copy, e, Stage::InMemory);
-                return None;
-            }
             return Some(copy);
         }
         page_io::submit(copy, store);

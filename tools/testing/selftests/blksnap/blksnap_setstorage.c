@@ -623,6 +623,42 @@ TEST_F(setstorage, file_storage_refusals)
 }
 
 /*
+ * A file that takes no direct I/O is refused, given as a directory or by
+ * name: ext4 with data journalling sends direct I/O through its page
+ * cache.  A file that starts journalling its data after it was given is
+ * refused at the take (ext4 journals a file's data for its flag only
+ * without delayed allocation).
+ */
+TEST_F(setstorage, file_without_direct_io_is_refused)
+{
+	unsigned int flags;
+	char cmd[200];
+	int fd;
+
+	snprintf(cmd, sizeof(cmd),
+		 "mkfs.ext4 -q -F %s && mkdir -p %s && mount -o data=journal %s %s",
+		 self->store.path, MNT_EXT4, self->store.path, MNT_EXT4);
+	ASSERT_EQ(0, run(cmd));
+	close(open(MNT_EXT4 "/named", O_CREAT | O_RDWR | O_CLOEXEC, 0600));
+	EXPECT_EQ(EINVAL, set_storage(self->ctl, &self->id, MNT_EXT4, 8192));
+	EXPECT_EQ(EINVAL, set_storage(self->ctl, &self->id, MNT_EXT4 "/named", 8192));
+	ASSERT_EQ(0, umount_soon(MNT_EXT4));
+	/* Journalling only metadata, the same file system takes the file. */
+	ASSERT_EQ(0, mount(self->store.path, MNT_EXT4, "ext4", 0, "nodelalloc"));
+	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/named", 8192));
+	fd = open(MNT_EXT4 "/named", O_RDONLY | O_CLOEXEC);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ioctl(fd, FS_IOC_GETFLAGS, &flags));
+	flags |= FS_JOURNAL_DATA_FL;
+	ASSERT_EQ(0, ioctl(fd, FS_IOC_SETFLAGS, &flags));
+	close(fd);
+	EXPECT_EQ(EINVAL, snapshot_take(self->ctl, &self->id));
+	EXPECT_EQ(0, original_intact(self));
+	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
+	EXPECT_EQ(0, umount_soon(MNT_EXT4));
+}
+
+/*
  * A named file truncated behind the snapshot's back: its stored chunks
  * are gone, so the snapshot breaks with -EIO rather than show zeroes; a
  * named file unlinked in use goes on, and its space comes back at the
@@ -952,13 +988,14 @@ static int delayed_reads(void)
 }
 
 /*
- * An image read of a chunk stored in a file is slow (the storage file
- * system sits on a dm-delay device that holds reads 3 s): a write to the
- * original that needs a copy, queued to the same worker after it, does not
- * wait for it.  The file is named and written beforehand, so no growth
- * (which waits for direct I/O in flight on the file) comes in between.
+ * An image read of a chunk stored in a file is slow: the storage file
+ * system sits on a dm-delay device that holds reads 3 s.  Chunks 0 to
+ * `copied` - 1 are copied before it, to a named file of 8 MiB written
+ * beforehand; then a write to chunk `copied`, which needs a copy, must not
+ * wait for the read.  The image read is right, and so is the image after.
  */
-TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
+static void slow_image_read_then_a_copy(struct __test_metadata *_metadata,
+					struct _test_data_setstorage *self, int copied)
 {
 	unsigned long long sectors = 3 * ORIG_SIZE / 2 / 512ULL;
 	char cmd[240], dm[32], image[64];
@@ -967,8 +1004,6 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 	pid_t reader, done;
 	long ms;
 
-	if (!have_dmsetup())
-		SKIP(return, "dmsetup is not available");
 	snprintf(cmd, sizeof(cmd), "dmsetup create " DM_STACK " --table '0 %llu delay %s 0 0'",
 		 sectors, self->store.path);
 	ASSERT_EQ(0, run(cmd));
@@ -980,7 +1015,7 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 	sync();
 	ASSERT_EQ(0, set_storage(self->ctl, &self->id, MNT_EXT4 "/storage", 3 * ORIG_SIZE / 512));
 	ASSERT_EQ(0, snapshot_take(self->ctl, &self->id));
-	ASSERT_EQ(0, overwrite_chunks(self, 0, 4, 5500));
+	ASSERT_EQ(0, overwrite_chunks(self, 0, copied, 5500));
 	/* A read of the image waits for the stores. */
 	ASSERT_EQ(0, image_equals(self, self->before));
 	sync();
@@ -998,12 +1033,12 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 			_exit(2);
 		_exit(memcmp(buf, self->before + CHUNK, CHUNK) ? 1 : 0);
 	}
-	/* Until the read is held in dm-delay; chunk 8 was never copied. */
+	/* Until the read is held in dm-delay. */
 	for (i = 0; i < 100 && delayed_reads() < 1; i++)
 		usleep(20000);
 	ASSERT_LT(0, delayed_reads()) TH_LOG("the image read never reached the storage");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ASSERT_EQ(0, overwrite_chunks(self, 8, 1, 5600));
+	ASSERT_EQ(0, overwrite_chunks(self, copied, 1, 5600));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	EXPECT_GT(1500, ms) TH_LOG("the write to the original waited %ld ms for the image read",
@@ -1021,6 +1056,32 @@ TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
 	ASSERT_EQ(0, snapshot_destroy(self->ctl, &self->id));
 	EXPECT_EQ(0, umount_soon(MNT_EXT4));
 	EXPECT_EQ(0, run("dmsetup remove " DM_STACK));
+}
+
+/*
+ * The slow image read comes with 4 chunks copied: the copy worker sends
+ * it to the file and goes on, so the write queued after it is not held up.
+ * The file has room to spare, so no growth comes in between.
+ */
+TEST_F(setstorage, a_slow_image_read_from_the_file_holds_up_no_copy)
+{
+	if (!have_dmsetup())
+		SKIP(return, "dmsetup is not available");
+	slow_image_read_then_a_copy(_metadata, self, 4);
+}
+
+/*
+ * The slow image read comes with 27 of the file's 32 chunks copied: the
+ * next copy leaves 4 free, at most half of diff_storage_minimum, and the
+ * file grows.  The file system waits for the image read before it grows
+ * the file, and the copy still has room: the growth runs ahead, not in
+ * its way.
+ */
+TEST_F(setstorage, a_growth_behind_a_slow_image_read_holds_up_no_copy)
+{
+	if (!have_dmsetup())
+		SKIP(return, "dmsetup is not available");
+	slow_image_read_then_a_copy(_metadata, self, 27);
 }
 
 /*
