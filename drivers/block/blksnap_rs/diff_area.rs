@@ -32,7 +32,7 @@ use crate::{
     params, workers,
 };
 use chunks::ChunkTable;
-use cow::{Copies, Ended, MAX_COPIES};
+use cow::{ChunkCopy, Copies, Ended, MAX_COPIES};
 use kernel::{
     block::{
         bdev::{BlockDevice, OpenedBlockDevice},
@@ -177,6 +177,16 @@ pub(crate) struct DiffArea {
     /// The growth that `grow_ahead` runs next.
     #[pin]
     growth: Mutex<Option<Growth>>,
+    /// Copies in memory whose stores go to a file, for `send_stores`; room
+    /// for all copies in memory is reserved.
+    #[pin]
+    file_stores: Mutex<KVec<Arc<ChunkCopy>>>,
+    /// The vector with room that `send_stores` swaps with `file_stores`.
+    #[pin]
+    file_stores_spare: Mutex<KVec<Arc<ChunkCopy>>>,
+    /// Sends the stores in `file_stores`, on the module's file queue.
+    #[pin]
+    send_stores: Work<DiffArea, 4>,
     /// Where the work above runs: the module's queues, which the module
     /// destroys only once every area is gone.
     queues: Arc<workers::Queues>,
@@ -190,6 +200,7 @@ impl_has_work! {
     impl HasWork<Self, 1> for DiffArea { self.copies_ended }
     impl HasWork<Self, 2> for DiffArea { self.last_put }
     impl HasWork<Self, 3> for DiffArea { self.grow_ahead }
+    impl HasWork<Self, 4> for DiffArea { self.send_stores }
 }
 
 impl DiffArea {
@@ -242,6 +253,15 @@ impl DiffArea {
                 last_put <- new_work!("blksnap_diff_area_last_put"),
                 grow_ahead <- new_work!("blksnap_diff_area_grow_ahead"),
                 growth <- new_mutex!(None, "blksnap_diff_area_growth"),
+                file_stores <- new_mutex!(
+                    KVec::with_capacity(MAX_COPIES, GFP_KERNEL)?,
+                    "blksnap_diff_area_file_stores"
+                ),
+                file_stores_spare <- new_mutex!(
+                    KVec::with_capacity(MAX_COPIES, GFP_KERNEL)?,
+                    "blksnap_diff_area_file_stores_spare"
+                ),
+                send_stores <- new_work!("blksnap_diff_area_send_stores"),
                 queues: workers::queues()?,
                 _live: live,
             }),
@@ -356,6 +376,14 @@ impl WorkItem<0> for DiffArea {
                 }
             });
         }
+    }
+}
+
+impl WorkItem<4> for DiffArea {
+    type Pointer = Arc<DiffArea>;
+
+    fn run(this: Arc<DiffArea>) {
+        this.send_file_stores();
     }
 }
 

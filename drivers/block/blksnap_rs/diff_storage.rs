@@ -189,18 +189,18 @@ fn lower_claims(bdev: &BlockDevice) -> Result<KVec<Claim>> {
 /// takes them; so does the file itself, where its file system tells (see
 /// `check_file_takes_sectors`).
 fn file_claims(file: &File) -> Result<KVec<Claim>> {
-    check_file_takes_sectors(file)?;
     match file.backing() {
         Backing::Device => file.with_fs_device(|bdev| match bdev {
             Some(bdev) => {
+                check_file_takes_sectors(file)?;
                 check_takes_sectors(bdev)?;
                 let mut reached = lower_claims(bdev)?;
                 reached.push(sectors(bdev), GFP_NOIO)?;
                 Ok(reached)
             }
-            None => Ok(KVec::new()),
+            None => check_file_takes_sectors(file).map(|()| KVec::new()),
         }),
-        Backing::Memory => Ok(KVec::new()),
+        Backing::Memory => check_file_takes_sectors(file).map(|()| KVec::new()),
         Backing::Other => Err(EOPNOTSUPP),
     }
 }

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The module's own workqueue, on which every difference area runs its
-//! copy, store and release work.
+//! The module's own workqueues, on which every difference area runs its
+//! copy, store, storage file and release work.
 //!
 //! That work sits in the write-back path of the originals, so it must make
 //! progress when memory is short: the queues have rescuers.  Copy work waits
 //! for store work, so the two are on separate queues: a rescuer busy with a
 //! copy that waits for a store would otherwise be the only one that could
-//! run the store.  And the work runs the module's code, so the module must
+//! run the store.  Work that enters the file system of a storage file may
+//! wait seconds for its lock (a growth waits for the direct I/O in flight
+//! on the file), so it has a queue of its own too, and store work never
+//! waits for it.  And the work runs the module's code, so the module must
 //! not go while an item is queued or running: the queues are destroyed,
 //! which waits for all of them, when the module goes and every area is
 //! gone.
@@ -24,6 +27,8 @@ pub(crate) struct Queues {
     pub(crate) copy: OwnedQueue,
     /// Store work, and the release of areas; never waits for copy work.
     pub(crate) store: OwnedQueue,
+    /// Growths of storage files, and the stores sent to them.
+    pub(crate) file: OwnedQueue,
 }
 
 kernel::sync::global_lock! {
@@ -42,6 +47,7 @@ impl Workers {
         let queues = Queues {
             copy: OwnedQueue::new(c"blksnap_copy", flags)?,
             store: OwnedQueue::new(c"blksnap_store", flags)?,
+            file: OwnedQueue::new(c"blksnap_file", flags)?,
         };
         *QUEUE.lock() = Some(Arc::new(queues, GFP_KERNEL)?);
         Ok(Self(()))

@@ -119,7 +119,8 @@ impl File {
     }
 
     /// What direct I/O on the file needs, or `None` if its file system
-    /// does not tell.
+    /// does not tell.  Asked of the file system without a security check:
+    /// the caller opened the file, and the answer is for the kernel.
     ///
     /// # Examples
     ///
@@ -140,7 +141,7 @@ impl File {
         let wanted = bindings::STATX_DIOALIGN | bindings::STATX_DIO_READ_ALIGN;
         // SAFETY: The file is open, so its path is valid; `stat` is ours.
         to_result(unsafe {
-            bindings::vfs_getattr(
+            bindings::vfs_getattr_nosec(
                 &raw const (*self.as_ptr()).__bindgen_anon_1.f_path,
                 &mut stat,
                 wanted,

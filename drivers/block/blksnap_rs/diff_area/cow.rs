@@ -158,8 +158,9 @@ fn store(copy: &ChunkCopy) -> PageIo<'_> {
 
 /// The store of `copy` to a file, or `None` if it goes to a block device
 /// or past the end of a file cut short (see `Place::check_within`): it
-/// fails then.  Checked here, as the I/O is built, so that nothing that
-/// sleeps comes between the check and the write.
+/// fails then.  Checked as late as can be, as the I/O is built; a file cut
+/// short while the store is in flight is seen by the image reads of the
+/// chunk, which check again.
 fn store_to_file(copy: &ChunkCopy) -> Option<FileIo<'_>> {
     let Place::File(file, at) = &copy.place else {
         return None;
@@ -176,10 +177,9 @@ fn store_to_file(copy: &ChunkCopy) -> Option<FileIo<'_>> {
 
 /// Stores `copy` and waits.
 fn store_now(copy: &ChunkCopy) -> Result {
-    copy.place.check_within(copy.sectors)?;
-    match store_to_file(copy) {
-        Some(io) => direct_io::transfer_pages(io),
-        None => transfer_pages(store(copy)),
+    match &copy.place {
+        Place::File(..) => direct_io::transfer_pages(store_to_file(copy).ok_or(EIO)?),
+        Place::Device(..) => transfer_pages(store(copy)),
     }
 }
 
@@ -484,9 +484,6 @@ impl DiffArea {
         for (_, parked) in recorded.iter_mut() {
             self.release(parked.take());
         }
-        // In the order of their places: stores that follow one another in
-        // a file go as one I/O.
-        recorded.sort_unstable_by_key(|(copy, _)| copy.place.sector());
         self.start_stores(recorded.into_iter().map(|(copy, _)| copy));
     }
 
@@ -505,19 +502,43 @@ impl DiffArea {
     }
 
     /// Writes the old data of `copies` to difference storage, without
-    /// waiting.  Stores to a file that follow one another there go as one
-    /// I/O: the file system then converts its unwritten extents once for
-    /// all of them.  (Stores to a device merge in the plug.)
+    /// waiting: to a device from here (neighbours merge in the plug), to a
+    /// file from the file queue (see `send_file_stores`).  Sending a store
+    /// to a file may wait for the file system's lock, which a growth holds
+    /// while it waits for the direct I/O in flight on the file: here it
+    /// would hold up the writes whose loads end meanwhile.
     fn start_stores(self: &Arc<Self>, copies: impl Iterator<Item = Arc<ChunkCopy>>) {
-        let mut to_file = KVec::new();
+        let mut queued = false;
         for copy in copies.filter_map(|copy| self.start_store_unless_to_file(copy)) {
-            if to_file.reserve(1, GFP_NOIO | __GFP_NOWARN).is_ok() {
-                let _ = to_file.push_within_capacity(copy);
-            } else {
-                direct_io::submit(copy, store_to_file);
+            // There is room: the list holds copies in memory, as many as
+            // the lists of ended copies hold.
+            if let Err(lost) = self.file_stores.lock().push_within_capacity(copy) {
+                warn_on!(true);
+                direct_io::submit(lost.0, store_to_file);
+                continue;
             }
+            queued = true;
         }
-        direct_io::submit_merged(to_file, store_to_file);
+        if queued {
+            let _ = self.queues.file.enqueue::<_, 4>(self.clone());
+        }
+    }
+
+    /// Sends the stores to a file that `start_stores` queued, in the order
+    /// of their places: those that follow one another in the file go as
+    /// one I/O, and the file system then converts its unwritten extents
+    /// once for all of them.
+    pub(super) fn send_file_stores(&self) {
+        let mut batch = core::mem::take(&mut *self.file_stores_spare.lock());
+        loop {
+            core::mem::swap(&mut *self.file_stores.lock(), &mut batch);
+            if batch.is_empty() {
+                break;
+            }
+            batch.sort_unstable_by_key(|copy| copy.place.sector());
+            plug::plugged(|| direct_io::submit_merged(batch.drain_all(), store_to_file));
+        }
+        *self.file_stores_spare.lock() = batch;
     }
 
     /// Starts writing the old data of `copy` to a device, or gives it back

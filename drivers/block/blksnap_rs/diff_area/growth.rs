@@ -8,7 +8,9 @@
 //! among it, however slow their device.  So a file that still has room
 //! grows from the store work, and the copy worker goes on with the room
 //! left meanwhile; only a copy that finds no room at all waits for a
-//! growth.  The growth holds the area, so destroying the snapshot and
+//! growth.  The growth runs on the module's file queue, where the stores
+//! to the file wait for it (the file system's lock) without holding up
+//! the store work.  It holds the area, so destroying the snapshot and
 //! unloading the module wait for it.
 
 use super::DiffArea;
@@ -57,7 +59,7 @@ impl DiffArea {
         self.storage.lock().grown(growth, grown);
     }
 
-    /// Hands `growth` to the store work.  The storage runs one growth at a
+    /// Hands `growth` to the file queue.  The storage runs one growth at a
     /// time (`DiffStorage::growth` gives none while one runs), so the
     /// area's slot is free.
     fn grow_ahead(self: &Arc<Self>, growth: Growth) {
@@ -67,7 +69,7 @@ impl DiffArea {
             self.grow(left);
         }
         // If the work is pending already, it takes this growth too.
-        let _ = self.queues.store.enqueue::<_, 3>(self.clone());
+        let _ = self.queues.file.enqueue::<_, 3>(self.clone());
     }
 }
 
