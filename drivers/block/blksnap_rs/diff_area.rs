@@ -379,14 +379,6 @@ impl WorkItem<0> for DiffArea {
     }
 }
 
-impl WorkItem<4> for DiffArea {
-    type Pointer = Arc<DiffArea>;
-
-    fn run(this: Arc<DiffArea>) {
-        this.send_file_stores();
-    }
-}
-
 impl WorkItem<2> for DiffArea {
     type Pointer = Arc<DiffArea>;
 

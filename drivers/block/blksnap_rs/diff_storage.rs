@@ -135,8 +135,8 @@ fn check_takes_sectors(bdev: &BlockDevice) -> Result {
 /// `EINVAL` unless `file` takes direct I/O in single sectors, from buffers
 /// aligned to a sector, as far as its file system tells: one that takes
 /// no direct I/O on the file (ext4 with data journalling, say) would send
-/// it through its page cache, and one that needs whole blocks (btrfs, XFS
-/// on 4 KiB sectors) fails image reads of a sector.
+/// it through its page cache, and one that needs whole blocks (f2fs, XFS
+/// on 4 KiB sectors) would too, or fail image reads of a sector.
 fn check_file_takes_sectors(file: &File) -> Result {
     let Some(align) = file.dio_alignment()? else {
         return Ok(());

@@ -7,10 +7,10 @@
 //! progress when memory is short: the queues have rescuers.  Copy work waits
 //! for store work, so the two are on separate queues: a rescuer busy with a
 //! copy that waits for a store would otherwise be the only one that could
-//! run the store.  Work that enters the file system of a storage file may
-//! wait seconds for its lock (a growth waits for the direct I/O in flight
-//! on the file), so it has a queue of its own too, and store work never
-//! waits for it.  And the work runs the module's code, so the module must
+//! run the store.  Growths of a storage file, and the stores sent to it,
+//! may wait seconds for the file's lock (a growth waits for the direct I/O
+//! in flight on the file), so they have a queue of their own, and store
+//! work never waits for them.  And the work runs the module's code, so the module must
 //! not go while an item is queued or running: the queues are destroyed,
 //! which waits for all of them, when the module goes and every area is
 //! gone.

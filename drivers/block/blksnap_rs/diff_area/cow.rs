@@ -9,11 +9,11 @@
 //! from the end of its I/O: when a load ends, the copies-ended work records
 //! the chunk as in memory, lets the writes parked on it go on (or parks
 //! each on its next chunk still loading), and starts the store to
-//! difference storage (the chunks whose loads ended together in the order
-//! of their places: those that follow one another in a file go as one
-//! write); when the store ends, the chunk is stored and its buffer goes
-//! back to the pool.  So loads and stores of different chunks
-//! are in flight at once.  The copy worker waits for copies only when
+//! difference storage: to a device at once, to a file from the module's
+//! file queue, which sends the stores queued there in the order of their
+//! places, those that follow one another in the file as one write.  When
+//! the store ends, the chunk is stored and its buffer goes back to the
+//! pool.  So loads and stores of different chunks are in flight at once.  The copy worker waits for copies only when
 //! `chunk_maximum_in_queue` chunks are already loading, or as many in
 //! memory, when no buffer can be had, and before it serves image I/O of
 //! chunks on their way to storage.
@@ -57,10 +57,12 @@ fn load_limit(block_shift: u32) -> usize {
     (LOAD_BYTES >> block_shift.min(usize::BITS - 1)).clamp(chunk_limit(), MAX_CHUNKS_IN_QUEUE)
 }
 
-/// Room in the lists of ended copies.  A load starts only while fewer than
-/// `chunk_limit()` chunks are loading and as many are in memory, so at
-/// most `2 * chunk_limit() - 1` copies have I/O in flight.  (`copy_chunk`
-/// does its I/O itself and never comes through the lists.)
+/// Room in the lists of ended copies, and of stores queued to a file.  A
+/// load starts only while fewer than `load_limit()` chunks are loading and
+/// fewer than `chunk_limit()` are in memory, both at most
+/// `MAX_CHUNKS_IN_QUEUE`, so at most `2 * MAX_CHUNKS_IN_QUEUE - 1` copies
+/// have I/O in flight or wait for it.  (`copy_chunk` does its I/O itself
+/// and never comes through the lists.)
 pub(super) const MAX_COPIES: usize = 2 * MAX_CHUNKS_IN_QUEUE;
 const _: () = assert!(MAX_COPIES >= 2 * MAX_CHUNKS_IN_QUEUE - 1);
 
@@ -512,7 +514,8 @@ impl DiffArea {
         for copy in copies.filter_map(|copy| self.start_store_unless_to_file(copy)) {
             // There is room: the list holds copies in memory, as many as
             // the lists of ended copies hold.
-            if let Err(lost) = self.file_stores.lock().push_within_capacity(copy) {
+            let pushed = self.file_stores.lock().push_within_capacity(copy);
+            if let Err(lost) = pushed {
                 warn_on!(true);
                 direct_io::submit(lost.0, store_to_file);
                 continue;
@@ -527,13 +530,21 @@ impl DiffArea {
     /// Sends the stores to a file that `start_stores` queued, in the order
     /// of their places: those that follow one another in the file go as
     /// one I/O, and the file system then converts its unwritten extents
-    /// once for all of them.
-    pub(super) fn send_file_stores(&self) {
+    /// once for all of them.  After a failure the image is lost: the
+    /// stores are dropped instead.
+    fn send_file_stores(&self) {
         let mut batch = core::mem::take(&mut *self.file_stores_spare.lock());
         loop {
             core::mem::swap(&mut *self.file_stores.lock(), &mut batch);
             if batch.is_empty() {
                 break;
+            }
+            if self.error() != 0 {
+                for copy in batch.drain_all() {
+                    let _ = self.chunk_states.fail(copy.chunk);
+                    self.finish(copy, Stage::InMemory);
+                }
+                continue;
             }
             batch.sort_unstable_by_key(|copy| copy.place.sector());
             plug::plugged(|| direct_io::submit_merged(batch.drain_all(), store_to_file));
@@ -596,6 +607,15 @@ impl DiffArea {
             Err(e) => self.abandon(copy, e, Stage::Loading),
         }
         res
+    }
+}
+
+impl WorkItem<4> for DiffArea {
+    type Pointer = Arc<DiffArea>;
+
+    /// Sends the stores to a file queued by the copies-ended work.
+    fn run(this: Arc<DiffArea>) {
+        this.send_file_stores();
     }
 }
 

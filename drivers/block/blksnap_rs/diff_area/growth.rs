@@ -6,12 +6,12 @@
 //! A file system waits for the direct I/O in flight on a file before it
 //! grows it (ext4 and XFS do, holding the file's lock): the image reads
 //! among it, however slow their device.  So a file that still has room
-//! grows from the store work, and the copy worker goes on with the room
-//! left meanwhile; only a copy that finds no room at all waits for a
-//! growth.  The growth runs on the module's file queue, where the stores
-//! to the file wait for it (the file system's lock) without holding up
-//! the store work.  It holds the area, so destroying the snapshot and
-//! unloading the module wait for it.
+//! grows from the module's file queue, and the copy worker goes on with
+//! the room left meanwhile; only a copy that finds no room at all waits
+//! for a growth.  On the file queue the stores to the file wait for the
+//! growth (the file system's lock) without holding up the store work.
+//! The growth holds the area, so destroying the snapshot and unloading
+//! the module wait for it.
 
 use super::DiffArea;
 use crate::diff_storage::{Growth, Place};
@@ -42,7 +42,7 @@ impl DiffArea {
             }
             match result {
                 Err(e) if e == EAGAIN => {
-                    // Another device's worker, or the store work, grows
+                    // Another device's worker, or the file queue, grows
                     // the file: wait for it.
                     if self.storage.lock().growing() {
                         kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));

@@ -993,7 +993,7 @@ static int delayed_reads(void)
  * An image read of a chunk stored in a file is slow: the storage file
  * system sits on a dm-delay device that holds reads 3 s.  Chunks 0 to
  * `copied` - 1 are copied before it, to a named file of 8 MiB written
- * beforehand; then writes to chunks `copied` and `copied` + 1, which need
+ * beforehand; then writes to the three chunks from `copied` on, which need
  * copies, must not wait for the read.  The image read is right, and so is
  * the image after.
  */
@@ -1041,7 +1041,7 @@ static void slow_image_read_then_a_copy(struct __test_metadata *_metadata,
 		usleep(20000);
 	ASSERT_LT(0, delayed_reads()) TH_LOG("the image read never reached the storage");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ASSERT_EQ(0, overwrite_chunks(self, copied, 2, 5600));
+	ASSERT_EQ(0, overwrite_chunks(self, copied, 3, 5600));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
 	EXPECT_GT(1500, ms) TH_LOG("the write to the original waited %ld ms for the image read",
