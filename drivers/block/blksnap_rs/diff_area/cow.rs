@@ -13,10 +13,10 @@
 //! file queue, which sends the stores queued there in the order of their
 //! places, those that follow one another in the file as one write.  When
 //! the store ends, the chunk is stored and its buffer goes back to the
-//! pool.  So loads and stores of different chunks are in flight at once.  The copy worker waits for copies only when
-//! `chunk_maximum_in_queue` chunks are already loading, or as many in
-//! memory, when no buffer can be had, and before it serves image I/O of
-//! chunks on their way to storage.
+//! pool.  So loads and stores of different chunks are in flight at once.
+//! The copy worker waits for copies only when `chunk_maximum_in_queue`
+//! chunks are already loading, or as many in memory, when no buffer can be
+//! had, and before it serves image I/O of chunks on their way to storage.
 //!
 //! A zoned original keeps its writes in order: there the worker waits for
 //! a write's loads and lets the writes go on in the order they came.
