@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0
 # The blksnap tool end to end in the test guest (run by init as the
 # selftest program "blksnap_tool"): attach, tracker facts, a snapshot on
-# device ranges, one on a file's extents and one on a device the module
-# opens itself, the image against the data of before the take, the changed
-# extents, marking blocks dirty, a stretched snapshot, and the error
-# messages of bad input.  Three memory-backed
+# device ranges, a device added to a snapshot, one on a file's extents, and
+# storage the module opens itself (a device, a directory, a named file), the
+# image against the data of before the take, the changed extents, marking
+# blocks dirty, stretched snapshots (ranges, files, storage the module
+# opens), and the error messages of bad input.  Three memory-backed
 # null_blk disks: the original, a storage disk and one for ext4.
 # KTAP-like output: "ok N name" or "not ok N name # why".
 
-PLAN=59
+PLAN=68
 n=0
 echo "1..$PLAN"
 ok() {
@@ -153,6 +154,20 @@ check dirty_block_changed "want offset=$first length=$bs; got: $out" \
 	[ "$(echo "$out" | grep '^offset=')" = "offset=$first length=$bs" ]
 blksnap snapshot_destroy -i "$id"
 
+# --- a device added to a snapshot after its creation (attached on the way)
+echo "# step: snapshot_add"
+id=$(blksnap snapshot_create -d $ORIG)
+check snapshot_add "failed" blksnap snapshot_add -i "$id" -d $FSDISK
+blksnap snapshot_appendstorage -i "$id" -d $STORE -r 0:131072 >/dev/null
+blksnap snapshot_take -i "$id"
+out=$(blksnap snapshot_info -d $FSDISK)
+check snapshot_add_has_image "got: $out" [ "$(val "$out" error_code)" = 0 -a "$(val "$out" image)" = "/dev/blksnap-image_$(cat /sys/block/bt_fs/dev)" ]
+err=$(blksnap snapshot_add -i "$id" -d $FSDISK 2>&1)
+rc=$?
+check snapshot_add_after_take_refused "exit $rc, got: $err" matches "$rc $err" "^1 snapshot_add: $FSDISK: "
+blksnap snapshot_destroy -i "$id"
+blksnap detach -d $FSDISK
+
 # --- storage from a file's extents: written extents serve, unwritten
 # (fallocated) ones are refused
 echo "# step: storage from a file's extents"
@@ -172,6 +187,21 @@ dd if=/tmp/bt_rand of=$ORIG bs=1M count=8 seek=8 oflag=direct 2>/dev/null
 out=$(blksnap snapshot_info -d $ORIG)
 check file_storage_intact "got: $out" [ "$(val "$out" error_code)" = 0 ]
 check file_storage_image "image differs from the data at the take" [ "$(sum_of "$(val "$out" image)" 0 16)" = "$before" ]
+blksnap snapshot_destroy -i "$id"
+rm -f $MNT/written $MNT/unwritten
+
+# --- a named file the module opens and grows (direct I/O through ext4)
+echo "# step: storage in a named file"
+: >$MNT/named
+before=$(sum_of $ORIG 0 16)
+id=$(blksnap snapshot_create -d $ORIG)
+check setstorage_named_file "failed" blksnap snapshot_setstorage -i "$id" -p $MNT/named -l 32768
+blksnap snapshot_take -i "$id"
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=8 oflag=direct 2>/dev/null
+out=$(blksnap snapshot_info -d $ORIG)
+size=$(stat -c %s $MNT/named)
+check setstorage_named_file_image "got: $out; file $size bytes" \
+	[ "$(val "$out" error_code)" = 0 -a "$(sum_of "$(val "$out" image)" 0 16)" = "$before" -a "$size" -ge 8388608 ]
 blksnap snapshot_destroy -i "$id"
 umount $MNT
 
@@ -275,7 +305,7 @@ wait_total() {
 # --- a stretched snapshot on files: each request a new file in the
 # directory, written, given by its extents, removed once destroyed
 echo "# step: a stretched snapshot on files"
-mount $FSDISK $MNT && rm -f $MNT/written $MNT/unwritten
+mount $FSDISK $MNT && rm -f $MNT/named
 id=$(blksnap snapshot_create -d $ORIG)
 start_stretch "$id" -p $MNT -l 8
 check stretch_file_made "log: $(tr '\n' '|' </tmp/bt_stretch)" \
@@ -298,6 +328,31 @@ rc=$?
 stretch_pid=
 check stretch_files_removed "exit $rc; left: $(ls $MNT | tr '\n' ' ')" [ $rc -eq 0 -a ! -e "$MNT/diff_storage#0" ]
 umount $MNT
+
+# --- a stretched snapshot on storage the module opens: given at the first
+# request with a limit of what it asks for, the limit raised at each
+# no-space event (when 1 MiB is left of it)
+echo "# step: a stretched snapshot on storage the module opens"
+id=$(blksnap snapshot_create -d $ORIG)
+start_stretch "$id" -s /tmp/bt_store_dir -l 8
+check stretch_setstorage_given "log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	grep -q 'event=low_free_space requested_nr_sect=4096 storage=/tmp/bt_store_dir appended_sectors=4096 total_sectors=4096$' /tmp/bt_stretch
+before=$(sum_of $ORIG 40 3)
+blksnap snapshot_take -i "$id"
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=1 seek=40 oflag=direct 2>/dev/null
+wait_total 8192
+dd if=/tmp/bt_rand of=$ORIG bs=1M count=2 seek=41 oflag=direct 2>/dev/null
+wait_total 12288
+out=$(blksnap snapshot_info -d $ORIG)
+log=$(tr '\n' '|' </tmp/bt_stretch)
+check stretch_setstorage_raised "got: $out; log: $log" \
+	[ "$(val "$out" error_code)" = 0 -a "$(grep -c 'event=no_space requested_nr_sect=4096 storage=' /tmp/bt_stretch)" = 2 -a "$(sum_of "$(val "$out" image)" 40 3)" = "$before" ]
+blksnap snapshot_destroy -i "$id"
+wait $stretch_pid
+rc=$?
+stretch_pid=
+check stretch_setstorage_ends_on_destroy "exit $rc; log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	[ $rc -eq 0 -a "$(tail -n1 /tmp/bt_stretch | cut -d' ' -f1)" = result=destroyed ]
 echo "$minimum" >$PARAM
 
 # --- errors: the command, the device and the errno in words; exit 1 for
@@ -309,6 +364,9 @@ check error_unknown_snapshot "exit $rc, got: $err" [ $rc -eq 1 -a "$err" = "snap
 err=$(blksnap cbtinfo -d $STORE 2>&1)
 rc=$?
 check error_not_attached "exit $rc, got: $err" [ $rc -eq 1 -a "$err" = "cbtinfo: $STORE: No such file or directory (ENOENT); is the blksnap filter attached?" ]
+err=$(blksnap cbt changed -d $STORE --since 0 2>&1)
+rc=$?
+check error_names_the_command_given "exit $rc, got: $err" [ $rc -eq 1 -a "$err" = "cbt changed: $STORE: No such file or directory (ENOENT); is the blksnap filter attached?" ]
 err=$(blksnap attach -d /dev/bt_none 2>&1)
 rc=$?
 check error_no_device "exit $rc, got: $err" [ $rc -eq 1 -a "$err" = "attach: /dev/bt_none: No such file or directory (ENOENT)" ]

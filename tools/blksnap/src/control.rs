@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Snapshot-wide commands, ioctls on /dev/blksnap-control: version,
-//! create, append storage, take, wait for events, list and destroy.
+//! create, append or set storage, take, wait for events, list and destroy.
 
 use crate::error::{Error, Result};
 use crate::sys::ioctl;
@@ -18,6 +18,8 @@ pub const CONTROL_PATH: &str = "/dev/blksnap-control";
 /// The open control device.
 pub struct Control {
     file: File,
+    /// The command of the user's that opened it, which errors name.
+    command: String,
 }
 
 /// `struct blksnap_version`.
@@ -110,13 +112,20 @@ impl Control {
             .custom_flags(nix::libc::O_CLOEXEC)
             .open(CONTROL_PATH)
             .map_err(|e| Error::io(command, CONTROL_PATH, &e))?;
-        Ok(Control { file })
+        Ok(Control {
+            file,
+            command: command.into(),
+        })
     }
 
-    fn fail(command: &str, id: Option<&Uuid>, errno: Errno) -> Error {
+    fn fail(&self, id: Option<&Uuid>, errno: Errno) -> Error {
         match id {
-            Some(id) => Error::os(command, format!("{CONTROL_PATH}: snapshot {id}"), errno),
-            None => Error::os(command, CONTROL_PATH, errno),
+            Some(id) => Error::os(
+                &self.command,
+                format!("{CONTROL_PATH}: snapshot {id}"),
+                errno,
+            ),
+            None => Error::os(&self.command, CONTROL_PATH, errno),
         }
     }
 
@@ -124,7 +133,7 @@ impl Control {
         let mut v = uapi::blksnap_version::default();
         // SAFETY: the request takes a blksnap_version.
         unsafe { ioctl(&self.file, uapi::IOCTL_BLKSNAP_VERSION, &mut v) }
-            .map_err(|e| Self::fail("version", None, e))?;
+            .map_err(|e| self.fail(None, e))?;
         Ok(Version {
             major: v.major,
             minor: v.minor,
@@ -137,41 +146,41 @@ impl Control {
         let mut id = uapi::blksnap_uuid::default();
         // SAFETY: the request takes a blksnap_uuid.
         unsafe { ioctl(&self.file, uapi::IOCTL_BLKSNAP_SNAPSHOT_CREATE, &mut id) }
-            .map_err(|e| Self::fail("snapshot_create", None, e))?;
+            .map_err(|e| self.fail(None, e))?;
         Ok(Uuid::from_raw(&id))
     }
 
-    fn by_id(&self, command: &str, request: u32, id: &Uuid) -> Result<()> {
+    fn by_id(&self, request: u32, id: &Uuid) -> Result<()> {
         let mut raw = id.to_raw();
         // SAFETY: destroy and take take a blksnap_uuid.
         unsafe { ioctl(&self.file, request, &mut raw) }
             .map(drop)
-            .map_err(|e| Self::fail(command, Some(id), e))
+            .map_err(|e| self.fail(Some(id), e))
     }
 
     pub fn destroy(&self, id: &Uuid) -> Result<()> {
-        self.by_id("snapshot_destroy", uapi::IOCTL_BLKSNAP_SNAPSHOT_DESTROY, id)
+        self.by_id(uapi::IOCTL_BLKSNAP_SNAPSHOT_DESTROY, id)
     }
 
     pub fn take(&self, id: &Uuid) -> Result<()> {
-        self.by_id("snapshot_take", uapi::IOCTL_BLKSNAP_SNAPSHOT_TAKE, id)
+        self.by_id(uapi::IOCTL_BLKSNAP_SNAPSHOT_TAKE, id)
     }
 
     /// Gives snapshot `id` the sector `ranges` of block device `bdev` as
     /// difference storage.
     pub fn append_storage(&self, id: &Uuid, bdev: &Path, ranges: &[blksnap_sectors]) -> Result<()> {
-        const CMD: &str = "snapshot_appendstorage";
+        let cmd = &self.command;
         let what = || format!("{CONTROL_PATH}: snapshot {id}: {}", bdev.display());
         let path = CString::new(bdev.as_os_str().as_bytes())
-            .map_err(|_| Error::invalid(CMD, what(), "a NUL in the device path"))?;
+            .map_err(|_| Error::invalid(cmd, what(), "a NUL in the device path"))?;
         let path = path.as_bytes_with_nul();
         let mut arg = uapi::blksnap_snapshot_append_storage {
             id: id.to_raw(),
             bdev_path: uapi::aligned_u64(path.as_ptr() as u64),
             bdev_path_size: u32::try_from(path.len())
-                .map_err(|_| Error::invalid(CMD, what(), "device path too long"))?,
+                .map_err(|_| Error::invalid(cmd, what(), "device path too long"))?,
             count: u32::try_from(ranges.len())
-                .map_err(|_| Error::invalid(CMD, what(), "too many ranges"))?,
+                .map_err(|_| Error::invalid(cmd, what(), "too many ranges"))?,
             ranges: uapi::aligned_u64(ranges.as_ptr() as u64),
         };
         // SAFETY: the path and the ranges are described by address and size.
@@ -183,7 +192,7 @@ impl Control {
             )
         }
         .map(drop)
-        .map_err(|e| Error::os(CMD, what(), e))
+        .map_err(|e| Error::os(cmd, what(), e))
     }
 
     /// Gives snapshot `id` storage the module opens itself (a whole block
@@ -192,13 +201,13 @@ impl Control {
     /// needs a limit); with `path` `None`, sets a new limit for the storage
     /// given before.
     pub fn set_storage(&self, id: &Uuid, path: Option<&Path>, limit: u64) -> Result<()> {
-        const CMD: &str = "snapshot_setstorage";
+        let cmd = &self.command;
         let shown = path.map_or_else(|| "limit".into(), |p| p.display().to_string());
         let what = || format!("{CONTROL_PATH}: snapshot {id}: {shown}");
         let path = path
             .map(|p| CString::new(p.as_os_str().as_bytes()))
             .transpose()
-            .map_err(|_| Error::invalid(CMD, what(), "a NUL in the path"))?;
+            .map_err(|_| Error::invalid(cmd, what(), "a NUL in the path"))?;
         let bytes = path.as_ref().map_or(&[][..], |p| p.as_bytes_with_nul());
         let mut arg = uapi::blksnap_snapshot_storage {
             id: id.to_raw(),
@@ -208,7 +217,7 @@ impl Control {
                 bytes.as_ptr() as u64
             }),
             path_size: u32::try_from(bytes.len())
-                .map_err(|_| Error::invalid(CMD, what(), "path too long"))?,
+                .map_err(|_| Error::invalid(cmd, what(), "path too long"))?,
             flags: 0,
             limit_sect: uapi::aligned_u64(limit),
         };
@@ -222,7 +231,7 @@ impl Control {
             )
         }
         .map(drop)
-        .map_err(|e| Error::os(CMD, what(), e))
+        .map_err(|e| Error::os(cmd, what(), e))
     }
 
     /// Identifiers of all snapshots.  Asks for the count, then for the ids;
@@ -232,7 +241,7 @@ impl Control {
             let mut arg = uapi::blksnap_snapshot_collect::default();
             // SAFETY: with ids 0 the kernel only writes the count.
             unsafe { ioctl(&self.file, uapi::IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &mut arg) }
-                .map_err(|e| Self::fail("snapshot_collect", None, e))?;
+                .map_err(|e| self.fail(None, e))?;
             if arg.count == 0 {
                 return Ok(Vec::new());
             }
@@ -245,7 +254,7 @@ impl Control {
                     return Ok(ids.iter().map(Uuid::from_raw).collect());
                 }
                 Err(Errno::ENODATA) => continue,
-                Err(e) => return Err(Self::fail("snapshot_collect", None, e)),
+                Err(e) => return Err(self.fail(None, e)),
             }
         }
     }
@@ -270,7 +279,7 @@ impl Control {
             Ok(_) => Ok(Wait::Event(Event::from_raw(&raw))),
             Err(Errno::ENOENT) => Ok(Wait::Timeout),
             Err(Errno::EINTR) => Ok(Wait::Interrupted),
-            Err(e) => Err(Self::fail("snapshot_waitevent", Some(id), e)),
+            Err(e) => Err(self.fail(Some(id), e)),
         }
     }
 }

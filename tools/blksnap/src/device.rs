@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 pub struct Device {
     file: File,
     path: PathBuf,
+    /// The command of the user's that opened it: errors name it, not the
+    /// ioctl it failed in (`cbt changed` fails in `cbtinfo`, say).
+    command: String,
 }
 
 /// The change tracker of a device (`struct blksnap_cbtinfo`).
@@ -51,6 +54,7 @@ impl Device {
         Ok(Device {
             file,
             path: path.to_path_buf(),
+            command: command.into(),
         })
     }
 
@@ -58,8 +62,8 @@ impl Device {
         &self.path
     }
 
-    fn fail(&self, command: &str, errno: Errno) -> Error {
-        let e = Error::os(command, self.path.display(), errno);
+    fn fail(&self, errno: Errno) -> Error {
+        let e = Error::os(&self.command, self.path.display(), errno);
         // BLKFILTER_CTL and BLKFILTER_DETACH say ENOENT when the device has
         // no filter of that name, which reads like a missing file.
         match errno {
@@ -82,13 +86,13 @@ impl Device {
     pub fn attach(&self) -> Result<()> {
         match self.filter_op(uapi::BLKFILTER_ATTACH) {
             Ok(()) | Err(Errno::EALREADY) => Ok(()),
-            Err(e) => Err(self.fail("attach", e)),
+            Err(e) => Err(self.fail(e)),
         }
     }
 
     pub fn detach(&self) -> Result<()> {
         self.filter_op(uapi::BLKFILTER_DETACH)
-            .map_err(|e| self.fail("detach", e))
+            .map_err(|e| self.fail(e))
     }
 
     /// A blksnap command through BLKFILTER_CTL; returns the filter's answer.
@@ -111,7 +115,7 @@ impl Device {
         let mut raw = uapi::blksnap_cbtinfo::default();
         // SAFETY: cbtinfo takes a blksnap_cbtinfo, with no addresses in it.
         unsafe { self.ctl(uapi::BLKFILTER_CTL_BLKSNAP_CBTINFO, &mut raw) }
-            .map_err(|e| self.fail("cbtinfo", e))?;
+            .map_err(|e| self.fail(e))?;
         Ok(CbtInfo {
             device_capacity: raw.device_capacity.0,
             block_size: raw.block_size,
@@ -147,14 +151,14 @@ impl Device {
                 match self.read_cbtmap_at(done as u32, &mut map[done..end]) {
                     Ok(0) => {
                         return Err(Error::invalid(
-                            "readcbtmap",
+                            &self.command,
                             self.path.display(),
                             "the map ended early",
                         ))
                     }
                     Ok(n) => done += n,
                     Err(Errno::EAGAIN) => continue 'again,
-                    Err(e) => return Err(self.fail("readcbtmap", e)),
+                    Err(e) => return Err(self.fail(e)),
                 }
             }
             if self.cbtinfo()? == info {
@@ -167,14 +171,14 @@ impl Device {
     pub fn mark_dirty(&self, ranges: &[blksnap_sectors]) -> Result<()> {
         let mut arg = uapi::blksnap_cbtdirty {
             count: u32::try_from(ranges.len()).map_err(|_| {
-                Error::invalid("markdirtyblock", self.path.display(), "too many ranges")
+                Error::invalid(&self.command, self.path.display(), "too many ranges")
             })?,
             dirty_sectors: uapi::aligned_u64(ranges.as_ptr() as u64),
         };
         // SAFETY: the array address and count describe `ranges`.
         unsafe { self.ctl(uapi::BLKFILTER_CTL_BLKSNAP_CBTDIRTY, &mut arg) }
             .map(drop)
-            .map_err(|e| self.fail("markdirtyblock", e))
+            .map_err(|e| self.fail(e))
     }
 
     /// Adds the device to snapshot `id`.  A device without the filter gets
@@ -188,14 +192,14 @@ impl Device {
             // SAFETY: as above.
             ret = unsafe { self.ctl(uapi::BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD, &mut arg) };
         }
-        ret.map(drop).map_err(|e| self.fail("snapshot_add", e))
+        ret.map(drop).map_err(|e| self.fail(e))
     }
 
     pub fn snapshot_info(&self) -> Result<SnapshotInfo> {
         let mut raw = uapi::blksnap_snapshotinfo::default();
         // SAFETY: snapshotinfo takes a blksnap_snapshotinfo, no addresses.
         unsafe { self.ctl(uapi::BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO, &mut raw) }
-            .map_err(|e| self.fail("snapshot_info", e))?;
+            .map_err(|e| self.fail(e))?;
         let len = raw
             .image
             .iter()

@@ -140,7 +140,8 @@ pub enum Command {
     /// List the identifiers of all snapshots.
     #[command(name = "snapshot_collect")]
     SnapshotCollect,
-    /// Answer a snapshot's low-space events with more storage, up to a limit.
+    /// Answer a snapshot's low-space (or, for storage the module opens,
+    /// no-space) events with more storage, up to a limit.
     #[command(name = "stretch_snapshot")]
     StretchSnapshot(StretchArgs),
     /// Change tracking queries.
@@ -156,10 +157,15 @@ pub struct StretchArgs {
     #[arg(
         short,
         long,
-        required_unless_present = "device",
-        conflicts_with = "device"
+        required_unless_present_any = ["device", "setstorage"],
+        conflicts_with_all = ["device", "setstorage"]
     )]
     pub path: Option<PathBuf>,
+    /// Storage the module opens (device, directory or file), as with
+    /// snapshot_setstorage: given at the first request with a limit of what
+    /// it asks for, the limit raised at each no-space event.
+    #[arg(short, long, conflicts_with = "device")]
+    pub setstorage: Option<PathBuf>,
     /// Block device whose --range list is handed out as needed.
     #[arg(short, long, requires = "ranges")]
     pub device: Option<PathBuf>,
@@ -259,6 +265,7 @@ mod tests {
                 .json
         );
         assert!(parse(&["stretch_snapshot", "-i", ID, "-p", "/var/tmp", "-l", "64"]).is_ok());
+        assert!(parse(&["stretch_snapshot", "-i", ID, "-s", "/var/tmp", "-l", "64"]).is_ok());
         assert!(parse(&[
             "snapshot_setstorage",
             "-i",
@@ -313,6 +320,15 @@ mod tests {
                 "0:8",
             ],
             &["stretch_snapshot", "-i", ID],
+            &[
+                "stretch_snapshot",
+                "-i",
+                ID,
+                "-s",
+                "/var/tmp",
+                "-p",
+                "/var/tmp",
+            ],
             &["cbt", "changed", "-d", "/dev/sda", "--since", "256"],
             &["no_such_command"],
         ] {

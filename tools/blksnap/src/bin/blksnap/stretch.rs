@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
-//! stretch_snapshot: wait for a snapshot's events and answer each
-//! low-space event with the storage it asks for, from new files in a
-//! directory or from a list of device ranges, until a limit.  Ends when
-//! the snapshot is destroyed (0) or corrupted (1).
+//! stretch_snapshot: wait for a snapshot's events and answer each request
+//! for storage with what it asks for, until a limit: low-space events with
+//! new files in a directory or ranges from a list, or, for storage the
+//! module opens, the first low-space event by giving it and each no-space
+//! event by raising its limit.  Ends when the snapshot is destroyed (0) or
+//! corrupted (1).
 
 use crate::cli::StretchArgs;
 use crate::events::wait_record;
@@ -52,6 +54,22 @@ enum Source {
         device: PathBuf,
         ranges: VecDeque<blksnap_sectors>,
     },
+    /// Storage the module opens and grows itself (`snapshot_setstorage`):
+    /// only its limit grows here.
+    Module { path: PathBuf, state: ModuleStorage },
+}
+
+/// Whether the module's storage has been given to the snapshot yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ModuleStorage {
+    NotGiven,
+    Given,
+}
+
+/// What one answer gave: where, and how many sectors.
+struct Answer {
+    place: PathBuf,
+    sectors: u64,
 }
 
 /// Creates a new `dir/diff_storage#N` (the first N not taken, from
@@ -87,10 +105,57 @@ fn make_file(dir: &Path, first: usize, sectors: u64) -> Result<PathBuf> {
 }
 
 impl Source {
+    /// Whether an event asking for storage is one this source answers: a
+    /// new snapshot asks with a low-space event, which storage the module
+    /// opens answers once, and then asks with no-space events only.
+    fn answers(&self, kind: &EventKind) -> bool {
+        match (self, kind) {
+            (Source::Module { state, .. }, EventKind::LowFreeSpace { .. }) => {
+                *state == ModuleStorage::NotGiven
+            }
+            (Source::Module { state, .. }, EventKind::NoSpace { .. }) => {
+                *state == ModuleStorage::Given
+            }
+            (_, EventKind::LowFreeSpace { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Gives snapshot `id` up to `want` more sectors, `so_far` having been
+    /// given before; `None` when the source is used up.
+    fn give(&mut self, ctl: &Control, id: &Uuid, want: u64, so_far: u64) -> Result<Option<Answer>> {
+        if let Source::Module { path, state } = self {
+            // The limit is of all of it: what was given, and this.
+            let new = (*state == ModuleStorage::NotGiven).then_some(path.as_path());
+            ctl.set_storage(id, new, so_far + want)?;
+            *state = ModuleStorage::Given;
+            return Ok(Some(Answer {
+                place: path.clone(),
+                sectors: want,
+            }));
+        }
+        let (device, ranges) = self.next(want)?;
+        if ranges.is_empty() {
+            return Ok(None);
+        }
+        ctl.append_storage(id, &device, &ranges)
+            .map_err(|e| match e.errno() {
+                Some(Errno::EBUSY) => {
+                    e.with_hint("storage the module opens is stretched with --setstorage")
+                }
+                _ => e,
+            })?;
+        Ok(Some(Answer {
+            place: device,
+            sectors: total(&ranges),
+        }))
+    }
+
     /// The device and ranges of up to `want` more sectors (none: used up).
     fn next(&mut self, want: u64) -> Result<(PathBuf, Vec<blksnap_sectors>)> {
         match self {
             Source::Pool { device, ranges } => Ok((device.clone(), take_from_pool(ranges, want))),
+            Source::Module { .. } => Ok((PathBuf::new(), Vec::new())),
             Source::Files { dir, made } => {
                 let path = make_file(dir, made.len(), want)?;
                 made.push(path.clone());
@@ -109,7 +174,7 @@ impl Source {
     fn files(&self) -> &[PathBuf] {
         match self {
             Source::Files { made, .. } => made,
-            Source::Pool { .. } => &[],
+            Source::Pool { .. } | Source::Module { .. } => &[],
         }
     }
 }
@@ -120,16 +185,26 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
     let limit = args
         .limit
         .map_or(u64::MAX, |mib| mib.saturating_mul((1 << 20) / SECTOR_SIZE));
-    let mut source = match (&args.path, &args.device) {
-        (Some(dir), _) => Source::Files {
+    let mut source = match (&args.path, &args.device, &args.setstorage) {
+        (Some(dir), _, _) => Source::Files {
             dir: dir.clone(),
             made: Vec::new(),
         },
-        (None, Some(device)) => Source::Pool {
+        (None, Some(device), _) => Source::Pool {
             device: device.clone(),
             ranges: args.ranges.iter().copied().collect(),
         },
-        (None, None) => return Err(Error::invalid(CMD, id, "no --path or --device")),
+        (None, None, Some(path)) => Source::Module {
+            path: path.clone(),
+            state: ModuleStorage::NotGiven,
+        },
+        (None, None, None) => {
+            return Err(Error::invalid(
+                CMD,
+                id,
+                "no --path, --device or --setstorage",
+            ))
+        }
     };
     let mut given = 0u64;
     out.line(&Record::new().str("result", "started").str("id", id));
@@ -151,25 +226,32 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
             }
             Err(e) => return Err(e),
         };
-        let mut r = wait_record(&Wait::Event(event.clone()));
+        let r = wait_record(&Wait::Event(event.clone()));
         match event.kind {
-            EventKind::LowFreeSpace { requested_sectors } => {
+            EventKind::LowFreeSpace { requested_sectors }
+            | EventKind::NoSpace { requested_sectors }
+                if source.answers(&event.kind) =>
+            {
                 let want = requested_sectors.min(limit - given);
-                let (device, ranges) = if want == 0 {
-                    (PathBuf::new(), Vec::new())
+                let answer = if want == 0 {
+                    None
                 } else {
-                    source.next(want)?
+                    source.give(&ctl, &id, want, given)?
                 };
-                if ranges.is_empty() {
+                let Some(answer) = answer else {
                     out.line(&r.num("appended_sectors", 0u64).str("note", "limit reached"));
                     continue;
-                }
-                ctl.append_storage(&id, &device, &ranges)?;
-                given += total(&ranges);
-                r = r
-                    .str("device", device.display())
-                    .num("appended_sectors", total(&ranges));
-                out.line(&r.num("total_sectors", given));
+                };
+                given += answer.sectors;
+                let key = match source {
+                    Source::Module { .. } => "storage",
+                    _ => "device",
+                };
+                out.line(
+                    &r.str(key, answer.place.display())
+                        .num("appended_sectors", answer.sectors)
+                        .num("total_sectors", given),
+                );
             }
             EventKind::Corrupted { .. } => {
                 out.line(&r);
@@ -188,9 +270,10 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
                 }
                 return Err(Error::invalid(CMD, format!("snapshot {id}"), why));
             }
-            // Storage the module opened: its limit is raised with
-            // snapshot_setstorage, not with ranges.
-            EventKind::NoSpace { .. } | EventKind::Unknown { .. } => out.line(&r),
+            // Requests of another source's (a no-space event of storage
+            // set by hand, the request of a new snapshot whose storage the
+            // module opened), and events this tool does not know.
+            _ => out.line(&r),
         }
     }
 }
@@ -210,5 +293,29 @@ mod tests {
         assert_eq!(take_from_pool(&mut pool, 60), [s(60, 40), s(1000, 20)]);
         assert_eq!(take_from_pool(&mut pool, 100), [s(1020, 30)]);
         assert!(take_from_pool(&mut pool, 10).is_empty());
+    }
+
+    #[test]
+    fn module_storage_answers_the_first_request_then_no_space_events() {
+        let low = EventKind::LowFreeSpace {
+            requested_sectors: 8,
+        };
+        let no = EventKind::NoSpace {
+            requested_sectors: 8,
+        };
+        let mut module = Source::Module {
+            path: "/var/tmp".into(),
+            state: ModuleStorage::NotGiven,
+        };
+        assert!(module.answers(&low) && !module.answers(&no));
+        if let Source::Module { state, .. } = &mut module {
+            *state = ModuleStorage::Given;
+        }
+        assert!(!module.answers(&low) && module.answers(&no));
+        let pool = Source::Pool {
+            device: "/dev/sdc".into(),
+            ranges: VecDeque::new(),
+        };
+        assert!(pool.answers(&low) && !pool.answers(&no));
     }
 }
