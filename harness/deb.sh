@@ -17,6 +17,13 @@
 #              (make prepare, which builds the rust/ crates, blk-filter and
 #              the C files the series edits, drivers/block/blksnap_rs/),
 #              KTAP-like lines
+#   debfull [fresh]
+#              the whole kernel (vmlinux, bzImage, every module) with that
+#              configuration, timed: hours on 2 cores, so never part of the
+#              test command.  Resumable: each run appends the wall time of
+#              what it did to $CACHE/deb/debfull.times (a run stopped by a
+#              signal too), and the run that ends the build prints the sum.
+#              "fresh" starts from an empty build directory.
 source "$(dirname "$0")/lib.sh"
 
 DEB_DIR=$CACHE/deb
@@ -432,6 +439,49 @@ debconfig() {
 	echo "1..$n"
 }
 
+# --- debfull: the whole kernel with Debian's configuration, timed
+DEBFULL_TIMES=$DEB_DIR/debfull.times
+
+# segment NAME STATUS START: one line of the times file.
+segment() {
+	printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$(date -u -d "@$3" +%FT%TZ)" \
+		"$(($(date +%s) - $3))" "$(nproc)" >>"$DEBFULL_TIMES"
+}
+
+debfull() {
+	local out=$OUT_BASE/debian t0 total
+	if [ "${1:-}" = fresh ]; then
+		rm -rf "$out"
+		rm -f "$DEBFULL_TIMES"
+	fi
+	[ -f "$DEBFULL_TIMES" ] || printf 'step\tstatus\tstarted\tseconds\tcpus\n' >"$DEBFULL_TIMES"
+	if [ ! -f "$out/config.debian-rust" ]; then
+		t0=$(date +%s)
+		log "debfull: configuring (deb.sh debconfig, log in $DEB_DIR/debfull-debconfig.log)"
+		debconfig >"$DEB_DIR/debfull-debconfig.log" 2>&1 ||
+			die "debconfig failed (log: $DEB_DIR/debfull-debconfig.log)"
+		grep -q '^not ok' "$DEB_DIR/debfull-debconfig.log" &&
+			die "debconfig has failures (log: $DEB_DIR/debfull-debconfig.log)"
+		segment debconfig ok "$t0"
+	fi
+	t0=$(date +%s)
+	# A run stopped part way still counts: make takes up where it was.
+	trap 'segment all stopped "$t0"; exit 130' INT TERM
+	log "debfull: make all -j$(nproc) (log in $DEB_DIR/debfull.log)"
+	if ! dmake -j"$(nproc)" all >>"$DEB_DIR/debfull.log" 2>&1; then
+		trap - INT TERM
+		segment all failed "$t0"
+		tail -30 "$DEB_DIR/debfull.log" >&2
+		die "make all failed (log: $DEB_DIR/debfull.log)"
+	fi
+	trap - INT TERM
+	segment all ok "$t0"
+	total=$(awk -F'\t' 'NR > 1 { s += $4 } END { print s }' "$DEBFULL_TIMES")
+	column -t -s "$(printf '\t')" "$DEBFULL_TIMES" >&2
+	log "debfull: built in $total s ($((total / 60)) min) of wall time in all," \
+		"$(find "$out" -name '*.ko' | wc -l) modules, $(du -sh "$out" | cut -f1) build directory"
+}
+
 mkdir -p "$DEB_DIR"
 case ${1:-} in
 build)
@@ -446,5 +496,6 @@ unpack)
 	unpack_debs "$2"
 	;;
 debconfig) debconfig ;;
-*) die "usage: deb.sh build|check|unpack DIR|debconfig" ;;
+debfull) debfull "${2:-}" ;;
+*) die "usage: deb.sh build|check|unpack DIR|debconfig|debfull [fresh]" ;;
 esac

@@ -4,9 +4,10 @@
 #   series of SERIESDIR with DEP-3 fields, laid out as Debian's kernel
 #   packaging keeps patches: features/all/blksnap/*.patch and a quilt
 #   `series` file naming them relative to debian/patches.
-# dep3.sh check SERIESDIR: KTAP-like result lines: every DEP-3 patch has the
-#   fields DEP-3 requires, and the DEP-3 series, applied with patch(1) as
-#   dpkg-source does, gives the same files as the format-patch series.
+# dep3.sh check SERIESDIR: KTAP-like result lines: every DEP-3 patch has
+#   Description, Author, Origin and Forwarded, and the DEP-3 series, applied
+#   with patch(1) as dpkg-source does, gives the same files as the
+#   format-patch series.
 # Fields (environment): BLKSNAP_ORIGIN (default "other, blksnap-rs
 # commit:<id>"), BLKSNAP_FORWARDED (default "no"; a lore URL once posted).
 source "$(dirname "$0")/lib.sh"
@@ -71,6 +72,19 @@ write() {
 	log "dep3: $i patches in $dir"
 }
 
+# The fields a distribution's patch must carry that FILE lacks, as
+# " Name..." (empty: none).  DEP-3 also takes Subject for Description and
+# From for Author, but a format-patch file has those already: ours carry
+# the four fields by their own names.  DEP-3 reads fields up to "---".
+missing_fields() { # file
+	local f name missing=
+	f=$(sed '/^---$/q' "$1")
+	for name in Description Author Origin Forwarded; do
+		grep -q "^$name: ." <<<"$f" || missing+=" $name"
+	done
+	echo "$missing"
+}
+
 check() {
 	local series=$1 dir n=0 p f tmp ok name missing diffs list touched
 	dir=$series/debian/patches
@@ -90,22 +104,25 @@ check() {
 		return
 	fi
 
-	# DEP-3 reads fields up to the first "---" line.
 	for p in "${list[@]}"; do
 		name=lint:dep3:fields:$(basename "$p" .patch)
-		f=$(sed '/^---$/q' "$dir/$p")
-		missing=
-		grep -q '^\(Description\|Subject\): ' <<<"$f" || missing+=" Description"
-		grep -q '^\(Origin\|Author\|From\): ' <<<"$f" || missing+=" Origin/Author"
-		# Forwarded may only be left out of a patch taken from upstream.
-		grep -q '^Origin: \(upstream\|backport\)' <<<"$f" ||
-			grep -q '^Forwarded: ' <<<"$f" || missing+=" Forwarded"
+		missing=$(missing_fields "$dir/$p")
 		if [ -z "$missing" ]; then
 			result ok "$name"
 		else
 			result fail "$name" "missing:$missing"
 		fi
 	done
+	# The same check on a format-patch file, which has Subject and From,
+	# DEP-3's aliases, but none of the four fields: it must fail there.
+	p=$(find "$series" -maxdepth 1 -name '*.patch' | sort | head -n1)
+	missing=$(missing_fields "$p")
+	if [ "$missing" = " Description Author Origin Forwarded" ]; then
+		result ok "lint:dep3:fields-check-refuses-a-format-patch"
+	else
+		result fail "lint:dep3:fields-check-refuses-a-format-patch" \
+			"$(basename "$p"): missing '${missing# }', want all four"
+	fi
 
 	# Two copies of only the files the series touch (new files have no
 	# pristine version): one for the DEP-3 series, one for format-patch's.

@@ -170,6 +170,11 @@ fetch_pahole() {
 }
 
 mkdir -p "$CACHE" "$TOOLS"
+# The one thing the machine must bring: bookworm's rustc is older than the
+# kernel's Rust accepts, and rust-src is fetched to match this rustc.
+for cmd in rustc cargo; do
+	command -v "$cmd" >/dev/null || die "no $cmd: install a Rust toolchain with rustup first (README)"
+done
 install_apt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || log "WARNING: clippy missing"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || log "WARNING: rustfmt missing"
