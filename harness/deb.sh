@@ -19,11 +19,12 @@
 #              KTAP-like lines
 #   debfull [fresh]
 #              the whole kernel (vmlinux, bzImage, every module) with that
-#              configuration, timed: hours on 2 cores, so never part of the
-#              test command.  Resumable: each run appends the wall time of
-#              what it did to $CACHE/deb/debfull.times (a run stopped by a
-#              signal too), and the run that ends the build prints the sum.
-#              "fresh" starts from an empty build directory.
+#              configuration, in a build directory of its own, timed: hours
+#              on 2 cores, so never part of the test command.  Resumable:
+#              each run appends the wall time of what it did to
+#              $CACHE/deb/debfull.times (a run stopped by a signal too), and
+#              the run that ends the build prints the sum.  "fresh" starts
+#              from an empty build directory.
 source "$(dirname "$0")/lib.sh"
 
 DEB_DIR=$CACHE/deb
@@ -305,9 +306,11 @@ unpack_debs() {
 DEBIAN_CONFIG=$TOOLS/debian-config/config.amd64_none_amd64
 PAHOLE_BIN=$TOOLS/pahole/usr/bin/pahole
 
+# make in the build directory of $dflavour (debconfig's and debfull's own,
+# dynamically scoped; "debian" by default).
 dmake() {
 	# shellcheck disable=SC2046
-	make -s $(kmake_args debian) PAHOLE="$PAHOLE_BIN" "$@"
+	make -s $(kmake_args "${dflavour:-debian}") PAHOLE="$PAHOLE_BIN" "$@"
 }
 
 # "CONFIG_X<tab>v" for each "CONFIG_X=v" line, and "# CONFIG_X is not set"
@@ -371,8 +374,9 @@ objtool_check() {
 	result fail "$1" "$(wc -l <<<"$warnings") objtool warnings ($callees 'falls through to next function')"
 }
 
-debconfig() {
-	local out=$OUT_BASE/debian frag=$REPO/harness/configs/debian-rust.config
+debconfig() { # [flavour: build directory under $OUT_BASE]
+	local dflavour=${1:-debian}
+	local out=$OUT_BASE/$dflavour frag=$REPO/harness/configs/debian-rust.config
 	local t0 line opt changed gone obj pfiles objs
 	t0=$(date +%s)
 	[ -f "$DEBIAN_CONFIG" ] || die "no Debian configuration; run harness/setup.sh"
@@ -449,26 +453,31 @@ segment() {
 }
 
 debfull() {
-	local out=$OUT_BASE/debian t0 total
+	local dflavour=debian-full
+	local out=$OUT_BASE/$dflavour t0 total make_pid
 	if [ "${1:-}" = fresh ]; then
 		rm -rf "$out"
-		rm -f "$DEBFULL_TIMES"
+		rm -f "$DEBFULL_TIMES" "$DEB_DIR/debfull.log"
 	fi
 	[ -f "$DEBFULL_TIMES" ] || printf 'step\tstatus\tstarted\tseconds\tcpus\n' >"$DEBFULL_TIMES"
 	if [ ! -f "$out/config.debian-rust" ]; then
 		t0=$(date +%s)
-		log "debfull: configuring (deb.sh debconfig, log in $DEB_DIR/debfull-debconfig.log)"
-		debconfig >"$DEB_DIR/debfull-debconfig.log" 2>&1 ||
+		log "debfull: configuring as deb.sh debconfig does (log in $DEB_DIR/debfull-debconfig.log)"
+		debconfig "$dflavour" >"$DEB_DIR/debfull-debconfig.log" 2>&1 ||
 			die "debconfig failed (log: $DEB_DIR/debfull-debconfig.log)"
 		grep -q '^not ok' "$DEB_DIR/debfull-debconfig.log" &&
 			die "debconfig has failures (log: $DEB_DIR/debfull-debconfig.log)"
 		segment debconfig ok "$t0"
 	fi
 	t0=$(date +%s)
-	# A run stopped part way still counts: make takes up where it was.
-	trap 'segment all stopped "$t0"; exit 130' INT TERM
-	log "debfull: make all -j$(nproc) (log in $DEB_DIR/debfull.log)"
-	if ! dmake -j"$(nproc)" all >>"$DEB_DIR/debfull.log" 2>&1; then
+	log "debfull: make all -j$(nproc) in $out (log in $DEB_DIR/debfull.log)"
+	# In the background, so that a signal is handled at once rather than
+	# when make ends; a run stopped part way still counts, and make takes
+	# up where it was.
+	dmake -j"$(nproc)" all >>"$DEB_DIR/debfull.log" 2>&1 &
+	make_pid=$!
+	trap 'kill -TERM "$make_pid" 2>/dev/null; wait "$make_pid"; segment all stopped "$t0"; exit 143' INT TERM
+	if ! wait "$make_pid"; then
 		trap - INT TERM
 		segment all failed "$t0"
 		tail -30 "$DEB_DIR/debfull.log" >&2
@@ -477,7 +486,7 @@ debfull() {
 	trap - INT TERM
 	segment all ok "$t0"
 	total=$(awk -F'\t' 'NR > 1 { s += $4 } END { print s }' "$DEBFULL_TIMES")
-	column -t -s "$(printf '\t')" "$DEBFULL_TIMES" >&2
+	column -t -s "$(printf '\t')" "$DEBFULL_TIMES" >&2 || cat "$DEBFULL_TIMES" >&2
 	log "debfull: built in $total s ($((total / 60)) min) of wall time in all," \
 		"$(find "$out" -name '*.ko' | wc -l) modules, $(du -sh "$out" | cut -f1) build directory"
 }

@@ -117,7 +117,7 @@ check() {
 	# DEP-3's aliases, but none of the four fields: it must fail there.
 	p=$(find "$series" -maxdepth 1 -name '*.patch' | sort | head -n1)
 	missing=$(missing_fields "$p")
-	if [ "$missing" = " Description Author Origin Forwarded" ]; then
+	if [ -n "$p" ] && [ "$missing" = " Description Author Origin Forwarded" ]; then
 		result ok "lint:dep3:fields-check-refuses-a-format-patch"
 	else
 		result fail "lint:dep3:fields-check-refuses-a-format-patch" \

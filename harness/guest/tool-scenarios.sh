@@ -10,7 +10,7 @@
 # null_blk disks: the original, a storage disk and one for ext4.
 # KTAP-like output: "ok N name" or "not ok N name # why".
 
-PLAN=68
+PLAN=70
 n=0
 echo "1..$PLAN"
 ok() {
@@ -164,7 +164,7 @@ out=$(blksnap snapshot_info -d $FSDISK)
 check snapshot_add_has_image "got: $out" [ "$(val "$out" error_code)" = 0 -a "$(val "$out" image)" = "/dev/blksnap-image_$(cat /sys/block/bt_fs/dev)" ]
 err=$(blksnap snapshot_add -i "$id" -d $FSDISK 2>&1)
 rc=$?
-check snapshot_add_after_take_refused "exit $rc, got: $err" matches "$rc $err" "^1 snapshot_add: $FSDISK: "
+check snapshot_add_of_a_member_refused "exit $rc, got: $err" matches "$rc $err" "^1 snapshot_add: $FSDISK: "
 blksnap snapshot_destroy -i "$id"
 blksnap detach -d $FSDISK
 
@@ -243,10 +243,19 @@ start_stretch() {
 	shift
 	blksnap stretch_snapshot -i "$id" "$@" -t 200 >/tmp/bt_stretch 2>&1 &
 	stretch_pid=$!
-	while [ $i -lt 50 ] && ! grep -q 'appended_sectors=4096 ' /tmp/bt_stretch; do
+	while [ $i -lt 50 ] && ! grep -q 'appended_sectors=' /tmp/bt_stretch; do
 		usleep 200000
 		i=$((i + 1))
 	done
+}
+
+# Destroys snapshot $1 and waits for stretch_snapshot to end; its exit
+# status in $rc.
+end_stretch() {
+	blksnap snapshot_destroy -i "$1"
+	wait $stretch_pid
+	rc=$?
+	stretch_pid=
 }
 
 # --- a stretched snapshot: storage handed out from a range list as the
@@ -267,10 +276,7 @@ total=$(sed -n 's/.*total_sectors=\([0-9]*\).*/\1/p' /tmp/bt_stretch | tail -n1)
 answers=$(grep -c 'appended_sectors=[1-9]' /tmp/bt_stretch)
 check stretch_grew_within_limit "total ${total:-none} in $answers answers" \
 	[ "${total:-0}" -ge 16384 -a "${total:-0}" -le 32768 -a "$answers" -ge 4 ]
-blksnap snapshot_destroy -i "$id"
-wait $stretch_pid
-rc=$?
-stretch_pid=
+end_stretch "$id"
 check stretch_ends_on_destroy "exit $rc; log: $(tr '\n' '|' </tmp/bt_stretch)" \
 	[ $rc -eq 0 -a "$(tail -n1 /tmp/bt_stretch | cut -d' ' -f1)" = result=destroyed ]
 sed 's/^/# stretch: /' /tmp/bt_stretch
@@ -302,6 +308,19 @@ wait_total() {
 	done
 }
 
+# Takes snapshot $1 and writes 1 MiB, then 2 MiB more, from MiB $2 of the
+# original.  Answering (making a file and reading its extents, or raising
+# a limit) is slower than a writer using up what is left, so the writer
+# waits for each answer: 1 MiB of copies brings the second request, 2 MiB
+# more the third.
+take_and_write_twice() {
+	blksnap snapshot_take -i "$1"
+	dd if=/tmp/bt_rand of=$ORIG bs=1M count=1 seek="$2" oflag=direct 2>/dev/null
+	wait_total 8192
+	dd if=/tmp/bt_rand of=$ORIG bs=1M count=2 seek=$(($2 + 1)) oflag=direct 2>/dev/null
+	wait_total 12288
+}
+
 # --- a stretched snapshot on files: each request a new file in the
 # directory, written, given by its extents, removed once destroyed
 echo "# step: a stretched snapshot on files"
@@ -311,21 +330,11 @@ start_stretch "$id" -p $MNT -l 8
 check stretch_file_made "log: $(tr '\n' '|' </tmp/bt_stretch)" \
 	[ -f "$MNT/diff_storage#0" -a "$(grep -c "device=$FSDISK appended_sectors=4096 " /tmp/bt_stretch)" = 1 ]
 before=$(sum_of $ORIG 32 3)
-blksnap snapshot_take -i "$id"
-# Making a file (writing it, then FIEMAP) is slower than a writer using up
-# what is left, so the writer waits for each answer: 1 MiB of copies
-# brings the second request, 2 MiB more the third.
-dd if=/tmp/bt_rand of=$ORIG bs=1M count=1 seek=32 oflag=direct 2>/dev/null
-wait_total 8192
-dd if=/tmp/bt_rand of=$ORIG bs=1M count=2 seek=33 oflag=direct 2>/dev/null
-wait_total 12288
+take_and_write_twice "$id" 32
 out=$(blksnap snapshot_info -d $ORIG)
 check stretch_files_intact "got: $out; files: $(ls $MNT | tr '\n' ' '); log: $(tr '\n' '|' </tmp/bt_stretch)" \
 	[ "$(val "$out" error_code)" = 0 -a -f "$MNT/diff_storage#2" -a "$(sum_of "$(val "$out" image)" 32 3)" = "$before" ]
-blksnap snapshot_destroy -i "$id"
-wait $stretch_pid
-rc=$?
-stretch_pid=
+end_stretch "$id"
 check stretch_files_removed "exit $rc; left: $(ls $MNT | tr '\n' ' ')" [ $rc -eq 0 -a ! -e "$MNT/diff_storage#0" ]
 umount $MNT
 
@@ -338,22 +347,27 @@ start_stretch "$id" -s /tmp/bt_store_dir -l 8
 check stretch_setstorage_given "log: $(tr '\n' '|' </tmp/bt_stretch)" \
 	grep -q 'event=low_free_space requested_nr_sect=4096 storage=/tmp/bt_store_dir appended_sectors=4096 total_sectors=4096$' /tmp/bt_stretch
 before=$(sum_of $ORIG 40 3)
-blksnap snapshot_take -i "$id"
-dd if=/tmp/bt_rand of=$ORIG bs=1M count=1 seek=40 oflag=direct 2>/dev/null
-wait_total 8192
-dd if=/tmp/bt_rand of=$ORIG bs=1M count=2 seek=41 oflag=direct 2>/dev/null
-wait_total 12288
+take_and_write_twice "$id" 40
 out=$(blksnap snapshot_info -d $ORIG)
 log=$(tr '\n' '|' </tmp/bt_stretch)
 check stretch_setstorage_raised "got: $out; log: $log" \
 	[ "$(val "$out" error_code)" = 0 -a "$(grep -c 'event=no_space requested_nr_sect=4096 storage=' /tmp/bt_stretch)" = 2 -a "$(sum_of "$(val "$out" image)" 40 3)" = "$before" ]
-blksnap snapshot_destroy -i "$id"
-wait $stretch_pid
-rc=$?
-stretch_pid=
+end_stretch "$id"
 check stretch_setstorage_ends_on_destroy "exit $rc; log: $(tr '\n' '|' </tmp/bt_stretch)" \
 	[ $rc -eq 0 -a "$(tail -n1 /tmp/bt_stretch | cut -d' ' -f1)" = result=destroyed ]
 echo "$minimum" >$PARAM
+
+# --- the same on a device smaller than the request (the default minimum,
+# 1 GiB, of a 64 MiB disk): the limit stops at the device's size, which is
+# all the module takes
+echo "# step: a stretched snapshot on a device smaller than a request"
+id=$(blksnap snapshot_create -d $ORIG)
+start_stretch "$id" -s $STORE
+check stretch_setstorage_device_capped "log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	grep -q "storage=$STORE appended_sectors=131072 total_sectors=131072\$" /tmp/bt_stretch
+end_stretch "$id"
+check stretch_setstorage_device_ends_on_destroy "exit $rc; log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	[ $rc -eq 0 -a "$(tail -n1 /tmp/bt_stretch | cut -d' ' -f1)" = result=destroyed ]
 
 # --- errors: the command, the device and the errno in words; exit 1 for
 # a failed command, 2 for bad usage

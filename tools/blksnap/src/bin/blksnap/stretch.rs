@@ -17,10 +17,28 @@ use blksnap::{Control, Error, Result, Uuid, SECTOR_SIZE};
 use nix::errno::Errno;
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 const CMD: &str = "stretch_snapshot";
+/// Why storage the module opens cannot be stretched by this run.
+const GIVEN_BEFORE: &str = "the snapshot had storage before this run: \
+    raise its limit with snapshot_setstorage -l";
+
+/// Sectors of the block device `path`, or `None` for a file or directory.
+fn device_capacity(path: &Path) -> Result<Option<u64>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(CMD, path.display(), &e))?;
+    if !meta.file_type().is_block_device() {
+        return Ok(None);
+    }
+    // A block device's end is its size.
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(CMD, path.display(), &e))?;
+    let bytes = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| Error::io(CMD, path.display(), &e))?;
+    Ok(Some(bytes / SECTOR_SIZE))
+}
 
 /// Up to `want` sectors from the front of `pool`, splitting a range if need be.
 pub fn take_from_pool(pool: &mut VecDeque<blksnap_sectors>, want: u64) -> Vec<blksnap_sectors> {
@@ -55,8 +73,13 @@ enum Source {
         ranges: VecDeque<blksnap_sectors>,
     },
     /// Storage the module opens and grows itself (`snapshot_setstorage`):
-    /// only its limit grows here.
-    Module { path: PathBuf, state: ModuleStorage },
+    /// only its limit grows here, up to the size of a device (the module
+    /// refuses more), which `capacity` holds in sectors.
+    Module {
+        path: PathBuf,
+        capacity: Option<u64>,
+        state: ModuleStorage,
+    },
 }
 
 /// Whether the module's storage has been given to the snapshot yet.
@@ -124,10 +147,23 @@ impl Source {
     /// Gives snapshot `id` up to `want` more sectors, `so_far` having been
     /// given before; `None` when the source is used up.
     fn give(&mut self, ctl: &Control, id: &Uuid, want: u64, so_far: u64) -> Result<Option<Answer>> {
-        if let Source::Module { path, state } = self {
+        if let Source::Module {
+            path,
+            capacity,
+            state,
+        } = self
+        {
+            let want = capacity.map_or(want, |c| want.min(c.saturating_sub(so_far)));
+            if want == 0 {
+                return Ok(None);
+            }
             // The limit is of all of it: what was given, and this.
             let new = (*state == ModuleStorage::NotGiven).then_some(path.as_path());
-            ctl.set_storage(id, new, so_far + want)?;
+            ctl.set_storage(id, new, so_far + want)
+                .map_err(|e| match e.errno() {
+                    Some(Errno::EBUSY) => e.with_hint(GIVEN_BEFORE),
+                    _ => e,
+                })?;
             *state = ModuleStorage::Given;
             return Ok(Some(Answer {
                 place: path.clone(),
@@ -196,6 +232,7 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
         },
         (None, None, Some(path)) => Source::Module {
             path: path.clone(),
+            capacity: device_capacity(path)?,
             state: ModuleStorage::NotGiven,
         },
         (None, None, None) => {
@@ -232,7 +269,7 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
             | EventKind::NoSpace { requested_sectors }
                 if source.answers(&event.kind) =>
             {
-                let want = requested_sectors.min(limit - given);
+                let want = requested_sectors.min(limit.saturating_sub(given));
                 let answer = if want == 0 {
                     None
                 } else {
@@ -252,6 +289,21 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
                         .num("appended_sectors", answer.sectors)
                         .num("total_sectors", given),
                 );
+            }
+            // A no-space event for storage this run did not give: it was
+            // given before (by hand, or by a run that ended), and its limit
+            // is not known here, so no answer can be right.
+            EventKind::NoSpace { .. }
+                if matches!(
+                    source,
+                    Source::Module {
+                        state: ModuleStorage::NotGiven,
+                        ..
+                    }
+                ) =>
+            {
+                out.line(&r);
+                return Err(Error::invalid(CMD, format!("snapshot {id}"), GIVEN_BEFORE));
             }
             EventKind::Corrupted { .. } => {
                 out.line(&r);
@@ -305,6 +357,7 @@ mod tests {
         };
         let mut module = Source::Module {
             path: "/var/tmp".into(),
+            capacity: None,
             state: ModuleStorage::NotGiven,
         };
         assert!(module.answers(&low) && !module.answers(&no));
