@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# deb.sh build|check|unpack DIR|debconfig: Debian packages of our kernel and
+# deb.sh build|check|unpack DIR|debconfig|debfull: Debian packages of our kernel and
 # of the blksnap tool, and Debian's own configuration with our work.
 #   build [kernel|tool]
 #              `make bindeb-pkg` in the test kernel's build directory (same
@@ -460,13 +460,16 @@ debfull() {
 		rm -f "$DEBFULL_TIMES" "$DEB_DIR/debfull.log"
 	fi
 	[ -f "$DEBFULL_TIMES" ] || printf 'step\tstatus\tstarted\tseconds\tcpus\n' >"$DEBFULL_TIMES"
-	if [ ! -f "$out/config.debian-rust" ]; then
+	# Written once debconfig has passed, not by it: it writes its
+	# configuration before its checks end.
+	if [ ! -f "$out/.debfull-configured" ]; then
 		t0=$(date +%s)
 		log "debfull: configuring as deb.sh debconfig does (log in $DEB_DIR/debfull-debconfig.log)"
 		debconfig "$dflavour" >"$DEB_DIR/debfull-debconfig.log" 2>&1 ||
 			die "debconfig failed (log: $DEB_DIR/debfull-debconfig.log)"
 		grep -q '^not ok' "$DEB_DIR/debfull-debconfig.log" &&
 			die "debconfig has failures (log: $DEB_DIR/debfull-debconfig.log)"
+		touch "$out/.debfull-configured"
 		segment debconfig ok "$t0"
 	fi
 	t0=$(date +%s)
@@ -474,9 +477,14 @@ debfull() {
 	# In the background, so that a signal is handled at once rather than
 	# when make ends; a run stopped part way still counts, and make takes
 	# up where it was.
-	dmake -j"$(nproc)" all >>"$DEB_DIR/debfull.log" 2>&1 &
+	# make itself, not dmake: a function would run in a subshell, and the
+	# signal would stop that and leave make building.
+	# shellcheck disable=SC2046
+	make -s $(kmake_args "$dflavour") PAHOLE="$PAHOLE_BIN" -j"$(nproc)" all \
+		>>"$DEB_DIR/debfull.log" 2>&1 &
 	make_pid=$!
-	trap 'kill -TERM "$make_pid" 2>/dev/null; wait "$make_pid"; segment all stopped "$t0"; exit 143' INT TERM
+	trap 'kill -TERM "$make_pid" 2>/dev/null || true; wait "$make_pid" || true
+		segment all stopped "$t0"; exit 143' INT TERM
 	if ! wait "$make_pid"; then
 		trap - INT TERM
 		segment all failed "$t0"

@@ -63,7 +63,7 @@ if "$REPO/harness/build.sh" test; then
 		"$REPO/harness/run-qemu.sh" test test "$rundir/guest-ro"
 	python3 "$REPO/harness/results.py" "$rundir/guest-ro" >"$rundir/guest-ro.txt"
 	grep -v '^RESULT ' "$rundir/guest-ro.txt" >>"$report"
-	if grep -qE "^(OK  |FAIL|SKIP) ([a-z_]+:)?$OWN_BOOT: " "$rundir/guest-ro.txt"; then
+	if grep -qE "^(OK  |FAIL|SKIP) ([a-z_]+:)?$OWN_BOOT(: |  #)" "$rundir/guest-ro.txt"; then
 		echo "OK   boot:$OWN_BOOT-ran" >>"$report"
 	else
 		stage_failed "boot:$OWN_BOOT-ran" "no $OWN_BOOT result from the guest"
@@ -104,7 +104,7 @@ if "$REPO/harness/build.sh" test; then
 	grep -v '^RESULT ' "$rundir/guest-tool.txt" >>"$report"
 	# A program that never started reports nothing, which counts as no
 	# failure: that the tool's scenarios ran is a check of its own.
-	if grep -qE "^(OK  |FAIL|SKIP) ([a-z_]+:)?$TOOL_BOOT: " "$rundir/guest-tool.txt"; then
+	if grep -qE "^(OK  |FAIL|SKIP) ([a-z_]+:)?$TOOL_BOOT(: |  #)" "$rundir/guest-tool.txt"; then
 		echo "OK   boot:$TOOL_BOOT-ran" >>"$report"
 	else
 		stage_failed "boot:$TOOL_BOOT-ran" "no $TOOL_BOOT result from the guest"

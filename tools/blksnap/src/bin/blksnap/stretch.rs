@@ -161,7 +161,9 @@ impl Source {
             let new = (*state == ModuleStorage::NotGiven).then_some(path.as_path());
             ctl.set_storage(id, new, so_far + want)
                 .map_err(|e| match e.errno() {
-                    Some(Errno::EBUSY) => e.with_hint(GIVEN_BEFORE),
+                    Some(Errno::EBUSY) if new.is_some() => e.with_hint(
+                        "the snapshot has storage already or is taken, or the storage is in use",
+                    ),
                     _ => e,
                 })?;
             *state = ModuleStorage::Given;
