@@ -10,7 +10,7 @@
 # null_blk disks: the original, a storage disk and one for ext4.
 # KTAP-like output: "ok N name" or "not ok N name # why".
 
-PLAN=70
+PLAN=71
 n=0
 echo "1..$PLAN"
 ok() {
@@ -336,6 +336,17 @@ check stretch_files_intact "got: $out; files: $(ls $MNT | tr '\n' ' '); log: $(t
 	[ "$(val "$out" error_code)" = 0 -a -f "$MNT/diff_storage#2" -a "$(sum_of "$(val "$out" image)" 32 3)" = "$before" ]
 end_stretch "$id"
 check stretch_files_removed "exit $rc; left: $(ls $MNT | tr '\n' ' ')" [ $rc -eq 0 -a ! -e "$MNT/diff_storage#0" ]
+# A file the module refuses (the snapshot has storage it opens, given
+# after the request) is not storage: the run ends with 1 and the hint,
+# and the file goes.
+id=$(blksnap snapshot_create -d $ORIG)
+mkdir -p /tmp/bt_store_dir
+blksnap snapshot_setstorage -i "$id" -p /tmp/bt_store_dir -l 8192
+timeout 30 blksnap stretch_snapshot -i "$id" -p $MNT -l 8 -t 200 >/tmp/bt_stretch 2>&1
+rc=$?
+check stretch_refused_file_removed "exit $rc; left: $(ls $MNT | tr '\n' ' '); log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	[ $rc -eq 1 -a ! -e "$MNT/diff_storage#0" -a "$(grep -c 'stretched with --setstorage' /tmp/bt_stretch)" = 1 ]
+blksnap snapshot_destroy -i "$id"
 umount $MNT
 
 # --- a stretched snapshot on storage the module opens: given at the first

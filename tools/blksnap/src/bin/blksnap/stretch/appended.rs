@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where appended ranges come from.
-pub enum Appended {
+pub(super) enum Appended {
     /// Files made in a directory, kept until the snapshot is destroyed.
     Files { dir: PathBuf, made: Vec<PathBuf> },
     /// Ranges of one device, handed out in order.
@@ -25,20 +25,40 @@ pub enum Appended {
 }
 
 impl Appended {
+    /// New files in `dir`.
+    pub(super) fn files_in(dir: &Path) -> Self {
+        Appended::Files {
+            dir: dir.to_path_buf(),
+            made: Vec::new(),
+        }
+    }
+
+    /// The `ranges` of `device`, in order.
+    pub(super) fn pool(device: &Path, ranges: &[blksnap_sectors]) -> Self {
+        Appended::Pool {
+            device: device.to_path_buf(),
+            ranges: ranges.iter().copied().collect(),
+        }
+    }
+
     /// Appends up to `want` more sectors to snapshot `id`; `None` when the
     /// source is used up.
-    pub fn give(&mut self, ctl: &Control, id: &Uuid, want: u64) -> Result<Option<Answer>> {
+    pub(super) fn give(&mut self, ctl: &Control, id: &Uuid, want: u64) -> Result<Option<Answer>> {
         let (device, ranges) = self.next(want)?;
         if ranges.is_empty() {
             return Ok(None);
         }
-        ctl.append_storage(id, &device, &ranges)
-            .map_err(|e| match e.errno() {
+        if let Err(e) = ctl.append_storage(id, &device, &ranges) {
+            // The module takes all the ranges or none: a file it refused
+            // is not storage.
+            self.remove_last_file();
+            return Err(match e.errno() {
                 Some(Errno::EBUSY) => {
                     e.with_hint("storage the module opens is stretched with --setstorage")
                 }
                 _ => e,
-            })?;
+            });
+        }
         Ok(Some(Answer {
             place: device,
             sectors: total(&ranges),
@@ -54,7 +74,10 @@ impl Appended {
                 match file_extents(CMD, &path) {
                     Ok(e) => {
                         made.push(path);
-                        Ok((e.device, e.ranges))
+                        // The last block may hold more than was written:
+                        // no more than `want` is given, to keep to the limit.
+                        let mut extents = VecDeque::from(e.ranges);
+                        Ok((e.device, take_from_pool(&mut extents, want)))
                     }
                     Err(e) => {
                         let _ = std::fs::remove_file(&path);
@@ -65,8 +88,17 @@ impl Appended {
         }
     }
 
+    /// Removes the file made last, which the module did not take.
+    fn remove_last_file(&mut self) {
+        if let Appended::Files { made, .. } = self {
+            if let Some(path) = made.pop() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+
     /// Files the kernel may still write to while the snapshot lives.
-    pub fn files(&self) -> &[PathBuf] {
+    pub(super) fn files(&self) -> &[PathBuf] {
         match self {
             Appended::Files { made, .. } => made,
             Appended::Pool { .. } => &[],
@@ -75,7 +107,7 @@ impl Appended {
 }
 
 /// Up to `want` sectors from the front of `pool`, splitting a range if need be.
-pub fn take_from_pool(pool: &mut VecDeque<blksnap_sectors>, want: u64) -> Vec<blksnap_sectors> {
+fn take_from_pool(pool: &mut VecDeque<blksnap_sectors>, want: u64) -> Vec<blksnap_sectors> {
     let mut out = Vec::new();
     let mut left = want;
     while left > 0 {

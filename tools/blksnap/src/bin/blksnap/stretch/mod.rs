@@ -85,14 +85,8 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
         .limit
         .map_or(u64::MAX, |mib| mib.saturating_mul((1 << 20) / SECTOR_SIZE));
     let mut source = match (&args.path, &args.device, &args.setstorage) {
-        (Some(dir), _, _) => Source::Appended(Appended::Files {
-            dir: dir.clone(),
-            made: Vec::new(),
-        }),
-        (None, Some(device), _) => Source::Appended(Appended::Pool {
-            device: device.clone(),
-            ranges: args.ranges.iter().copied().collect(),
-        }),
+        (Some(dir), _, _) => Source::Appended(Appended::files_in(dir)),
+        (None, Some(device), _) => Source::Appended(Appended::pool(device, &args.ranges)),
         (None, None, Some(path)) => Source::Module(ModuleStorage::new(path)?),
         (None, None, None) => {
             return Err(Error::invalid(
@@ -167,9 +161,10 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
                 }
                 return Err(Error::invalid(CMD, format!("snapshot {id}"), why));
             }
-            // Requests of another source's (a no-space event of storage
-            // set by hand, the request of a new snapshot whose storage the
-            // module opened), and events this tool does not know.
+            // Requests this run does not answer (with appended storage, a
+            // no-space event of storage set by hand; with storage the
+            // module opens, a low-space event once it is given), and
+            // events this tool does not know.
             _ => out.line(&r),
         }
     }
@@ -178,14 +173,11 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::VecDeque;
+    use std::path::Path;
 
     #[test]
     fn appended_storage_answers_low_space_events_only() {
-        let pool = Source::Appended(Appended::Pool {
-            device: "/dev/sdc".into(),
-            ranges: VecDeque::new(),
-        });
+        let pool = Source::Appended(Appended::pool(Path::new("/dev/sdc"), &[]));
         let low = EventKind::LowFreeSpace {
             requested_sectors: 8,
         };

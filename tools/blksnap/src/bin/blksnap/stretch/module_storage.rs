@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Storage the module opens and grows itself (`snapshot_setstorage`): this
 //! run gives it at a new snapshot's first request, with a limit of what was
-//! asked, and then only raises the limit, at each no-space event.
+//! asked (as far as the run's limit and a device's size allow), and then
+//! only raises the limit, at each no-space event.
 
 use super::{Answer, CMD};
 use blksnap::control::EventKind;
@@ -12,13 +13,16 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 /// Whether this run has given the storage to the snapshot yet.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 enum State {
     NotGiven,
     Given,
 }
 
-pub struct ModuleStorage {
+/// A device, directory or file for the module to open as a snapshot's
+/// storage, and whether this run has given it.
+pub(super) struct ModuleStorage {
+    /// What `snapshot_setstorage` would be given.
     path: PathBuf,
     /// The size of a device in sectors: the module refuses a limit over it.
     capacity: Option<u64>,
@@ -40,7 +44,8 @@ fn device_capacity(path: &Path) -> Result<Option<u64>> {
 }
 
 impl ModuleStorage {
-    pub fn new(path: &Path) -> Result<Self> {
+    /// Storage at `path`, not given yet; a device's size is read now.
+    pub(super) fn new(path: &Path) -> Result<Self> {
         Ok(Self {
             path: path.to_path_buf(),
             capacity: device_capacity(path)?,
@@ -51,7 +56,7 @@ impl ModuleStorage {
     /// Whether this run answers `kind`: a new snapshot asks with a
     /// low-space event, answered once by giving the storage, and then asks
     /// with no-space events only.
-    pub fn answers(&self, kind: &EventKind) -> bool {
+    pub(super) fn answers(&self, kind: &EventKind) -> bool {
         match kind {
             EventKind::LowFreeSpace { .. } => self.state == State::NotGiven,
             EventKind::NoSpace { .. } => self.state == State::Given,
@@ -62,13 +67,13 @@ impl ModuleStorage {
     /// Whether `kind` asks more of storage given before this run (by hand,
     /// or by a run that ended): its limit is not known here, so no answer
     /// can be right.
-    pub fn given_before(&self, kind: &EventKind) -> bool {
+    pub(super) fn given_before(&self, kind: &EventKind) -> bool {
         matches!(kind, EventKind::NoSpace { .. }) && self.state == State::NotGiven
     }
 
     /// Gives snapshot `id` up to `want` more sectors, `so_far` having been
     /// given before; `None` when a device's size is reached.
-    pub fn give(
+    pub(super) fn give(
         &mut self,
         ctl: &Control,
         id: &Uuid,
@@ -110,7 +115,11 @@ mod tests {
         let no = EventKind::NoSpace {
             requested_sectors: 8,
         };
-        let mut module = ModuleStorage::new(&std::env::temp_dir()).unwrap();
+        let mut module = ModuleStorage {
+            path: "/var/tmp".into(),
+            capacity: None,
+            state: State::NotGiven,
+        };
         assert!(module.answers(&low) && !module.answers(&no));
         assert!(module.given_before(&no) && !module.given_before(&low));
         module.state = State::Given;
