@@ -341,11 +341,12 @@ check stretch_files_removed "exit $rc; left: $(ls $MNT | tr '\n' ' ')" [ $rc -eq
 # and the file goes.
 id=$(blksnap snapshot_create -d $ORIG)
 mkdir -p /tmp/bt_store_dir
-blksnap snapshot_setstorage -i "$id" -p /tmp/bt_store_dir -l 8192
+out=$(blksnap snapshot_setstorage -i "$id" -p /tmp/bt_store_dir -l 8192 2>&1)
+set_rc=$?
 timeout 30 blksnap stretch_snapshot -i "$id" -p $MNT -l 8 -t 200 >/tmp/bt_stretch 2>&1
 rc=$?
-check stretch_refused_file_removed "exit $rc; left: $(ls $MNT | tr '\n' ' '); log: $(tr '\n' '|' </tmp/bt_stretch)" \
-	[ $rc -eq 1 -a ! -e "$MNT/diff_storage#0" -a "$(grep -c 'stretched with --setstorage' /tmp/bt_stretch)" = 1 ]
+check stretch_refused_file_removed "setstorage exit $set_rc ($out); exit $rc; left: $(ls $MNT | tr '\n' ' '); log: $(tr '\n' '|' </tmp/bt_stretch)" \
+	[ $set_rc -eq 0 -a $rc -eq 1 -a -z "$(ls $MNT | grep diff_storage)" -a "$(grep -c 'EBUSY.*stretched with --setstorage' /tmp/bt_stretch)" = 1 ]
 blksnap snapshot_destroy -i "$id"
 umount $MNT
 

@@ -53,9 +53,13 @@ impl Appended {
             // is not storage.
             self.remove_last_file();
             return Err(match e.errno() {
-                Some(Errno::EBUSY) => {
-                    e.with_hint("storage the module opens is stretched with --setstorage")
-                }
+                // Or a take is under way, or a range is another
+                // snapshot's storage: EBUSY does not tell.
+                Some(Errno::EBUSY) => e.with_hint(
+                    "storage the module opens is stretched with --setstorage; \
+                     ranges are refused while the snapshot is being taken, and where \
+                     they are storage of another snapshot",
+                ),
                 _ => e,
             });
         }

@@ -78,6 +78,19 @@ impl Source {
     }
 }
 
+/// Ends the run on a destroyed snapshot: its storage is released, so the
+/// files made for it can go.
+fn end_destroyed(source: &Source, given: u64, out: &Printer) {
+    for f in source.files() {
+        let _ = std::fs::remove_file(f);
+    }
+    out.line(
+        &Record::new()
+            .str("result", "destroyed")
+            .num("appended_sectors", given),
+    );
+}
+
 pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
     let id: Uuid = args.id.id;
     let ctl = Control::open(CMD)?;
@@ -102,16 +115,8 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
         let event = match ctl.wait_event(&id, args.timeout) {
             Ok(Wait::Event(e)) => e,
             Ok(Wait::Timeout | Wait::Interrupted) => continue,
-            // Destroyed: its storage is released, the files can go.
             Err(e) if e.errno() == Some(Errno::ESRCH) => {
-                for f in source.files() {
-                    let _ = std::fs::remove_file(f);
-                }
-                out.line(
-                    &Record::new()
-                        .str("result", "destroyed")
-                        .num("appended_sectors", given),
-                );
+                end_destroyed(&source, given, out);
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -126,7 +131,15 @@ pub fn run(args: &StretchArgs, out: &Printer) -> Result<()> {
                 let answer = if want == 0 {
                     None
                 } else {
-                    source.give(&ctl, &id, want, given)?
+                    match source.give(&ctl, &id, want, given) {
+                        // Destroyed since the event.
+                        Err(e) if e.errno() == Some(Errno::ESRCH) => {
+                            out.line(&r);
+                            end_destroyed(&source, given, out);
+                            return Ok(());
+                        }
+                        answer => answer?,
+                    }
                 };
                 let Some(answer) = answer else {
                     out.line(&r.num("appended_sectors", 0u64).str("note", "limit reached"));
