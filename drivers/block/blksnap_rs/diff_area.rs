@@ -26,7 +26,7 @@ mod image_io;
 use crate::{
     buffers::BufferPool,
     cbt_map::Geometry,
-    diff_storage::{DiffStorage, Growth, Place},
+    diff_storage::{Growth, Place, SharedStorage},
     event_queue::EventQueue,
     live_areas::LiveArea,
     params, workers,
@@ -132,7 +132,7 @@ pub(crate) struct DiffArea {
     zoned: bool,
     /// Chunk geometry: `block_shift` is the chunk size.
     chunks: Geometry,
-    storage: Arc<Mutex<DiffStorage>>,
+    storage: Arc<SharedStorage>,
     events: Arc<EventQueue>,
     /// Where each chunk stands in copy-on-write, see `chunks`.
     #[pin]
@@ -206,7 +206,7 @@ impl_has_work! {
 impl DiffArea {
     pub(crate) fn new(
         original: OpenedBlockDevice,
-        storage: Arc<Mutex<DiffStorage>>,
+        storage: Arc<SharedStorage>,
         events: Arc<EventQueue>,
         live: LiveArea,
     ) -> Result<Arc<Self>> {
@@ -384,9 +384,4 @@ impl WorkItem<2> for DiffArea {
 
     /// Nothing to do: the last reference goes when this returns.
     fn run(_this: Arc<DiffArea>) {}
-}
-
-/// Creates the shared storage of a snapshot being taken.
-pub(crate) fn shared_storage(storage: DiffStorage) -> Result<Arc<Mutex<DiffStorage>>> {
-    Arc::pin_init(new_mutex!(storage, "blksnap_diff_storage"), GFP_KERNEL)
 }

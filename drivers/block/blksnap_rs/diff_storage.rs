@@ -15,6 +15,10 @@ use kernel::{
     sync::{aref::ARef, Arc},
 };
 
+mod shared;
+
+pub(crate) use shared::SharedStorage;
+
 /// Most ranges one snapshot can be given, over all appends.
 pub(crate) const MAX_EXTENTS: usize = 1 << 16;
 
@@ -567,7 +571,7 @@ impl DiffStorage {
     /// A growth of the storage file to run now, if it has less than half of
     /// `minimum` left (or less than `needed`), can grow, and is not growing
     /// already.  The caller runs it without the lock and reports with
-    /// `grown`.
+    /// `SharedStorage::grown`, which wakes the copies waiting for it.
     pub(crate) fn growth(&mut self, needed: u64) -> Option<Growth> {
         let Given::File { limit } = self.given else {
             return None;
@@ -594,7 +598,10 @@ impl DiffStorage {
     /// Records how `growth` ended.  A file system that is full fails the
     /// writes that needed the room (the snapshot breaks with `ENOSPC`);
     /// a limit raised later does not bring it back.
-    pub(crate) fn grown(&mut self, growth: Growth, result: Result) {
+    ///
+    /// Private: once the storage is shared, only `SharedStorage::grown`
+    /// reports, so that no end of a growth goes without its wake-up.
+    fn grown(&mut self, growth: Growth, result: Result) {
         if let Some(f) = &mut self.file {
             f.growing = false;
             match result {

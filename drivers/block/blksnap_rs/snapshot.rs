@@ -7,8 +7,8 @@
 //! the destruction either lands before it (and is undone by it) or fails.
 
 use crate::{
-    diff_area::{self, DiffArea},
-    diff_storage::DiffStorage,
+    diff_area::DiffArea,
+    diff_storage::{DiffStorage, SharedStorage},
     event_queue::{Event, EventQueue},
     image::{self, Image},
     live_areas::LiveAreas,
@@ -62,7 +62,7 @@ pub(crate) enum NewStorage {
 struct TakenParts {
     devices: KVec<Arc<Tracker>>,
     /// Shared by the difference areas; can still grow.
-    storage: Arc<Mutex<DiffStorage>>,
+    storage: Arc<SharedStorage>,
     held: HeldStorage,
     /// Dropped before the devices stop being copied: see `destroy`.
     images: KVec<Image>,
@@ -245,9 +245,9 @@ impl Snapshot {
         parts: &mut Parts,
         events: &Arc<EventQueue>,
         live: &Arc<LiveAreas>,
-    ) -> Result<(KVec<Image>, Arc<Mutex<DiffStorage>>)> {
+    ) -> Result<(KVec<Image>, Arc<SharedStorage>)> {
         // Made empty first: without memory, the storage stays in `parts`.
-        let storage = diff_area::shared_storage(Default::default())?;
+        let storage = SharedStorage::new(Default::default())?;
         core::mem::swap(&mut *storage.lock(), &mut parts.storage);
         let areas = match Self::prepare(&parts.devices, &storage, events, live) {
             Ok(prepared) => prepared,
@@ -356,7 +356,7 @@ impl Snapshot {
     /// Opens the originals and creates the difference areas.
     fn prepare(
         devices: &[Arc<Tracker>],
-        storage: &Arc<Mutex<DiffStorage>>,
+        storage: &Arc<SharedStorage>,
         events: &Arc<EventQueue>,
         live: &Arc<LiveAreas>,
     ) -> Result<KVec<Arc<DiffArea>>> {

@@ -41,13 +41,9 @@ impl DiffArea {
                 }
             }
             match result {
-                Err(e) if e == EAGAIN => {
-                    // Another device's worker, or the file queue, grows
-                    // the file: wait for it.
-                    if self.storage.lock().growing() {
-                        kernel::time::delay::fsleep(kernel::time::Delta::from_millis(1));
-                    }
-                }
+                // Another device's worker, or the file queue, grows the
+                // file: wait for it, and try again.
+                Err(e) if e == EAGAIN => self.storage.wait_for_growth(),
                 result => return result,
             }
         }
@@ -56,7 +52,7 @@ impl DiffArea {
     /// Runs `growth` and records how it ended.
     fn grow(&self, growth: Growth) {
         let grown = growth.run();
-        self.storage.lock().grown(growth, grown);
+        self.storage.grown(growth, grown);
     }
 
     /// Hands `growth` to the file queue.  The storage runs one growth at a
