@@ -51,11 +51,10 @@ impl SharedStorage {
         self.grown.notify_all();
     }
 
-    /// Waits until no growth of the storage file runs.  Uninterruptible,
-    /// as the copy that waits holds up a write to the original (a write
-    /// to an image may wait here in the writer's task, where a signal
-    /// would end an interruptible wait at once, again and again); a growth
-    /// stuck for two minutes shows as a hung task, as it should.
+    /// Waits until no growth of the storage file runs.  Only the copy
+    /// worker waits here, and the write to the original it holds up is
+    /// waited for uninterruptibly too: a growth stuck for two minutes
+    /// shows as a hung task, as it should.
     pub(crate) fn wait_for_growth(&self) {
         let mut storage = self.storage.lock();
         while storage.growing() {
